@@ -1,0 +1,69 @@
+# Config validation, derived paths and input functions shared by all stages.
+import sys
+from pathlib import Path
+
+from lcaflow.config import chunk_range, n_chunks, validate_config
+from lcaflow.errors import ConfigError
+
+try:
+    CONFIG = validate_config(config)
+except ConfigError as err:
+    # One line naming the key beats a schema dump; exit before any job is scheduled.
+    sys.exit(f"ERROR: {err}")
+
+RESULTS = CONFIG["results_dir"]
+RUNS = CONFIG["runs"]
+LCA = CONFIG["lca"]
+DATA = CONFIG["data"]
+
+
+wildcard_constraints:
+    run="|".join(sorted(RUNS)),
+    dataset="fashion_mnist|mnist|cifar10",
+    chunk=r"\d{4}",
+
+
+def run_dir(run):
+    return f"{RESULTS}/runs/{run}"
+
+
+def chunk_ids(run):
+    return [f"{k:04d}" for k in range(n_chunks(RUNS[run]["iterations"], LCA["iterations_per_job"]))]
+
+
+def data_file(wildcards):
+    return f"{RESULTS}/data/{RUNS[wildcards.run]['dataset']}.h5"
+
+
+def run_config(wildcards):
+    return RUNS[wildcards.run]
+
+
+def checkpoint_dir(wildcards):
+    """Training checkpoints live outside the declared outputs so that a failed job keeps them."""
+    return f"{run_dir(wildcards.run)}/train_checkpoint"
+
+
+def chunk_files(wildcards):
+    return [f"{run_dir(wildcards.run)}/chunks/{c}.h5" for c in chunk_ids(wildcards.run)]
+
+
+def gpus_wanted(wildcards):
+    """A GPU for gradient jobs unless the run is pinned to the CPU."""
+    return 0 if RUNS[wildcards.run]["device"] == "cpu" else 1
+
+
+def train_outputs():
+    return [f"{run_dir(r)}/trajectory.h5" for r in RUNS]
+
+
+def lca_outputs():
+    return [f"{run_dir(r)}/lca.h5" for r in RUNS]
+
+
+def summary_outputs():
+    return [f"{run_dir(r)}/summary/summary.json" for r in RUNS]
+
+
+def chunk_outputs():
+    return [f"{run_dir(r)}/chunks/{c}.h5" for r in RUNS for c in chunk_ids(r)]

@@ -1,0 +1,18 @@
+rule data:
+    output:
+        f"{RESULTS}/data/{{dataset}}.h5",
+    params:
+        root=DATA["root"],
+        fashion_mnist_dir=DATA["fashion_mnist_dir"],
+        download=DATA["download"],
+    log:
+        f"{RESULTS}/logs/data/{{dataset}}.log",
+    conda:
+        "../envs/lca.yaml"
+    script:
+        "scripts/data.py"
+
+
+rule data_all:
+    input:
+        sorted({f"{RESULTS}/data/{r['dataset']}.h5" for r in RUNS.values()}),

@@ -1,0 +1,50 @@
+rule gradients:
+    input:
+        trajectory=f"{RESULTS}/runs/{{run}}/trajectory.h5",
+        data=data_file,
+    output:
+        f"{RESULTS}/runs/{{run}}/chunks/{{chunk}}.h5",
+    params:
+        run=run_config,
+        lca=LCA,
+    log:
+        f"{RESULTS}/logs/gradients/{{run}}/{{chunk}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gradients/{{run}}/{{chunk}}.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=gpus_wanted,
+    conda:
+        "../envs/lca.yaml"
+    script:
+        "scripts/gradients.py"
+
+
+rule assemble:
+    input:
+        trajectory=f"{RESULTS}/runs/{{run}}/trajectory.h5",
+        chunks=chunk_files,
+    output:
+        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        grounding=f"{RESULTS}/runs/{{run}}/grounding.json",
+    params:
+        run=run_config,
+        lca=LCA,
+    log:
+        f"{RESULTS}/logs/assemble/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/assemble/{{run}}.tsv"
+    conda:
+        "../envs/lca.yaml"
+    script:
+        "scripts/assemble.py"
+
+
+rule gradients_all:
+    input:
+        chunk_outputs(),
+
+
+rule lca_all:
+    input:
+        lca_outputs(),

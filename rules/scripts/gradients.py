@@ -1,0 +1,16 @@
+import torch
+
+from lcaflow.gradients import compute_chunk
+from lcaflow.progress import stage
+
+with stage("gradients", snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    compute_chunk(
+        snakemake.wildcards.run,
+        snakemake.params.run,
+        snakemake.params.lca,
+        int(snakemake.wildcards.chunk),
+        snakemake.input.trajectory,
+        snakemake.input.data,
+        snakemake.output[0],
+    )

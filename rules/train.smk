@@ -1,0 +1,24 @@
+rule train:
+    input:
+        data=data_file,
+    output:
+        f"{RESULTS}/runs/{{run}}/trajectory.h5",
+    params:
+        run=run_config,
+        checkpoint_dir=checkpoint_dir,
+    log:
+        f"{RESULTS}/logs/train/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    threads: 2
+    resources:
+        gpu=gpus_wanted,
+    conda:
+        "../envs/lca.yaml"
+    script:
+        "scripts/train.py"
+
+
+rule train_all:
+    input:
+        train_outputs(),

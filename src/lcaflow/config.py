@@ -1,0 +1,148 @@
+"""Config schema validation with one-line errors, default filling and derived quantities."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from .errors import ConfigError
+
+SCHEMA: dict = json.loads(resources.files(__package__).joinpath("config.schema.json").read_text())
+
+# Keys that only make sense for one optimizer; a stray one is a typo-class mistake worth stopping on.
+_OPTIMIZER_ONLY = {"momentum": "sgd", "nesterov": "sgd", "betas": "adam", "eps": "adam"}
+# Size of the official training set of each dataset (the split is carved out of it).
+OFFICIAL_TRAIN_SIZE = {"fashion_mnist": 60000, "mnist": 60000, "cifar10": 50000}
+
+
+def _resolve(schema: dict) -> dict:
+    ref = schema.get("$ref")
+    if ref:
+        node: Any = SCHEMA
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        return node
+    return schema
+
+
+def _fill_defaults(instance: Any, schema: dict) -> None:
+    """Insert schema defaults for missing keys, recursively (jsonschema validates but never fills)."""
+    schema = _resolve(schema)
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub)
+        fill = key not in schema.get("required", []) and key not in _OPTIMIZER_ONLY  # those depend on the optimizer
+        if key not in instance and "default" in sub and fill:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def _key_path(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    hint = schema.get("description", "")
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        key = f"{where}.{extra[0]}" if error.absolute_path else extra[0]
+        return f"unknown key '{key}'; allowed keys here: {', '.join(allowed)}"
+    if error.validator == "required":
+        return f"{where}: {error.message}; add it"
+    if error.validator == "minProperties":
+        return f"{where}: must declare at least one entry ({hint})"
+    if error.validator == "propertyNames":
+        return f"{where}: name {error.instance!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*"
+    value = json.dumps(error.instance)
+    if error.validator == "type":
+        return f"{where}: {value} has the wrong type, expected {error.validator_value} ({hint})"
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[error.validator]
+        return f"{where}: {value} is out of range, must be {op} {error.validator_value} ({hint})"
+    if error.validator == "enum":
+        choices = ", ".join(json.dumps(c) for c in error.validator_value)
+        return f"{where}: {value} is not one of {choices} ({hint})"
+    return f"{where}: {error.message} ({hint})"
+
+
+def validate_config(config: dict) -> dict:
+    """Return a validated deep copy of `config` with defaults filled; raise ConfigError with one line."""
+    if not isinstance(config, dict):
+        raise ConfigError("config: the top level must be a mapping with a 'runs' key")
+    cfg = copy.deepcopy(config)
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(f"config: {_describe(errors[0])}")
+    _fill_defaults(cfg, SCHEMA)
+    for name, run in cfg["runs"].items():
+        _check_run(name, run)
+    return cfg
+
+
+def _check_run(name: str, run: dict) -> None:
+    from .models import ARCHITECTURES  # late import: torch is heavy and not needed for the schema
+
+    where = f"runs.{name}"
+    if run["architecture"] not in ARCHITECTURES:
+        raise ConfigError(
+            f"config: {where}.architecture: unknown architecture {run['architecture']!r}; "
+            f"choose one of {', '.join(sorted(ARCHITECTURES))}"
+        )
+    opt = run["optimizer"]
+    for key, owner in _OPTIMIZER_ONLY.items():
+        if key in opt and opt["name"] != owner:
+            raise ConfigError(f"config: {where}.optimizer.{key} applies to {owner} only; remove it for {opt['name']}")
+    official = OFFICIAL_TRAIN_SIZE[run["dataset"]]
+    if run["val_size"] >= official:
+        raise ConfigError(f"config: {where}.val_size: {run['val_size']} leaves no training data out of {official}")
+    available = official - run["val_size"]
+    if run["train_size"] is not None and run["train_size"] > available:
+        raise ConfigError(
+            f"config: {where}.train_size: {run['train_size']} exceeds the {available} examples left after the split"
+        )
+    n_train = run["train_size"] or available
+    if run["batch_size"] > n_train:
+        raise ConfigError(f"config: {where}.batch_size: {run['batch_size']} exceeds the {n_train} training examples")
+
+
+def optimizer_settings(run: dict) -> dict:
+    """Optimizer settings with defaults for its own keys only."""
+    opt = dict(run["optimizer"])
+    if opt["name"] == "sgd":
+        opt.setdefault("momentum", 0.0)
+        opt.setdefault("nesterov", False)
+    else:
+        opt.setdefault("betas", [0.9, 0.999])
+        opt.setdefault("eps", 1e-8)
+    return opt
+
+
+def fingerprint(obj: Any) -> str:
+    """Stable short hash of a JSON-able object (identifies a run's config across files)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def n_chunks(iterations: int, per_job: int) -> int:
+    return -(-iterations // per_job)
+
+
+def chunk_range(chunk: int, iterations: int, per_job: int) -> tuple[int, int]:
+    """Iterations [start, stop) handled by gradient job `chunk`."""
+    start = chunk * per_job
+    return start, min(start + per_job, iterations)

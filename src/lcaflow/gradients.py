@@ -1,0 +1,142 @@
+"""One gradient job: LCA for a block of iterations [start, stop) of a trajectory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from .config import chunk_range, fingerprint, optimizer_settings
+from .data import load_examples, open_h5
+from .errors import ConfigError, CorruptFileError, DivergenceError
+from .integrate import Endpoint, integrate_segment
+from .io import atomic_h5
+from .models import build_model, layout_of
+from .objective import FullSetObjective
+from .progress import Progress, log
+from .training import read_trajectory_meta, resolve_device
+
+CHUNK_FORMAT_VERSION = 1
+
+
+def lca_settings_fingerprint(lca: dict) -> str:
+    """The LCA settings that change a chunk's numbers (not the job size or storage switches)."""
+    return fingerprint({k: lca[k] for k in ("tolerance", "max_splits", "eval_chunk_size")})
+
+
+def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
+    if meta["fingerprint"] != fingerprint(run):
+        raise ConfigError(
+            f"{path}: made with a different config than runs.{run_name} (fingerprint {meta['fingerprint']} vs "
+            f"{fingerprint(run)}); rerun training: snakemake -R train --cores all"
+        )
+    if meta["shape"][0] != run["iterations"] + 1:
+        raise CorruptFileError(f"{path}: holds {meta['shape'][0]} rows, expected {run['iterations'] + 1}; delete it and rerun train")
+
+
+def _read_rows(path, start: int, stop: int) -> torch.Tensor:
+    with open_h5(path, "trajectory (train stage)") as f:
+        try:
+            return torch.from_numpy(f["params"][start:stop])
+        except OSError as err:
+            raise CorruptFileError(f"{path}: params rows {start}..{stop - 1} unreadable ({err}); delete it and rerun train") from err
+
+
+def compute_chunk(
+    run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str, out_path: str
+) -> None:
+    meta = read_trajectory_meta(trajectory_path)
+    check_trajectory(meta, run_name, run, trajectory_path)
+    T = run["iterations"]
+    start, stop = chunk_range(chunk, T, lca["iterations_per_job"])
+    if start >= T:
+        raise ConfigError(f"gradient job {chunk} of run {run_name} is past the last iteration {T - 1}")
+    device = resolve_device(run["device"])
+    layout = meta["layout"]
+    model = build_model(run["architecture"], meta["input_shape"], meta["num_classes"], run["seed"]).to(device)
+    if layout_of(model) != layout:
+        raise CorruptFileError(f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train")
+    weight_decay = optimizer_settings(run)["weight_decay"]
+    C, K, L = meta["num_classes"], layout.num_params, len(layout.layers)
+    train_obj = FullSetObjective(model, layout, load_examples(data_path, meta["train_indices"], device), C, lca["eval_chunk_size"], weight_decay)
+    val_obj = FullSetObjective(model, layout, load_examples(data_path, meta["val_indices"], device), C, lca["eval_chunk_size"], weight_decay, per_class=False)
+
+    def evaluate(theta: torch.Tensor) -> Endpoint:
+        return Endpoint(train=train_obj(theta), val=val_obj(theta))
+
+    layer_index = torch.from_numpy(layout.layer_index()).to(device)
+    thetas = _read_rows(trajectory_path, start, stop + 1)
+    B = stop - start
+    log.info(f"run {run_name} chunk {chunk}: iterations {start}..{stop - 1} of {T}, K={K}, device={device}, "
+             f"{len(train_obj.chunks)} train / {len(val_obj.chunks)} val evaluation chunks")
+    progress = Progress(f"gradients {run_name} chunk {chunk}", B)
+
+    with atomic_h5(out_path) as f:
+        rows = dict(chunks=(min(B, 16), min(K, 65536)))
+        d_lca = f.create_dataset("lca", shape=(B, K), dtype=np.float32, **rows)
+        d_lca_val = f.create_dataset("lca_val", shape=(B, K), dtype=np.float32, **rows)
+        d_grad = f.create_dataset("grad", shape=(B + 1, K), dtype=np.float32, **rows) if lca["store_gradients"] else None
+        loss = np.empty(B + 1)
+        loss_val = np.empty(B + 1)
+        loss_class = np.empty((B + 1, C))
+        scalars = {k: np.empty(B) for k in ("lca_first_order", "lca_first_order_val", "error", "error_val")}
+        num_splits = np.empty(B, dtype=np.int32)
+        class_layer = np.empty((B, C, L))
+        class_param = torch.zeros(C, K, dtype=torch.float64, device=device)
+        interior = 0
+
+        def record_point(i: int, p: Endpoint) -> None:
+            if not (torch.isfinite(p.train.loss) and torch.isfinite(p.val.loss)):
+                raise DivergenceError(
+                    f"run {run_name}: full-set loss is not finite at theta_{start + i} (train {float(p.train.loss)}, "
+                    f"val {float(p.val.loss)}); the training diverged there: lower the learning rate"
+                )
+            loss[i], loss_val[i] = float(p.train.loss), float(p.val.loss)
+            loss_class[i] = p.train.loss_class.cpu().numpy()
+            if d_grad is not None:
+                d_grad[i] = p.train.grad.float().cpu().numpy()
+
+        previous = evaluate(thetas[0])
+        record_point(0, previous)
+        for i in range(B):
+            following = evaluate(thetas[i + 1])
+            record_point(i + 1, following)
+            seg = integrate_segment(evaluate, thetas[i], thetas[i + 1], previous, following, lca["tolerance"], lca["max_splits"])
+            d_lca[i] = seg.lca.float().cpu().numpy()
+            d_lca_val[i] = seg.lca_val.float().cpu().numpy()
+            per_layer = torch.zeros(C, L, dtype=torch.float64, device=device).index_add_(1, layer_index, seg.lca_class)
+            class_layer[i] = per_layer.cpu().numpy()
+            class_param += seg.lca_class
+            for key, value in (("lca_first_order", seg.first_order), ("lca_first_order_val", seg.first_order_val),
+                               ("error", seg.error), ("error_val", seg.error_val)):
+                scalars[key][i] = value
+            num_splits[i] = seg.num_splits
+            interior += seg.interior_points
+            if max(abs(seg.error), abs(seg.error_val)) > lca["tolerance"]:
+                log.warning(f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
+                            f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels (max_splits)")
+            previous = following
+            progress.update(i + 1, f"(max |error| {np.abs(scalars['error'][: i + 1]).max():.1e}, refined {int((num_splits[: i + 1] > 1).sum())})")
+
+        for key, value in (("loss", loss), ("loss_val", loss_val), ("loss_class", loss_class),
+                           ("num_splits", num_splits), ("lca_class_layer", class_layer)):
+            f.create_dataset(key, data=value)
+        for key, value in scalars.items():
+            f.create_dataset(key, data=value)
+        f.create_dataset("lca_class_param", data=class_param.cpu().numpy())
+        f.attrs.update({
+            "format_version": CHUNK_FORMAT_VERSION,
+            "run_name": run_name,
+            "trajectory_fingerprint": meta["fingerprint"],
+            "lca_fingerprint": lca_settings_fingerprint(lca),
+            "chunk": chunk,
+            "start": start,
+            "stop": stop,
+            "train_passes": train_obj.passes,
+            "val_passes": val_obj.passes,
+            "interior_points": interior,
+            "lca_config": json.dumps(lca, sort_keys=True),
+        })
+    log.info(f"wrote {out_path}: {train_obj.passes} train passes for {B} iterations "
+             f"({train_obj.passes / B:.2f} per iteration), {int((num_splits > 1).sum())} refined")

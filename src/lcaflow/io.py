@@ -1,0 +1,58 @@
+"""HDF5 writing that never leaves a finished-looking file behind, and run metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import h5py
+
+from .errors import CorruptFileError
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | Path):
+    """Write to `<path>.partial` and rename on success; a crash leaves only the .partial name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    f = h5py.File(tmp, "w", track_order=True)
+    try:
+        yield f
+    except BaseException:
+        f.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    f.close()
+    os.replace(tmp, path)
+
+
+def versions() -> dict:
+    import numpy
+    import torch
+
+    from . import __version__
+
+    return {
+        "lcaflow": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "h5py": h5py.__version__,
+    }
+
+
+def read_json_attr(f: h5py.File, key: str, path) -> dict:
+    try:
+        return json.loads(f.attrs[key])
+    except (KeyError, ValueError) as err:
+        raise CorruptFileError(f"{path}: attribute '{key}' missing or unreadable; delete the file and rerun its stage") from err
+
+
+def require(f: h5py.File, keys, path, made_by: str) -> None:
+    missing = [k for k in keys if k not in f]
+    if missing:
+        raise CorruptFileError(f"{path}: lacks {', '.join(missing)}; delete it and rerun the {made_by} stage")
