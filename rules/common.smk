@@ -28,7 +28,10 @@ def run_dir(run):
 
 
 def chunk_ids(run):
-    return [f"{k:04d}" for k in range(n_chunks(RUNS[run]["iterations"], LCA["iterations_per_job"]))]
+    return [
+        f"{k:04d}"
+        for k in range(n_chunks(RUNS[run]["iterations"], LCA["iterations_per_job"]))
+    ]
 
 
 def data_file(wildcards):

@@ -1,14 +1,14 @@
 rule data:
     output:
         f"{RESULTS}/data/{{dataset}}.h5",
-    params:
-        root=DATA["root"],
-        fashion_mnist_dir=DATA["fashion_mnist_dir"],
-        download=DATA["download"],
     log:
         f"{RESULTS}/logs/data/{{dataset}}.log",
     conda:
         "../envs/lca.yaml"
+    params:
+        root=DATA["root"],
+        fashion_mnist_dir=DATA["fashion_mnist_dir"],
+        download=DATA["download"],
     script:
         "scripts/data.py"
 

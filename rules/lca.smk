@@ -4,18 +4,18 @@ rule gradients:
         data=data_file,
     output:
         f"{RESULTS}/runs/{{run}}/chunks/{{chunk}}.h5",
-    params:
-        run=run_config,
-        lca=LCA,
     log:
         f"{RESULTS}/logs/gradients/{{run}}/{{chunk}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/gradients/{{run}}/{{chunk}}.tsv"
+    conda:
+        "../envs/lca.yaml"
     threads: workflow.cores
     resources:
         gpu=gpus_wanted,
-    conda:
-        "../envs/lca.yaml"
+    params:
+        run=run_config,
+        lca=LCA,
     script:
         "scripts/gradients.py"
 
@@ -27,15 +27,15 @@ rule assemble:
     output:
         lca=f"{RESULTS}/runs/{{run}}/lca.h5",
         grounding=f"{RESULTS}/runs/{{run}}/grounding.json",
-    params:
-        run=run_config,
-        lca=LCA,
     log:
         f"{RESULTS}/logs/assemble/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/assemble/{{run}}.tsv"
     conda:
         "../envs/lca.yaml"
+    params:
+        run=run_config,
+        lca=LCA,
     script:
         "scripts/assemble.py"
 

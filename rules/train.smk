@@ -3,18 +3,18 @@ rule train:
         data=data_file,
     output:
         f"{RESULTS}/runs/{{run}}/trajectory.h5",
-    params:
-        run=run_config,
-        checkpoint_dir=checkpoint_dir,
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    conda:
+        "../envs/lca.yaml"
     threads: 2
     resources:
         gpu=gpus_wanted,
-    conda:
-        "../envs/lca.yaml"
+    params:
+        run=run_config,
+        checkpoint_dir=checkpoint_dir,
     script:
         "scripts/train.py"
 

@@ -28,8 +28,10 @@ def _check_chunk(f: h5py.File, path, run_name: str, meta: dict, lca: dict, chunk
     if attrs.get("format_version") != CHUNK_FORMAT_VERSION:
         problems.append(f"format version {attrs.get('format_version')} (expected {CHUNK_FORMAT_VERSION})")
     if attrs.get("trajectory_fingerprint") != meta["fingerprint"] or attrs.get("run_name") != run_name:
-        problems.append(f"it belongs to run {attrs.get('run_name')!r} trajectory {attrs.get('trajectory_fingerprint')}, "
-                        f"not run {run_name!r} trajectory {meta['fingerprint']}")
+        problems.append(
+            f"it belongs to run {attrs.get('run_name')!r} trajectory {attrs.get('trajectory_fingerprint')}, "
+            f"not run {run_name!r} trajectory {meta['fingerprint']}"
+        )
     if attrs.get("lca_fingerprint") != lca_settings_fingerprint(lca):
         problems.append("it was computed with other LCA settings (tolerance, max_splits or eval_chunk_size)")
     if (attrs.get("start"), attrs.get("stop")) != (start, stop):
@@ -87,8 +89,10 @@ def assemble(
     passes = {"train_passes": 0, "val_passes": 0, "interior_points": 0}
     max_row_sum_gap = 0.0
     with atomic_h5(out_path) as out:
-        big = {key: out.create_dataset(key, shape=(T, K), dtype=np.float32, chunks=(min(T, 16), min(K, 65536)))
-               for key in ("lca", "lca_val")}
+        big = {
+            key: out.create_dataset(key, shape=(T, K), dtype=np.float32, chunks=(min(T, 16), min(K, 65536)))
+            for key in ("lca", "lca_val")
+        }
         grad = None
         for k, path in enumerate(chunk_paths):
             with open_h5(path, "gradient chunk") as f:
@@ -100,10 +104,14 @@ def assemble(
                         dset[start:stop] = block
                         if key == "lca":  # the stored float32 rows must still sum to the float64 allocation
                             expected_sum = np.diff(f["loss"][()]) + f["error"][()]
-                            max_row_sum_gap = max(max_row_sum_gap, float(np.abs(block.sum(1, dtype=np.float64) - expected_sum).max()))
+                            max_row_sum_gap = max(
+                                max_row_sum_gap, float(np.abs(block.sum(1, dtype=np.float64) - expected_sum).max())
+                            )
                     if "grad" in f:
                         if grad is None:
-                            grad = out.create_dataset("grad", shape=(T + 1, K), dtype=np.float32, chunks=(min(T + 1, 16), min(K, 65536)))
+                            grad = out.create_dataset(
+                                "grad", shape=(T + 1, K), dtype=np.float32, chunks=(min(T + 1, 16), min(K, 65536))
+                            )
                         grad[start : stop + 1] = f["grad"][()]
                     for key in PER_ITERATION:
                         small[key].append(f[key][()])
@@ -111,8 +119,10 @@ def assemble(
                     for key in PER_POINT:
                         values = f[key][()]
                         if small[key] and key == "loss" and not np.isclose(small[key][-1][-1], values[0], rtol=1e-6, atol=1e-9):
-                            log.warning(f"{path}: loss at theta_{start} differs from the previous chunk's "
-                                        f"({values[0]!r} vs {small[key][-1][-1]!r}); non-deterministic evaluation?")
+                            log.warning(
+                                f"{path}: loss at theta_{start} differs from the previous chunk's "
+                                f"({values[0]!r} vs {small[key][-1][-1]!r}); non-deterministic evaluation?"
+                            )
                         small[key].append(values if last else values[:-1])
                     block = f["lca_class_param"][()]
                     class_param = block if class_param is None else class_param + block
@@ -131,13 +141,15 @@ def assemble(
         report["train_passes_per_iteration"] = passes["train_passes"] / T
         report["val_passes_per_iteration"] = passes["val_passes"] / T
         report["max_abs_gap_float32_rows_vs_float64_sum"] = max_row_sum_gap
-        out.attrs.update({
-            "run_name": run_name,
-            "run_config": json.dumps(run, sort_keys=True),
-            "lca_config": json.dumps(lca, sort_keys=True),
-            "trajectory_fingerprint": meta["fingerprint"],
-            "grounding": json.dumps(report, sort_keys=True),
-        })
+        out.attrs.update(
+            {
+                "run_name": run_name,
+                "run_config": json.dumps(run, sort_keys=True),
+                "lca_config": json.dumps(lca, sort_keys=True),
+                "trajectory_fingerprint": meta["fingerprint"],
+                "grounding": json.dumps(report, sort_keys=True),
+            }
+        )
         log.info("grounding: " + json.dumps(report, indent=1))
         cum = report["train"]["cumulative_error_pct"]
         if not abs(cum) <= lca["max_cumulative_error_pct"]:
@@ -146,7 +158,9 @@ def assemble(
                 f"lca.max_cumulative_error_pct={lca['max_cumulative_error_pct']}; lower lca.tolerance or raise lca.max_splits"
             )
         if report["iterations_over_tolerance"]:
-            log.warning(f"{report['iterations_over_tolerance']} iterations stay above tolerance {lca['tolerance']} at "
-                        f"max_splits={lca['max_splits']} (see 'error' in {out_path})")
+            log.warning(
+                f"{report['iterations_over_tolerance']} iterations stay above tolerance {lca['tolerance']} at "
+                f"max_splits={lca['max_splits']} (see 'error' in {out_path})"
+            )
     Path(grounding_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report

@@ -49,6 +49,43 @@ def _fill_defaults(instance: Any, schema: dict) -> None:
                 _fill_defaults(value, extra)
 
 
+def _from_cli_string(value: str, types: list[str]):
+    """Snakemake parses nested --config values with YAML's BaseLoader: every scalar arrives as a string."""
+    lowered = value.strip().lower()
+    if "null" in types and lowered in ("null", "none", "~", ""):
+        return None
+    if "boolean" in types and lowered in ("true", "false"):
+        return lowered == "true"
+    if "integer" in types:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _coerce_strings(instance: Any, schema: dict) -> Any:
+    schema = _resolve(schema)
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(instance, str) and "string" not in types:
+        return _from_cli_string(instance, types)
+    if isinstance(instance, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                instance[key] = _coerce_strings(value, sub)
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [_coerce_strings(v, schema["items"]) for v in instance]
+    return instance
+
+
 def _key_path(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
@@ -66,7 +103,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{where}: {error.message}; add it"
     if error.validator == "minProperties":
         return f"{where}: must declare at least one entry ({hint})"
-    if error.validator == "propertyNames":
+    if "propertyNames" in error.schema_path:
         return f"{where}: name {error.instance!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*"
     value = json.dumps(error.instance)
     if error.validator == "type":
@@ -84,7 +121,7 @@ def validate_config(config: dict) -> dict:
     """Return a validated deep copy of `config` with defaults filled; raise ConfigError with one line."""
     if not isinstance(config, dict):
         raise ConfigError("config: the top level must be a mapping with a 'runs' key")
-    cfg = copy.deepcopy(config)
+    cfg = _coerce_strings(copy.deepcopy(config), SCHEMA)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:

@@ -32,7 +32,9 @@ def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
             f"{fingerprint(run)}); rerun training: snakemake -R train --cores all"
         )
     if meta["shape"][0] != run["iterations"] + 1:
-        raise CorruptFileError(f"{path}: holds {meta['shape'][0]} rows, expected {run['iterations'] + 1}; delete it and rerun train")
+        raise CorruptFileError(
+            f"{path}: holds {meta['shape'][0]} rows, expected {run['iterations'] + 1}; delete it and rerun train"
+        )
 
 
 def _read_rows(path, start: int, stop: int) -> torch.Tensor:
@@ -40,12 +42,12 @@ def _read_rows(path, start: int, stop: int) -> torch.Tensor:
         try:
             return torch.from_numpy(f["params"][start:stop])
         except OSError as err:
-            raise CorruptFileError(f"{path}: params rows {start}..{stop - 1} unreadable ({err}); delete it and rerun train") from err
+            raise CorruptFileError(
+                f"{path}: params rows {start}..{stop - 1} unreadable ({err}); delete it and rerun train"
+            ) from err
 
 
-def compute_chunk(
-    run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str, out_path: str
-) -> None:
+def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str, out_path: str) -> None:
     meta = read_trajectory_meta(trajectory_path)
     check_trajectory(meta, run_name, run, trajectory_path)
     T = run["iterations"]
@@ -56,11 +58,23 @@ def compute_chunk(
     layout = meta["layout"]
     model = build_model(run["architecture"], meta["input_shape"], meta["num_classes"], run["seed"]).to(device)
     if layout_of(model) != layout:
-        raise CorruptFileError(f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train")
+        raise CorruptFileError(
+            f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train"
+        )
     weight_decay = optimizer_settings(run)["weight_decay"]
     C, K, L = meta["num_classes"], layout.num_params, len(layout.layers)
-    train_obj = FullSetObjective(model, layout, load_examples(data_path, meta["train_indices"], device), C, lca["eval_chunk_size"], weight_decay)
-    val_obj = FullSetObjective(model, layout, load_examples(data_path, meta["val_indices"], device), C, lca["eval_chunk_size"], weight_decay, per_class=False)
+    train_obj = FullSetObjective(
+        model, layout, load_examples(data_path, meta["train_indices"], device), C, lca["eval_chunk_size"], weight_decay
+    )
+    val_obj = FullSetObjective(
+        model,
+        layout,
+        load_examples(data_path, meta["val_indices"], device),
+        C,
+        lca["eval_chunk_size"],
+        weight_decay,
+        per_class=False,
+    )
 
     def evaluate(theta: torch.Tensor) -> Endpoint:
         return Endpoint(train=train_obj(theta), val=val_obj(theta))
@@ -68,8 +82,10 @@ def compute_chunk(
     layer_index = torch.from_numpy(layout.layer_index()).to(device)
     thetas = _read_rows(trajectory_path, start, stop + 1)
     B = stop - start
-    log.info(f"run {run_name} chunk {chunk}: iterations {start}..{stop - 1} of {T}, K={K}, device={device}, "
-             f"{len(train_obj.chunks)} train / {len(val_obj.chunks)} val evaluation chunks")
+    log.info(
+        f"run {run_name} chunk {chunk}: iterations {start}..{stop - 1} of {T}, K={K}, device={device}, "
+        f"{len(train_obj.chunks)} train / {len(val_obj.chunks)} val evaluation chunks"
+    )
     progress = Progress(f"gradients {run_name} chunk {chunk}", B)
 
     with atomic_h5(out_path) as f:
@@ -108,35 +124,53 @@ def compute_chunk(
             per_layer = torch.zeros(C, L, dtype=torch.float64, device=device).index_add_(1, layer_index, seg.lca_class)
             class_layer[i] = per_layer.cpu().numpy()
             class_param += seg.lca_class
-            for key, value in (("lca_first_order", seg.first_order), ("lca_first_order_val", seg.first_order_val),
-                               ("error", seg.error), ("error_val", seg.error_val)):
+            for key, value in (
+                ("lca_first_order", seg.first_order),
+                ("lca_first_order_val", seg.first_order_val),
+                ("error", seg.error),
+                ("error_val", seg.error_val),
+            ):
                 scalars[key][i] = value
             num_splits[i] = seg.num_splits
             interior += seg.interior_points
             if max(abs(seg.error), abs(seg.error_val)) > lca["tolerance"]:
-                log.warning(f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
-                            f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels (max_splits)")
+                log.warning(
+                    f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
+                    f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels (max_splits)"
+                )
             previous = following
-            progress.update(i + 1, f"(max |error| {np.abs(scalars['error'][: i + 1]).max():.1e}, refined {int((num_splits[: i + 1] > 1).sum())})")
+            progress.update(
+                i + 1,
+                f"(max |error| {np.abs(scalars['error'][: i + 1]).max():.1e}, refined {int((num_splits[: i + 1] > 1).sum())})",
+            )
 
-        for key, value in (("loss", loss), ("loss_val", loss_val), ("loss_class", loss_class),
-                           ("num_splits", num_splits), ("lca_class_layer", class_layer)):
+        for key, value in (
+            ("loss", loss),
+            ("loss_val", loss_val),
+            ("loss_class", loss_class),
+            ("num_splits", num_splits),
+            ("lca_class_layer", class_layer),
+        ):
             f.create_dataset(key, data=value)
         for key, value in scalars.items():
             f.create_dataset(key, data=value)
         f.create_dataset("lca_class_param", data=class_param.cpu().numpy())
-        f.attrs.update({
-            "format_version": CHUNK_FORMAT_VERSION,
-            "run_name": run_name,
-            "trajectory_fingerprint": meta["fingerprint"],
-            "lca_fingerprint": lca_settings_fingerprint(lca),
-            "chunk": chunk,
-            "start": start,
-            "stop": stop,
-            "train_passes": train_obj.passes,
-            "val_passes": val_obj.passes,
-            "interior_points": interior,
-            "lca_config": json.dumps(lca, sort_keys=True),
-        })
-    log.info(f"wrote {out_path}: {train_obj.passes} train passes for {B} iterations "
-             f"({train_obj.passes / B:.2f} per iteration), {int((num_splits > 1).sum())} refined")
+        f.attrs.update(
+            {
+                "format_version": CHUNK_FORMAT_VERSION,
+                "run_name": run_name,
+                "trajectory_fingerprint": meta["fingerprint"],
+                "lca_fingerprint": lca_settings_fingerprint(lca),
+                "chunk": chunk,
+                "start": start,
+                "stop": stop,
+                "train_passes": train_obj.passes,
+                "val_passes": val_obj.passes,
+                "interior_points": interior,
+                "lca_config": json.dumps(lca, sort_keys=True),
+            }
+        )
+    log.info(
+        f"wrote {out_path}: {train_obj.passes} train passes for {B} iterations "
+        f"({train_obj.passes / B:.2f} per iteration), {int((num_splits > 1).sum())} refined"
+    )

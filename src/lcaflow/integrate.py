@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -57,7 +57,7 @@ def integrate_segment(
         new_points = [torch.zeros_like(a) for a in ends]
         for j in range(n):
             alpha = (2 * j + 1) / (2 * n)
-            point = evaluate(((1 - alpha) * t0 + alpha * t1).float())
+            point = evaluate(((1 - alpha) * t0 + alpha * t1).to(theta0.dtype))
             for acc, value in zip(new_points, _payload(point)):
                 acc += value
             evaluated += 1

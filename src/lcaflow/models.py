@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -107,7 +107,7 @@ class Layout:
         group.attrs["shapes"] = json.dumps([list(s) for s in self.shapes])
 
     @classmethod
-    def from_h5(cls, group) -> "Layout":
+    def from_h5(cls, group) -> Layout:
         return cls(
             names=tuple(group["names"].asstr()[()]),
             shapes=tuple(tuple(s) for s in json.loads(group.attrs["shapes"])),

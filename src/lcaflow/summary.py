@@ -127,8 +127,11 @@ def _overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, l
     ax.plot(t, rebuilt, color="#e69f00", lw=1, ls="--", label="L(θ₀) + cumulative LCA")
     ax.plot(t, loss_val, color="#56b4e9", lw=1.2, label="validation loss")
     g = grounding["train"]
-    ax.set_title(f"Loss, grounded: cumulative error {g['cumulative_error_pct']:.2g}%\n"
-                 f"(first order {g['first_order_cumulative_error_pct']:.3g}%)", fontsize=10)
+    ax.set_title(
+        f"Loss, grounded: cumulative error {g['cumulative_error_pct']:.2g}%\n"
+        f"(first order {g['first_order_cumulative_error_pct']:.3g}%)",
+        fontsize=10,
+    )
     ax.set_xlabel("iteration")
     ax.set_ylabel("full-set cross-entropy (nats)")
     ax.legend(frameon=False)
@@ -145,8 +148,15 @@ def _overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, l
 
     ax = axes[2]
     it = np.arange(T)
-    ax.stackplot(it, rows["pct_helping"], rows["pct_zero"], rows["pct_hurting"],
-                 colors=[HELP_COLOR, "#d9d9d9", HURT_COLOR], labels=["helping", "zero", "hurting"], alpha=0.85)
+    ax.stackplot(
+        it,
+        rows["pct_helping"],
+        rows["pct_zero"],
+        rows["pct_hurting"],
+        colors=[HELP_COLOR, "#d9d9d9", HURT_COLOR],
+        labels=["helping", "zero", "hurting"],
+        alpha=0.85,
+    )
     ax.axhline(50, color="white", lw=0.8, ls=":")
     ax.set_xlim(0, T - 1 if T > 1 else 1)
     ax.set_ylim(0, 100)

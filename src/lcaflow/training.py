@@ -129,7 +129,9 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
     layout = layout_of(model)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], run)
     T, K = run["iterations"], layout.num_params
-    log.info(f"run {run_name}: {run['architecture']} on {run['dataset']} ({len(train_idx)} train examples), K={K}, T={T}, device={device}")
+    log.info(
+        f"run {run_name}: {run['architecture']} on {run['dataset']} ({len(train_idx)} train examples), K={K}, T={T}, device={device}"
+    )
 
     ckpt = Checkpoint(Path(checkpoint_dir), run_fp, T + 1, K)
     minibatch_loss = np.full(T, np.nan)
@@ -208,5 +210,3 @@ def read_trajectory_meta(path) -> dict:
             "input_shape": tuple(f.attrs["input_shape"]),
         }
     return meta
-
-

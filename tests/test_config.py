@@ -1,0 +1,88 @@
+"""Bad configs stop with one line that names the key."""
+
+import copy
+
+import pytest
+
+from lcaflow.config import chunk_range, n_chunks, validate_config
+from lcaflow.errors import ConfigError
+
+GOOD = {
+    "runs": {
+        "a": {
+            "dataset": "fashion_mnist",
+            "architecture": "mnist_fc",
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+            "batch_size": 250,
+            "iterations": 880,
+        }
+    }
+}
+
+
+def with_change(path, value):
+    cfg = copy.deepcopy(GOOD)
+    node = cfg
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return cfg
+
+
+def test_good_config_gets_defaults():
+    cfg = validate_config(GOOD)
+    assert cfg["lca"]["tolerance"] == 0.001 and cfg["lca"]["max_splits"] == 32
+    assert cfg["runs"]["a"]["val_size"] == 5000 and cfg["runs"]["a"]["device"] == "auto"
+    assert "betas" not in cfg["runs"]["a"]["optimizer"]  # optimizer-specific defaults are not forced on sgd
+
+
+BAD = [
+    (with_change(["runs", "a", "learning_rate"], 0.1), "unknown key 'runs.a.learning_rate'"),
+    (with_change(["lca", "tolerence"], 0.1), "unknown key 'lca.tolerence'"),
+    (with_change(["runz"], {}), "unknown key 'runz'"),
+    (with_change(["runs", "a", "optimizer", "lr"], -0.05), "runs.a.optimizer.lr: -0.05 is out of range, must be > 0"),
+    (with_change(["runs", "a", "optimizer", "lr"], "fast"), 'runs.a.optimizer.lr: "fast" has the wrong type'),
+    (with_change(["runs", "a", "batch_size"], 2.5), "runs.a.batch_size: 2.5 has the wrong type"),
+    (with_change(["runs", "a", "iterations"], 0), "runs.a.iterations: 0 is out of range"),
+    (with_change(["runs"], {}), "runs: must declare at least one entry"),
+    (with_change(["runs", "a", "dataset"], "imagenet"), 'runs.a.dataset: "imagenet" is not one of'),
+    (with_change(["runs", "a", "architecture"], "resnet9000"), "runs.a.architecture: unknown architecture 'resnet9000'"),
+    (with_change(["runs", "a", "optimizer", "name"], "adam"), "runs.a.optimizer.momentum applies to sgd only"),
+    (with_change(["runs", "a", "device"], "gpu"), "runs.a.device"),
+    (with_change(["lca", "max_splits"], 3), "lca.max_splits: 3 is not one of"),
+    (with_change(["lca", "iterations_per_job"], 0), "lca.iterations_per_job: 0 is out of range"),
+    (with_change(["lca", "eval_chunk_size"], 0), "lca.eval_chunk_size: 0 is out of range"),
+    (with_change(["runs", "a", "batch_size"], 60000), "runs.a.batch_size: 60000 exceeds"),
+    (with_change(["runs", "a", "val_size"], 60000), "runs.a.val_size: 60000 leaves no training data"),
+    (with_change(["runs", "a", "iterations"], KeyError), "runs.a: 'iterations' is a required property"),
+    ({"runs": {"bad name!": GOOD["runs"]["a"]}}, "name 'bad name!' must match"),
+]
+
+
+@pytest.mark.parametrize("cfg,message", BAD, ids=[m[:40] for _, m in BAD])
+def test_bad_config_gives_one_line_naming_the_key(cfg, message):
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    text = str(err.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_chunks_cover_all_iterations_exactly_once():
+    T, per = 883, 110
+    covered = [t for k in range(n_chunks(T, per)) for t in range(*chunk_range(k, T, per))]
+    assert covered == list(range(T))
+
+
+def test_command_line_strings_are_read_as_their_schema_types():
+    # `snakemake --config lca="{tolerance: 0.0005}"` delivers nested scalars as strings
+    cfg = with_change(["lca"], {"tolerance": "0.0005", "max_splits": "8", "store_gradients": "true"})
+    cfg["runs"]["a"]["train_size"] = "null"
+    out = validate_config(cfg)
+    assert out["lca"]["tolerance"] == 0.0005 and out["lca"]["max_splits"] == 8 and out["lca"]["store_gradients"] is True
+    assert out["runs"]["a"]["train_size"] is None
+    with pytest.raises(ConfigError, match="lca.tolerance"):
+        validate_config(with_change(["lca"], {"tolerance": "small"}))

@@ -1,0 +1,100 @@
+"""Composite Simpson on losses whose answer is known in closed form."""
+
+import math
+
+import pytest
+import torch
+
+from lcaflow.integrate import Endpoint, integrate_segment
+from lcaflow.objective import Point
+
+
+def make_evaluator(loss_fn, n_classes=2):
+    """Endpoint of an analytic loss; 'class c' owns the coordinates i with i % n_classes == c."""
+    calls = []
+
+    def evaluate(theta):
+        theta = theta.double().detach().requires_grad_(True)
+        per_coord = loss_fn(theta)
+        (grad,) = torch.autograd.grad(per_coord.sum(), theta)
+        owner = torch.arange(theta.numel()) % n_classes
+        grad_class = torch.stack([torch.where(owner == c, grad, 0.0) for c in range(n_classes)])
+        loss_class = torch.stack([per_coord.detach()[owner == c].sum() for c in range(n_classes)])
+        calls.append(theta.detach())
+        point = Point(loss=per_coord.detach().sum(), grad=grad, loss_class=loss_class, grad_class=grad_class)
+        return Endpoint(train=point, val=Point(loss=point.loss * 0.5, grad=grad * 0.5))
+
+    return evaluate, calls
+
+
+def segment(loss_fn, theta0, theta1, tol, max_splits):
+    evaluate, calls = make_evaluator(loss_fn)
+    theta0, theta1 = theta0.double(), theta1.double()
+    start, end = evaluate(theta0), evaluate(theta1)
+    calls.clear()
+    return integrate_segment(evaluate, theta0, theta1, start, end, tol, max_splits), calls
+
+
+def test_simpson_is_exact_per_component_for_a_quadratic():
+    torch.manual_seed(0)
+    K = 50
+    M = torch.randn(K, K, dtype=torch.float64)
+    A = M @ M.T / K
+    b = torch.randn(K, dtype=torch.float64)
+    loss_fn = lambda th: 0.5 * th * (A @ th) + b * th  # per-coordinate terms summing to 0.5 th'A th + b'th
+    theta0, theta1 = torch.randn(K).double(), torch.randn(K).double()
+    seg, calls = segment(loss_fn, theta0, theta1, tol=1e-12, max_splits=32)
+    delta = theta1 - theta0
+    # For a quadratic the gradient is linear along the segment: its mean is the gradient at the midpoint.
+    closed_form = delta * (A @ (0.5 * (theta0 + theta1)) + b)
+    assert seg.num_splits == 1 and len(calls) == 1
+    assert torch.allclose(seg.lca, closed_form, rtol=1e-6, atol=1e-9)
+    assert abs(seg.error) < 1e-9
+    # first order uses the gradient at theta0 only and misses the curvature term 0.5 d'A d
+    assert seg.first_order == pytest.approx(float(delta @ (A @ theta0 + b)), rel=1e-6)
+
+
+def test_refinement_triggers_and_reduces_the_error_on_a_curved_loss():
+    K = 20
+    w = torch.linspace(1.0, 3.0, K, dtype=torch.float64)
+    loss_fn = lambda th: torch.cos(w * th)
+    theta0 = torch.zeros(K)
+    theta1 = torch.full((K,), 1.0)
+    plain, _ = segment(loss_fn, theta0, theta1, tol=1e-6, max_splits=1)
+    refined, calls = segment(loss_fn, theta0, theta1, tol=1e-6, max_splits=32)
+    assert abs(plain.error) > 1e-3, "the test loss must defeat plain Simpson"
+    assert refined.num_splits > 1
+    assert abs(refined.error) <= 1e-6 < abs(plain.error)
+    # doubling reuses points: n panels need 2n - 1 interior evaluations in total
+    assert refined.interior_points == len(calls) == 2 * refined.num_splits - 1
+    exact = torch.cos(w * 1.0) - 1.0  # each component integrates to its own loss change
+    assert torch.allclose(refined.lca, exact, atol=1e-6)
+
+
+def test_a_step_that_misses_at_the_cap_is_reported_not_hidden():
+    K = 5
+    loss_fn = lambda th: torch.cos(4 * th)
+    seg, _ = segment(loss_fn, torch.zeros(K), torch.full((K,), 3.0), tol=1e-12, max_splits=4)
+    assert seg.num_splits == 4
+    assert abs(seg.error) > 1e-12
+
+
+def test_per_class_allocations_sum_to_the_total():
+    K = 12
+    loss_fn = lambda th: torch.sin(th) * th
+    seg, _ = segment(loss_fn, torch.zeros(K), torch.linspace(0, 1.5, K), tol=1e-8, max_splits=32)
+    assert torch.allclose(seg.lca_class.sum(0), seg.lca, atol=1e-12)
+    assert torch.allclose(seg.lca_val, 0.5 * seg.lca, atol=1e-12)
+
+
+def test_composite_weights_match_textbook_composite_simpson():
+    # integrate a scalar function through a 1-parameter 'loss' and compare with scipy-free closed form
+    K = 1
+    loss_fn = lambda th: torch.exp(th)
+    seg, _ = segment(loss_fn, torch.zeros(K), torch.ones(K), tol=1e-14, max_splits=4)
+    n = seg.num_splits
+    h = 1.0 / (2 * n)
+    xs = [i * h for i in range(2 * n + 1)]
+    weights = [1] + [4 if i % 2 else 2 for i in range(1, 2 * n)] + [1]
+    textbook = sum(wt * math.exp(x) for wt, x in zip(weights, xs)) * h / 3
+    assert float(seg.lca[0]) == pytest.approx(textbook, rel=1e-12)

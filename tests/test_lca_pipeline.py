@@ -1,0 +1,140 @@
+"""Gradients + assembly on a short real Fashion-MNIST run: grounding, per-class sums, bad inputs."""
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from conftest import tiny_lca, tiny_run
+
+from lcaflow.assemble import assemble
+from lcaflow.config import n_chunks
+from lcaflow.errors import ConfigError, CorruptFileError
+from lcaflow.gradients import compute_chunk
+from lcaflow.training import train
+
+
+def run_lca(tmp, name, run, lca, trajectory, data):
+    chunks = []
+    for k in range(n_chunks(run["iterations"], lca["iterations_per_job"])):
+        chunks.append(str(tmp / f"{name}_chunk{k}.h5"))
+        compute_chunk("r", run, lca, k, str(trajectory), str(data), chunks[-1])
+    out = tmp / f"{name}_lca.h5"
+    report = assemble("r", run, lca, str(trajectory), chunks, str(out), str(tmp / f"{name}_grounding.json"))
+    return out, report, chunks
+
+
+@pytest.fixture(scope="module")
+def lca_run(tmp_path_factory, fashion_data_file):
+    import torch
+
+    torch.set_num_threads(2)
+    tmp = tmp_path_factory.mktemp("lca")
+    run = tiny_run(optimizer={"name": "adam", "lr": 0.002, "weight_decay": 1e-4})
+    lca = tiny_lca(store_gradients=True)
+    trajectory = tmp / "trajectory.h5"
+    train("r", run, str(fashion_data_file), str(trajectory), str(tmp / "ckpt"))
+    out, report, chunks = run_lca(tmp, "a", run, lca, trajectory, fashion_data_file)
+    return dict(tmp=tmp, run=run, lca=lca, trajectory=trajectory, out=out, report=report, chunks=chunks, data=fashion_data_file)
+
+
+def test_lca_is_grounded_on_a_real_run(lca_run):
+    report = lca_run["report"]
+    tol = lca_run["lca"]["tolerance"]
+    assert report["iterations_over_tolerance"] == 0
+    assert report["train"]["max_abs_iteration_error"] <= tol and report["val"]["max_abs_iteration_error"] <= tol
+    assert abs(report["train"]["cumulative_error_pct"]) < 1.0
+    # first order is far worse, as in the paper's Table S1
+    assert abs(report["train"]["first_order_cumulative_error_pct"]) > 10 * abs(report["train"]["cumulative_error_pct"])
+    with h5py.File(lca_run["out"]) as f:
+        lca, loss = f["lca"][()], f["loss"][()]
+        assert lca.shape == (12, 84060) and lca.dtype == np.float32
+        assert np.abs(lca.sum(1, dtype=np.float64) - np.diff(loss)).max() <= tol
+        assert np.allclose(f["error"][()], lca.sum(1, dtype=np.float64) - np.diff(loss), atol=1e-6)
+        assert f["grad"].shape == (13, 84060)
+        assert json.loads(f.attrs["grounding"]) == report
+    assert json.loads((lca_run["tmp"] / "a_grounding.json").read_text()) == report
+
+
+def test_per_class_lca_sums_to_the_data_loss_allocation(lca_run):
+    with h5py.File(lca_run["out"]) as f:
+        lca = f["lca"][()].astype(np.float64)
+        class_layer = f["lca_class_layer"][()]
+        class_param = f["lca_class_param"][()]
+        loss_class, loss = f["loss_class"][()], f["loss"][()]
+        params_sq = None
+    with h5py.File(lca_run["trajectory"]) as f:
+        theta = f["params"][()].astype(np.float64)
+        params_sq = (theta**2).sum(1)
+    assert class_layer.shape == (12, 10, 3) and class_param.shape == (10, 84060)
+    # the weight-decay term 0.5*wd*|theta|^2 belongs to no class: total = classes + regulariser
+    reg_change = 0.5 * 1e-4 * np.diff(params_sq)
+    assert np.allclose(class_layer.sum((1, 2)) + reg_change, lca.sum(1), atol=2e-6)
+    reg_per_param = 1e-4 * 0.5 * (theta[1:] ** 2 - theta[:-1] ** 2)  # exact for the linear gradient wd*theta
+    assert np.allclose(class_param.sum(0) + reg_per_param.sum(0), lca.sum(0), atol=1e-6)
+    assert np.allclose(loss_class.sum(1) + 0.5 * 1e-4 * params_sq, loss, atol=1e-9)
+
+
+def test_job_size_does_not_change_the_result(lca_run):
+    lca12 = dict(lca_run["lca"], iterations_per_job=12)
+    out, report, _ = run_lca(lca_run["tmp"], "b", lca_run["run"], lca12, lca_run["trajectory"], lca_run["data"])
+    with h5py.File(out) as one, h5py.File(lca_run["out"]) as two:
+        for key in ("lca", "lca_val", "loss", "error", "num_splits", "lca_class_layer"):
+            assert np.array_equal(one[key][()], two[key][()]), key
+
+
+def _one_line_error(exc_info, path):
+    text = str(exc_info.value)
+    assert "\n" not in text and str(path) in text
+    return text
+
+
+def test_truncated_trajectory_is_named(lca_run):
+    bad = lca_run["tmp"] / "truncated.h5"
+    data = lca_run["trajectory"].read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError) as err:
+        compute_chunk("r", lca_run["run"], lca_run["lca"], 0, str(bad), str(lca_run["data"]), str(lca_run["tmp"] / "x.h5"))
+    _one_line_error(err, bad)
+    assert not (lca_run["tmp"] / "x.h5").exists()
+
+
+def test_garbage_and_missing_files_are_named(lca_run):
+    garbage = lca_run["tmp"] / "garbage.h5"
+    garbage.write_bytes(b"not hdf5 at all" * 100)
+    for path in (garbage, lca_run["tmp"] / "missing.h5"):
+        with pytest.raises(CorruptFileError) as err:
+            compute_chunk("r", lca_run["run"], lca_run["lca"], 0, str(path), str(lca_run["data"]), str(lca_run["tmp"] / "x.h5"))
+        _one_line_error(err, path)
+
+
+def test_trajectory_from_another_config_is_refused(lca_run):
+    other = dict(lca_run["run"], seed=7)
+    with pytest.raises(ConfigError) as err:
+        compute_chunk(
+            "r", other, lca_run["lca"], 0, str(lca_run["trajectory"]), str(lca_run["data"]), str(lca_run["tmp"] / "x.h5")
+        )
+    assert "different config" in _one_line_error(err, lca_run["trajectory"])
+
+
+def test_chunks_swapped_truncated_or_foreign_are_refused(lca_run):
+    tmp, chunks = lca_run["tmp"], lca_run["chunks"]
+    args = ("r", lca_run["run"], lca_run["lca"], str(lca_run["trajectory"]))
+    with pytest.raises(CorruptFileError) as err:  # wrong order: chunk 1 where chunk 0 belongs
+        assemble(*args, [chunks[1], chunks[0]], str(tmp / "o.h5"), str(tmp / "o.json"))
+    assert "covers iterations" in _one_line_error(err, chunks[1])
+    truncated = tmp / "truncated_chunk.h5"
+    data = open(chunks[1], "rb").read()
+    truncated.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CorruptFileError) as err:
+        assemble(*args, [chunks[0], str(truncated)], str(tmp / "o.h5"), str(tmp / "o.json"))
+    _one_line_error(err, truncated)
+    foreign = tmp / "foreign_chunk.h5"
+    shutil.copy(chunks[1], foreign)
+    with h5py.File(foreign, "r+") as f:
+        f.attrs["trajectory_fingerprint"] = "0123456789abcdef"
+    with pytest.raises(CorruptFileError) as err:
+        assemble(*args, [chunks[0], str(foreign)], str(tmp / "o.h5"), str(tmp / "o.json"))
+    assert "belongs to run" in _one_line_error(err, foreign)
+    assert not (tmp / "o.h5").exists() and not (tmp / "o.h5.partial").exists()

@@ -1,0 +1,67 @@
+"""The full-set objective: per-class parts, chunking invariance, agreement with a direct computation."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lcaflow.data import Split
+from lcaflow.models import build_model, flat_params, layout_of
+from lcaflow.objective import FullSetObjective
+
+
+def _problem(n=230, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    model = build_model("mnist_fc", (1, 28, 28), 10, seed=1)
+    return model, Split(x=x, y=y)
+
+
+def test_per_class_losses_and_gradients_sum_to_the_total_and_match_autograd():
+    model, split = _problem()
+    layout = layout_of(model)
+    objective = FullSetObjective(model, layout, split, 10, chunk_size=17)
+    theta = flat_params(model, layout)
+    point = objective(theta)
+    assert torch.allclose(point.loss_class.sum(), point.loss)
+    assert torch.allclose(point.grad_class.sum(0), point.grad)
+    model64 = build_model("mnist_fc", (1, 28, 28), 10, seed=1).double()
+    loss = F.cross_entropy(model64(split.x.double()), split.y)
+    loss.backward()
+    direct = torch.cat([p.grad.reshape(-1) for p in model64.parameters()])
+    assert abs(float(point.loss) - float(loss)) < 1e-6
+    assert torch.allclose(point.grad, direct, atol=1e-7)
+    for c in range(10):  # class c's part is the loss of its examples divided by the whole N
+        mask = split.y == c
+        part = F.cross_entropy(model64(split.x[mask].double()), split.y[mask], reduction="sum") / len(split.y)
+        assert abs(float(point.loss_class[c]) - float(part)) < 1e-6
+
+
+def test_chunk_size_does_not_change_the_loss_of_a_network_without_batch_norm():
+    model, split = _problem()
+    layout = layout_of(model)
+    theta = flat_params(model, layout)
+    a = FullSetObjective(model, layout, split, 10, chunk_size=7)(theta)
+    b = FullSetObjective(model, layout, split, 10, chunk_size=10_000)(theta)
+    assert abs(float(a.loss - b.loss)) < 1e-7
+    # float32 sums inside a chunk, float64 across chunks: agreement to float32 precision of the largest entry
+    assert float((a.grad - b.grad).abs().max()) < 1e-6 * float(b.grad.abs().max())
+
+
+def test_class_chunks_are_pure_and_cover_every_example_once():
+    y = np.sort(np.random.default_rng(0).integers(0, 10, 1000))
+    chunks = FullSetObjective._class_chunks(y, chunk_size=33)
+    covered = np.concatenate([np.arange(a, b) for _, a, b in chunks])
+    assert np.array_equal(covered, np.arange(1000))
+    assert all((y[a:b] == c).all() and b - a <= 33 for c, a, b in chunks)
+
+
+def test_weight_decay_is_part_of_the_analysed_loss():
+    model, split = _problem(n=50)
+    layout = layout_of(model)
+    theta = flat_params(model, layout)
+    plain = FullSetObjective(model, layout, split, 10, 64)(theta)
+    decayed = FullSetObjective(model, layout, split, 10, 64, weight_decay=0.01)(theta)
+    t64 = theta.double()
+    assert abs(float(decayed.loss - plain.loss) - 0.005 * float(t64 @ t64)) < 1e-9
+    assert torch.allclose(decayed.grad - plain.grad, 0.01 * t64, atol=1e-10)

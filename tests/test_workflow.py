@@ -1,0 +1,180 @@
+"""The real workflow: snakemake --cores 2 on a tiny config, stage reruns, report, lint, profiles."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def snakemake(workdir, *args, timeout=600):
+    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_workflow(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    config["results_dir"] = str(workdir / "results")
+    config["data"] = {"root": str(workdir / "datasets"), "download": False}
+    config_path = workdir / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, config_path, result
+
+
+def test_end_to_end_outputs(tiny_workflow):
+    workdir, _, _ = tiny_workflow
+    run_dir = workdir / "results" / "runs" / "tiny_sgd"
+    assert sorted(p.name for p in (run_dir / "chunks").iterdir()) == ["0000.h5", "0001.h5"]
+    with h5py.File(run_dir / "trajectory.h5") as f:
+        assert f["params"].shape == (21, 84060) and f["minibatch_loss"].shape == (20,)
+    with h5py.File(run_dir / "lca.h5") as f:
+        for key, shape in {
+            "lca": (20, 84060),
+            "lca_val": (20, 84060),
+            "loss": (21,),
+            "loss_val": (21,),
+            "lca_first_order": (20,),
+            "num_splits": (20,),
+            "error": (20,),
+            "error_val": (20,),
+            "lca_class_layer": (20, 10, 3),
+            "lca_class_param": (10, 84060),
+        }.items():
+            assert f[key].shape == shape, key
+        assert list(f["layout/layers"].asstr()[()]) == ["fc1", "fc2", "fc3"]
+    grounding = json.loads((run_dir / "grounding.json").read_text())
+    assert abs(grounding["train"]["cumulative_error_pct"]) < 1 and grounding["iterations_over_tolerance"] == 0
+    summary = json.loads((run_dir / "summary" / "summary.json").read_text())
+    assert 40 < summary["pct_helping_of_nonzero_mean"] < 80
+    header = (run_dir / "summary" / "iterations.tsv").read_text().splitlines()[0].split("\t")
+    assert {"iteration", "pct_helping", "pct_hurting", "pct_zero", "pct_helping_fc1"} <= set(header)
+    assert (run_dir / "summary" / "overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for log in ("train/tiny_sgd.log", "gradients/tiny_sgd/0000.log", "assemble/tiny_sgd.log"):
+        assert "finished" in (workdir / "results" / "logs" / log).read_text()
+    assert "it/s, ETA" in (workdir / "results" / "logs" / "gradients/tiny_sgd/0001.log").read_text()
+
+
+def test_nothing_to_do_after_a_complete_run_and_single_stage_reruns(tiny_workflow):
+    workdir, config_path, _ = tiny_workflow
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config_path))
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config_path), "-R", "assemble")
+    out = result.stdout + result.stderr
+    assert "assemble" in out and "summary" in out and "rule gradients" not in out and "rule train" not in out
+
+
+def test_changing_a_tolerance_reruns_lca_but_not_training(tiny_workflow):
+    workdir, config_path, _ = tiny_workflow
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config_path), "--config", "lca={'tolerance': 0.0005}")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "rule gradients" in out and "rule train:" not in out
+
+
+def test_report_gathers_the_figures(tiny_workflow):
+    workdir, config_path, _ = tiny_workflow
+    report = workdir / "report.zip"
+    result = snakemake(workdir, "--cores", "1", "--configfile", str(config_path), "--report", str(report))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert report.stat().st_size > 10_000
+
+
+def test_bad_config_stops_with_one_line(tmp_path):
+    bad = {
+        "runs": {
+            "x": {
+                "dataset": "fashion_mnist",
+                "architecture": "mnist_fc",
+                "optimizer": {"name": "sgd", "lr": -0.1},
+                "batch_size": 10,
+                "iterations": 10,
+                "colour": "red",
+            }
+        }
+    }
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"))
+    assert result.returncode != 0
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line or "Error" in line]
+    assert errors == [
+        "ERROR: config: unknown key 'runs.x.colour'; allowed keys here: architecture, batch_size, checkpoint_every, "
+        "dataset, device, iterations, optimizer, seed, split_seed, train_size, val_size"
+    ]
+
+
+def test_default_config_dry_run_and_stage_targets():
+    result = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2", "lca_all"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for target in ("train_all", "gradients_all", "summary_all", "data_all"):
+        assert subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", target], capture_output=True, cwd=REPO).returncode == 0
+
+
+def resources_by_rule(dry_run_output: str) -> dict[str, list[str]]:
+    """rule name -> the 'resources:' lines of its jobs in a dry run."""
+    found, rule = {}, None
+    for line in dry_run_output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:") and rule:
+            found.setdefault(rule, []).append(line)
+    return found
+
+
+def test_slurm_profile_dry_run_asks_gpus_for_gradient_jobs_only(tmp_path):
+    result = subprocess.run(
+        [
+            *SNAKEMAKE,
+            "-d",
+            str(tmp_path),
+            "-n",
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--configfile",
+            str(REPO / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-2000:]
+    jobs = resources_by_rule(out)
+    assert len(jobs["gradients"]) == 8 and all("gpu=1" in r and "runtime=" in r for r in jobs["gradients"])
+    assert all("gpu=1" not in r for r in jobs["summary"] + jobs["assemble"])
+    assert all("slurm_partition=" in r for rules in jobs.values() for r in rules)
+
+
+def test_lint_is_clean():
+    result = subprocess.run([*SNAKEMAKE, "--lint", "--cores", "1"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefmt_and_ruff_are_clean():
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True
+        ).returncode
+        == 0
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "rules/scripts", "benchmarks"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_lca_files_are_documented_in_readme():
+    readme = (REPO / "README.md").read_text()
+    for key in ("lca_class_layer", "lca_class_param", "num_splits", "lca_first_order", "minibatch_loss", "train_indices"):
+        assert key in readme, key
+    assert Path(REPO / ".ci" / "run").exists()
