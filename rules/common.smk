@@ -1,6 +1,6 @@
 # Config validation, derived paths and input functions shared by all stages.
+import re
 import sys
-from pathlib import Path
 
 from lcaflow.config import chunk_range, n_chunks, validate_config
 from lcaflow.errors import ConfigError
@@ -14,11 +14,14 @@ except ConfigError as err:
 RESULTS = CONFIG["results_dir"]
 RUNS = CONFIG["runs"]
 LCA = CONFIG["lca"]
+# Gradient jobs get only the settings that change their output, so e.g. a new assembly
+# threshold never recomputes gradients.
+LCA_GRADIENTS = {k: v for k, v in LCA.items() if k != "max_cumulative_error_pct"}
 DATA = CONFIG["data"]
 
 
 wildcard_constraints:
-    run="|".join(sorted(RUNS)),
+    run="|".join(re.escape(r) for r in sorted(RUNS)),
     dataset="fashion_mnist|mnist|cifar10",
     chunk=r"\d{4}",
 

@@ -10,7 +10,7 @@ from conftest import tiny_lca, tiny_run
 
 from lcaflow.assemble import assemble
 from lcaflow.config import n_chunks
-from lcaflow.errors import ConfigError, CorruptFileError
+from lcaflow.errors import ConfigError, CorruptFileError, GroundingError
 from lcaflow.gradients import compute_chunk
 from lcaflow.training import train
 
@@ -138,3 +138,13 @@ def test_chunks_swapped_truncated_or_foreign_are_refused(lca_run):
         assemble(*args, [chunks[0], str(foreign)], str(tmp / "o.h5"), str(tmp / "o.json"))
     assert "belongs to run" in _one_line_error(err, foreign)
     assert not (tmp / "o.h5").exists() and not (tmp / "o.h5.partial").exists()
+
+
+def test_assembly_fails_loudly_when_the_cumulative_error_is_too_large(lca_run):
+    tmp = lca_run["tmp"]
+    strict = dict(lca_run["lca"], max_cumulative_error_pct=1e-12)
+    with pytest.raises(GroundingError, match="cumulative Simpson error .* exceeds lca.max_cumulative_error_pct"):
+        assemble(
+            "r", lca_run["run"], strict, str(lca_run["trajectory"]), lca_run["chunks"], str(tmp / "g.h5"), str(tmp / "g.json")
+        )
+    assert not (tmp / "g.h5").exists() and not (tmp / "g.json").exists()

@@ -12,7 +12,7 @@ from .config import chunk_range, n_chunks
 from .data import open_h5
 from .errors import CorruptFileError, GroundingError
 from .gradients import CHUNK_FORMAT_VERSION, check_trajectory, lca_settings_fingerprint
-from .io import atomic_h5, require
+from .io import atomic_h5, create_matrix, require
 from .progress import log
 from .training import read_trajectory_meta
 
@@ -89,10 +89,7 @@ def assemble(
     passes = {"train_passes": 0, "val_passes": 0, "interior_points": 0}
     max_row_sum_gap = 0.0
     with atomic_h5(out_path) as out:
-        big = {
-            key: out.create_dataset(key, shape=(T, K), dtype=np.float32, chunks=(min(T, 16), min(K, 65536)))
-            for key in ("lca", "lca_val")
-        }
+        big = {key: create_matrix(out, key, T, K) for key in ("lca", "lca_val")}
         grad = None
         for k, path in enumerate(chunk_paths):
             with open_h5(path, "gradient chunk") as f:
@@ -109,9 +106,7 @@ def assemble(
                             )
                     if "grad" in f:
                         if grad is None:
-                            grad = out.create_dataset(
-                                "grad", shape=(T + 1, K), dtype=np.float32, chunks=(min(T + 1, 16), min(K, 65536))
-                            )
+                            grad = create_matrix(out, "grad", T + 1, K)
                         grad[start : stop + 1] = f["grad"][()]
                     for key in PER_ITERATION:
                         small[key].append(f[key][()])

@@ -11,7 +11,7 @@ from .config import chunk_range, fingerprint, optimizer_settings
 from .data import load_examples, open_h5
 from .errors import ConfigError, CorruptFileError, DivergenceError
 from .integrate import Endpoint, integrate_segment
-from .io import atomic_h5
+from .io import atomic_h5, create_matrix
 from .models import build_model, layout_of
 from .objective import FullSetObjective
 from .progress import Progress, log
@@ -89,10 +89,9 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
     progress = Progress(f"gradients {run_name} chunk {chunk}", B)
 
     with atomic_h5(out_path) as f:
-        rows = dict(chunks=(min(B, 16), min(K, 65536)))
-        d_lca = f.create_dataset("lca", shape=(B, K), dtype=np.float32, **rows)
-        d_lca_val = f.create_dataset("lca_val", shape=(B, K), dtype=np.float32, **rows)
-        d_grad = f.create_dataset("grad", shape=(B + 1, K), dtype=np.float32, **rows) if lca["store_gradients"] else None
+        d_lca = create_matrix(f, "lca", B, K)
+        d_lca_val = create_matrix(f, "lca_val", B, K)
+        d_grad = create_matrix(f, "grad", B + 1, K) if lca["store_gradients"] else None
         loss = np.empty(B + 1)
         loss_val = np.empty(B + 1)
         loss_class = np.empty((B + 1, C))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .config import fingerprint, optimizer_settings
 from .data import NUM_CLASSES, load_examples, make_split, open_h5
 from .errors import DivergenceError
-from .io import atomic_h5, versions
+from .io import atomic_h5, create_matrix, versions
 from .models import build_model, flat_params, layout_of
 from .progress import Progress, log
 
@@ -171,7 +171,7 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
     ckpt.rows.flush()
     with atomic_h5(out_path) as f:
         rows_per_block = max(1, (64 << 20) // (4 * K))
-        params = f.create_dataset("params", shape=(T + 1, K), dtype=np.float32, chunks=(min(T + 1, 16), min(K, 65536)))
+        params = create_matrix(f, "params", T + 1, K)
         for a in range(0, T + 1, rows_per_block):
             params[a : a + rows_per_block] = ckpt.rows[a : a + rows_per_block]
         f.create_dataset("minibatch_loss", data=minibatch_loss)
