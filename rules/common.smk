@@ -2,8 +2,9 @@
 import re
 import sys
 
-from lcaflow.config import chunk_range, n_chunks, validate_config
+from lcaflow.config import n_chunks, validate_config
 from lcaflow.errors import ConfigError
+from lcaflow import resources as size
 
 try:
     CONFIG = validate_config(config)
@@ -12,6 +13,7 @@ except ConfigError as err:
     sys.exit(f"ERROR: {err}")
 
 RESULTS = CONFIG["results_dir"]
+THREADS = CONFIG["threads"]
 RUNS = CONFIG["runs"]
 LCA = CONFIG["lca"]
 # Gradient jobs get only the settings that change their output, so e.g. a new assembly
@@ -57,6 +59,26 @@ def chunk_files(wildcards):
 def gpus_wanted(wildcards):
     """A GPU for gradient jobs unless the run is pinned to the CPU."""
     return 0 if RUNS[wildcards.run]["device"] == "cpu" else 1
+
+
+# Cluster requests derived from the run's size (parameters, FLOPs, examples); a retry after a
+# failure (e.g. out of memory or time) asks for proportionally more.
+def train_mem_mb(wildcards, attempt):
+    return size.train_mem_mb(RUNS[wildcards.run]) * attempt
+
+
+def train_runtime(wildcards, attempt):
+    gpu = gpus_wanted(wildcards) > 0
+    return f"{size.train_runtime_min(RUNS[wildcards.run], THREADS, gpu) * attempt}m"
+
+
+def gradient_mem_mb(wildcards, attempt):
+    return size.gradient_mem_mb(RUNS[wildcards.run], LCA) * attempt
+
+
+def gradient_runtime(wildcards, attempt):
+    gpu = gpus_wanted(wildcards) > 0
+    return f"{size.gradient_runtime_min(RUNS[wildcards.run], LCA, THREADS, gpu) * attempt}m"
 
 
 def train_outputs():

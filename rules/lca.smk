@@ -10,12 +10,15 @@ rule gradients:
         f"{RESULTS}/benchmarks/gradients/{{run}}/{{chunk}}.tsv"
     conda:
         "../envs/lca.yaml"
-    threads: workflow.cores
+    threads: THREADS
     resources:
         gpu=gpus_wanted,
+        mem_mb=gradient_mem_mb,
+        runtime=gradient_runtime,
     params:
         run=run_config,
-        lca=LCA,
+        lca=LCA_GRADIENTS,
+        threads=THREADS,
     script:
         "scripts/gradients.py"
 

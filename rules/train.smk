@@ -9,12 +9,15 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
     conda:
         "../envs/lca.yaml"
-    threads: 2
+    threads: THREADS
     resources:
         gpu=gpus_wanted,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
     params:
         run=run_config,
         checkpoint_dir=checkpoint_dir,
+        threads=THREADS,
     script:
         "scripts/train.py"
 

@@ -48,5 +48,45 @@ def tiny_lca(**overrides) -> dict:
     ]
 
 
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def snakemake(workdir, *args, timeout=900):
+    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def write_tiny_config(workdir: Path, datasets: Path | None = None) -> Path:
+    """tests/configs/tiny.yaml with outputs under `workdir` (datasets may be shared between runs)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    config["results_dir"] = str(workdir / "results")
+    config["data"] = {"root": str(datasets or workdir / "datasets"), "fashion_mnist_dir": str(FASHION_DIR), "download": False}
+    path = workdir / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def output_hashes(results: Path) -> dict[str, str]:
+    """sha256 of every result file (logs and timings excluded): equal dicts mean byte-identical runs."""
+    import hashlib
+
+    return {
+        str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(results.rglob("*"))
+        if p.is_file() and p.parts[len(results.parts)] not in ("logs", "benchmarks")
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory):
+    """One real `snakemake --cores 2` run of the tiny config: (workdir, config path, process)."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    config_path = write_tiny_config(workdir)
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, config_path, result
+
+
 def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, **kwargs)

@@ -6,28 +6,8 @@ import sys
 from pathlib import Path
 
 import h5py
-import pytest
 import yaml
-from conftest import REPO
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-
-
-def snakemake(workdir, *args, timeout=600):
-    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def tiny_workflow(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    config = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
-    config["results_dir"] = str(workdir / "results")
-    config["data"] = {"root": str(workdir / "datasets"), "download": False}
-    config_path = workdir / "tiny.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    result = snakemake(workdir, "--cores", "2", "--configfile", str(config_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, config_path, result
+from conftest import REPO, SNAKEMAKE, output_hashes, snakemake, write_tiny_config
 
 
 def test_end_to_end_outputs(tiny_workflow):
@@ -178,3 +158,13 @@ def test_lca_files_are_documented_in_readme():
     for key in ("lca_class_layer", "lca_class_param", "num_splits", "lca_first_order", "minibatch_loss", "train_indices"):
         assert key in readme, key
     assert Path(REPO / ".ci" / "run").exists()
+
+
+def test_rerun_with_one_core_gives_byte_identical_files(tiny_workflow, tmp_path):
+    """Same config and seed, different scheduling (one job at a time): every HDF5, JSON, TSV and PNG is identical."""
+    workdir, _, _ = tiny_workflow
+    config_path = write_tiny_config(tmp_path, datasets=workdir / "datasets")
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(config_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, second = output_hashes(workdir / "results"), output_hashes(tmp_path / "results")
+    assert len(first) >= 10 and first == second

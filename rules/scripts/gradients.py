@@ -4,7 +4,7 @@ from lcaflow.gradients import compute_chunk
 from lcaflow.progress import stage
 
 with stage("gradients", snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
+    torch.set_num_threads(snakemake.params.threads)  # configured, not scaled to --cores: it fixes the float sums
     compute_chunk(
         snakemake.wildcards.run,
         snakemake.params.run,

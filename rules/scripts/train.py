@@ -1,10 +1,14 @@
 import torch
 
+from lcaflow.config import validate_config
 from lcaflow.progress import stage
+from lcaflow.resources import check_free_space
 from lcaflow.training import train
 
 with stage("train", snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
-    train(
-        snakemake.wildcards.run, snakemake.params.run, snakemake.input.data, snakemake.output[0], snakemake.params.checkpoint_dir
-    )
+    p = snakemake.params
+    torch.set_num_threads(p.threads)  # the configured count, not one scaled to --cores: it fixes the float sums
+    # The disk check reads the whole config rather than params, so LCA settings never trigger retraining.
+    config = validate_config(snakemake.config)
+    check_free_space(snakemake.wildcards.run, p.run, config["lca"], config["results_dir"])
+    train(snakemake.wildcards.run, p.run, snakemake.input.data, snakemake.output[0], p.checkpoint_dir)

@@ -1,0 +1,131 @@
+"""Size of a run derived from its config alone: parameters, FLOPs, memory, runtime and disk.
+
+Used to request cluster resources that scale with the run and to refuse a run the disk cannot hold."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from .config import OFFICIAL_TRAIN_SIZE, n_chunks
+from .errors import LCAError
+
+INPUT_SHAPE = {"fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+NUM_CLASSES = 10
+TEST_SIZE = {"fashion_mnist": 10000, "mnist": 10000, "cifar10": 10000}
+# Conservative sustained rates for the runtime request (measured: MNIST-FC passes run at ~90 GFLOP/s
+# per core on AVX-512 CPUs; small models use a fraction of a GPU).
+CPU_FLOPS_PER_THREAD = 10e9
+GPU_FLOPS = 1e12
+PASSES_PER_ITERATION = 3.0  # 2 train passes + validation + refinement margin
+BASE_MEM_MB = 1500  # interpreter, torch, CUDA context
+
+
+@cache
+def model_cost(architecture: str, dataset: str) -> tuple[int, float, int]:
+    """(trainable parameters K, forward+backward FLOPs per example, activation floats per example),
+    measured on the meta device: nothing is allocated."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models import ARCHITECTURES
+
+    with torch.device("meta"):
+        model = ARCHITECTURES[architecture](INPUT_SHAPE[dataset], NUM_CLASSES)
+        x = torch.empty(4, *INPUT_SHAPE[dataset])
+        activations = []
+        hooks = [m.register_forward_hook(lambda m, i, o: activations.append(o.numel())) for m in model.modules()]
+        with FlopCounterMode(display=False) as counter:
+            model(x).sum().backward()
+        for hook in hooks:
+            hook.remove()
+    K = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return K, counter.get_total_flops() / 4, sum(activations) // 4
+
+
+@dataclass(frozen=True)
+class RunSize:
+    num_params: int
+    flops_per_example: float
+    n_train: int
+    n_val: int
+    input_numel: int
+    activations_per_example: int
+
+    @classmethod
+    def of(cls, run: dict) -> RunSize:
+        K, flops, activations = model_cost(run["architecture"], run["dataset"])
+        n_train = run["train_size"] or OFFICIAL_TRAIN_SIZE[run["dataset"]] - run["val_size"]
+        return cls(K, flops, n_train, run["val_size"], math.prod(INPUT_SHAPE[run["dataset"]]), activations)
+
+
+def train_mem_mb(run: dict) -> int:
+    s = RunSize.of(run)
+    data = (s.n_train + s.n_val) * s.input_numel * 4 * 2  # float copy + the uint8 file read
+    return int(BASE_MEM_MB + 1.5 * (data + 40 * s.num_params * 4) / 2**20)
+
+
+def gradient_mem_mb(run: dict, lca: dict) -> int:
+    s = RunSize.of(run)
+    data = (s.n_train + s.n_val) * s.input_numel * 4 * 2
+    rows = (lca["iterations_per_job"] + 1) * s.num_params * 4
+    accumulators = 8 * NUM_CLASSES * s.num_params * 8  # per-class sums of Simpson points, float64
+    activations = min(lca["eval_chunk_size"], s.n_train) * s.activations_per_example * 4 * 3  # outputs, grads, workspace
+    return int(BASE_MEM_MB + 1.5 * (data + rows + accumulators + activations) / 2**20)
+
+
+def gradient_runtime_min(run: dict, lca: dict, threads: int, gpu: bool) -> int:
+    s = RunSize.of(run)
+    flops = lca["iterations_per_job"] * PASSES_PER_ITERATION * (s.n_train + s.n_val) * s.flops_per_example
+    rate = GPU_FLOPS if gpu else CPU_FLOPS_PER_THREAD * threads
+    return max(10, math.ceil(2 * flops / rate / 60) + 5)
+
+
+def train_runtime_min(run: dict, threads: int, gpu: bool) -> int:
+    s = RunSize.of(run)
+    flops = run["iterations"] * run["batch_size"] * s.flops_per_example
+    rate = GPU_FLOPS if gpu else CPU_FLOPS_PER_THREAD * threads
+    return max(10, math.ceil(3 * flops / rate / 60) + 5)
+
+
+def disk_bytes(run: dict, lca: dict) -> dict:
+    """Bytes each output of a run will take."""
+    s = RunSize.of(run)
+    T, K = run["iterations"], s.num_params
+    jobs = n_chunks(T, lca["iterations_per_job"])
+    grad = (T + jobs) * K * 4 if lca["store_gradients"] else 0
+    per_class = NUM_CLASSES * K * 8
+    return {
+        "trajectory": (T + 1) * K * 4,
+        "checkpoint": (T + 1) * K * 4,  # the raw row file, removed once the trajectory is written
+        "chunks": 2 * T * K * 4 + grad + jobs * per_class,
+        "lca": 2 * T * K * 4 + (grad and (T + 1) * K * 4) + per_class + T * NUM_CLASSES * 64,
+        "data": (OFFICIAL_TRAIN_SIZE[run["dataset"]] + TEST_SIZE[run["dataset"]]) * (s.input_numel + 8),
+    }
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def check_free_space(run_name: str, run: dict, lca: dict, results_dir: str | Path) -> None:
+    """Stop before training if the results directory cannot hold the whole run."""
+    need = disk_bytes(run, lca)
+    total = sum(need.values())
+    path = Path(results_dir).resolve()
+    while not path.exists():
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    if free < total:
+        parts = ", ".join(f"{k} {human(v)}" for k, v in need.items())
+        raise LCAError(
+            f"run {run_name} needs about {human(total)} on disk ({parts}) but {path} has {human(free)} free; "
+            f"free space, point results_dir elsewhere or lower iterations"
+        )

@@ -1,0 +1,49 @@
+"""The tiny workflow through `--profile profiles/slurm` on a real one-node SLURM started here.
+
+Needs root and Debian's slurm-wlm (installed by .ci/local-slurm.sh); skipped with the reason otherwise."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import REPO, output_hashes, snakemake, write_tiny_config
+
+SETUP = REPO / ".ci" / "local-slurm.sh"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if os.environ.get("LCA_SKIP_SLURM"):
+        pytest.skip("LCA_SKIP_SLURM is set")
+    if os.geteuid() != 0:
+        pytest.skip("starting a local SLURM needs root (.ci/local-slurm.sh)")
+    if not shutil.which("apt-get") or not shutil.which("dpkg"):
+        pytest.skip("starting a local SLURM needs Debian's slurm-wlm packages (apt-get)")
+    setup = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=600)
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    yield
+    subprocess.run(["bash", str(SETUP), "teardown"], capture_output=True, timeout=120)
+
+
+def test_slurm_profile_runs_the_workflow_and_matches_a_local_run(slurm_cluster, tiny_workflow, tmp_path):
+    local_dir, _, _ = tiny_workflow
+    config_path = write_tiny_config(tmp_path, datasets=local_dir / "datasets")
+    result = snakemake(
+        tmp_path,
+        "--configfile", str(config_path),
+        "--profile", str(REPO / "profiles" / "slurm"),
+        # no slurmdbd here: without these the plugin waits on sacct forever (see .ci/local-slurm.sh)
+        "--slurm-status-command", "squeue",
+        "--slurm-init-seconds-before-status-checks", "1",
+        "--verbose",
+        timeout=900,
+    )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    sbatch = {m.group(1): line for line in out.splitlines() if (m := re.search(r"--comment rule_(\w+?)_wildcards", line))}
+    assert "--gpus=1" in sbatch["gradients"] and "--gpus=1" in sbatch["train"]
+    assert "--gpus" not in sbatch["assemble"] and "--gpus" not in sbatch["summary"]
+    assert re.search(r"--mem \d+", sbatch["gradients"]) and re.search(r"-t \d+", sbatch["gradients"])
+    assert output_hashes(tmp_path / "results") == output_hashes(local_dir / "results")
