@@ -55,13 +55,17 @@ def snakemake(workdir, *args, timeout=900):
     return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True, timeout=timeout)
 
 
-def write_tiny_config(workdir: Path, datasets: Path | None = None) -> Path:
-    """tests/configs/tiny.yaml with outputs under `workdir` (datasets may be shared between runs)."""
+def write_tiny_config(workdir: Path, datasets: Path | None = None, run: dict | None = None, lca: dict | None = None) -> Path:
+    """tests/configs/tiny.yaml with outputs under `workdir` (datasets may be shared between runs),
+    optionally with some run and lca settings changed."""
     import yaml
 
     config = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    config["runs"]["tiny_sgd"].update(run or {})
+    config["lca"].update(lca or {})
     config["results_dir"] = str(workdir / "results")
     config["data"] = {"root": str(datasets or workdir / "datasets"), "fashion_mnist_dir": str(FASHION_DIR), "download": False}
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -59,6 +59,18 @@ BAD = [
     (with_change(["runs", "a", "val_size"], 60000), "runs.a.val_size: 60000 leaves no training data"),
     (with_change(["runs", "a", "iterations"], KeyError), "runs.a: 'iterations' is a required property"),
     ({"runs": {"bad name!": GOOD["runs"]["a"]}}, "name 'bad name!' must match"),
+    (with_change(["runs", "a", "optimizer", "name"], "rmsprop"), 'runs.a.optimizer.name: "rmsprop" is not one of'),
+    (with_change(["runs", "a", "optimizer", "momentum"], 1.0), "runs.a.optimizer.momentum: 1.0 is out of range, must be < 1"),
+    (with_change(["lca", "tolerance"], 0), "lca.tolerance: 0 is out of range, must be > 0"),
+    (with_change(["lca", "max_cumulative_error_pct"], -1), "lca.max_cumulative_error_pct: -1 is out of range"),
+    (with_change(["threads"], 0), "threads: 0 is out of range, must be >= 1"),
+    (with_change(["runs", "a", "seed"], -1), "runs.a.seed: -1 is out of range"),
+    (with_change(["runs", "a", "train_size"], 0), "runs.a.train_size: 0 is out of range"),
+    (with_change(["runs", "a", "device"], "cuda:x"), "runs.a.device"),
+    (with_change(["data", "download"], "maybe"), 'data.download: "maybe" has the wrong type'),
+    (with_change(["results_dir"], ""), "results_dir"),
+    ({"runs": {"a": "fc"}}, 'runs.a: "fc" has the wrong type, expected object'),
+    ({"runs": GOOD["runs"], "lca": {"store_gradients": "yes"}}, 'lca.store_gradients: "yes" has the wrong type'),
 ]
 
 

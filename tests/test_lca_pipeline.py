@@ -148,3 +148,31 @@ def test_assembly_fails_loudly_when_the_cumulative_error_is_too_large(lca_run):
             "r", lca_run["run"], strict, str(lca_run["trajectory"]), lca_run["chunks"], str(tmp / "g.h5"), str(tmp / "g.json")
         )
     assert not (tmp / "g.h5").exists() and not (tmp / "g.json").exists()
+
+
+def test_non_finite_full_set_loss_names_the_iteration(lca_run):
+    broken = lca_run["tmp"] / "nan_trajectory.h5"
+    shutil.copy(lca_run["trajectory"], broken)
+    with h5py.File(broken, "r+") as f:
+        row = f["params"][4]
+        row[:100] = np.inf
+        f["params"][4] = row
+    from lcaflow.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match="not finite at theta_4"):
+        compute_chunk("r", lca_run["run"], lca_run["lca"], 0, str(broken), str(lca_run["data"]), str(lca_run["tmp"] / "n.h5"))
+    assert not (lca_run["tmp"] / "n.h5").exists()
+
+
+def test_disk_check_states_the_need_before_training(tmp_path):
+    from lcaflow.errors import LCAError
+    from lcaflow.resources import check_free_space, disk_bytes
+
+    run, lca = tiny_run(iterations=10**8), tiny_lca()
+    with pytest.raises(LCAError) as err:
+        check_free_space("r", run, lca, tmp_path / "not-yet" / "results")
+    text = str(err.value)
+    assert "\n" not in text and "needs about" in text and "free" in text and "trajectory" in text
+    small = disk_bytes(tiny_run(), lca)
+    assert small["trajectory"] == 13 * 84060 * 4 and small["lca"] > 2 * 12 * 84060 * 4
+    check_free_space("r", tiny_run(), lca, tmp_path)  # a small run fits
