@@ -16,6 +16,19 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+# Downloads need the internet, which cluster nodes often lack; the targets do no work.
+localrules:
+    all,
+    data,
+    data_all,
+    train_all,
+    gradients_all,
+    lca_all,
+    summary_all,
+
+
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/lca.smk"

@@ -2,7 +2,9 @@
 import re
 import sys
 
-from lcaflow.config import n_chunks, validate_config
+import torch
+
+from lcaflow.config import n_chunks, numerics_of, validate_config
 from lcaflow.errors import ConfigError
 from lcaflow import resources as size
 
@@ -25,7 +27,7 @@ DATA = CONFIG["data"]
 wildcard_constraints:
     run="|".join(re.escape(r) for r in sorted(RUNS)),
     dataset="fashion_mnist|mnist|cifar10",
-    chunk=r"\d{4}",
+    chunk=r"\d+",
 
 
 def run_dir(run):
@@ -44,7 +46,8 @@ def data_file(wildcards):
 
 
 def run_config(wildcards):
-    return RUNS[wildcards.run]
+    """The run settings that determine the numbers (a change reruns the run's jobs)."""
+    return numerics_of(RUNS[wildcards.run])
 
 
 def checkpoint_dir(wildcards):
@@ -56,9 +59,16 @@ def chunk_files(wildcards):
     return [f"{run_dir(wildcards.run)}/chunks/{c}.h5" for c in chunk_ids(wildcards.run)]
 
 
+# Asked once: a local run with device auto on a machine without CUDA needs no GPU resource.
+CUDA_HERE = torch.cuda.is_available()
+
+
 def gpus_wanted(wildcards):
-    """A GPU for gradient jobs unless the run is pinned to the CPU."""
-    return 0 if RUNS[wildcards.run]["device"] == "cpu" else 1
+    """One GPU unless the run is pinned to the CPU, or runs locally (device auto) where there is none."""
+    device = RUNS[wildcards.run]["device"]
+    if device == "cpu" or (device == "auto" and workflow.local_exec and not CUDA_HERE):
+        return 0
+    return 1
 
 
 # Cluster requests derived from the run's size (parameters, FLOPs, examples); a retry after a

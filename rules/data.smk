@@ -5,10 +5,6 @@ rule data:
         f"{RESULTS}/logs/data/{{dataset}}.log",
     conda:
         "../envs/lca.yaml"
-    params:
-        root=DATA["root"],
-        fashion_mnist_dir=DATA["fashion_mnist_dir"],
-        download=DATA["download"],
     script:
         "scripts/data.py"
 

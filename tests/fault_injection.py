@@ -30,9 +30,17 @@ LONGER = {
 
 
 def _job_pids(workdir: Path, kind: str) -> list[int]:
-    """Processes running the `kind` rule's script inside this workdir (snakemake copies it to .snakemake/scripts)."""
-    found = subprocess.run(["pgrep", "-f", f"{workdir}/.snakemake/scripts/tmp.*\\.{kind}\\.py"], capture_output=True, text=True)
-    return [int(p) for p in found.stdout.split()]
+    """Processes running the `kind` rule's script in this workdir (snakemake copies it to .snakemake/scripts)."""
+    marker = f"{workdir}/.snakemake/scripts/"
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone, or not a process
+            continue
+        if any(a.decode(errors="replace").startswith(marker) and a.endswith(f".{kind}.py".encode()) for a in args):
+            pids.append(int(proc.name))
+    return pids
 
 
 def _rerun(workdir: Path, config: Path) -> tuple[subprocess.CompletedProcess, bool]:
@@ -54,7 +62,7 @@ def trial(kind: str, rng: random.Random, workdir: Path, data_file: Path, dataset
     )  # fmt: skip
     landed, delay = False, 0.0
     if kind == "snakemake":
-        delay = rng.uniform(1.0, 40.0)
+        delay = rng.uniform(1.0, 40.0 if settings else 18.0)
         time.sleep(delay)
         landed = proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)  # snakemake and every job it runs: a crash of the session

@@ -9,7 +9,14 @@ from lcaflow.integrate import Endpoint, integrate_segment
 from lcaflow.objective import Point
 
 
-def make_evaluator(loss_fn, n_classes=2):
+def _grad(fn, theta):
+    theta = theta.double().detach().requires_grad_(True)
+    values = fn(theta)
+    (grad,) = torch.autograd.grad(values.sum(), theta)
+    return values.detach(), grad
+
+
+def make_evaluator(loss_fn, n_classes=2, val_fn=None):
     """Endpoint of an analytic loss; 'class c' owns the coordinates i with i % n_classes == c."""
     calls = []
 
@@ -22,14 +29,17 @@ def make_evaluator(loss_fn, n_classes=2):
         loss_class = torch.stack([per_coord.detach()[owner == c].sum() for c in range(n_classes)])
         calls.append(theta.detach())
         point = Point(loss=per_coord.detach().sum(), grad=grad, loss_class=loss_class, grad_class=grad_class)
-        return Endpoint(train=point, val=Point(loss=point.loss * 0.5, grad=grad * 0.5))
+        if val_fn is None:
+            return Endpoint(train=point, val=Point(loss=point.loss * 0.5, grad=grad * 0.5))
+        val_values, val_grad = _grad(val_fn, theta)
+        return Endpoint(train=point, val=Point(loss=val_values.sum(), grad=val_grad))
 
     return evaluate, calls
 
 
-def segment(loss_fn, theta0, theta1, tol, max_splits):
-    evaluate, calls = make_evaluator(loss_fn)
-    theta0, theta1 = theta0.double(), theta1.double()
+def segment(loss_fn, theta0, theta1, tol, max_splits, val_fn=None, dtype=torch.float64):
+    evaluate, calls = make_evaluator(loss_fn, val_fn=val_fn)
+    theta0, theta1 = theta0.to(dtype), theta1.to(dtype)
     start, end = evaluate(theta0), evaluate(theta1)
     calls.clear()
     return integrate_segment(evaluate, theta0, theta1, start, end, tol, max_splits), calls
@@ -98,3 +108,25 @@ def test_composite_weights_match_textbook_composite_simpson():
     weights = [1] + [4 if i % 2 else 2 for i in range(1, 2 * n)] + [1]
     textbook = sum(wt * math.exp(x) for wt, x in zip(weights, xs)) * h / 3
     assert float(seg.lca[0]) == pytest.approx(textbook, rel=1e-12)
+
+
+def test_validation_error_alone_triggers_refinement():
+    K = 10
+    train_fn = lambda th: 0.5 * th**2  # plain Simpson is exact here
+    val_fn = lambda th: torch.cos(3 * th)
+    seg, _ = segment(train_fn, torch.zeros(K), torch.ones(K), tol=1e-6, max_splits=32, val_fn=val_fn)
+    assert seg.num_splits > 1
+    assert abs(seg.error_val) <= 1e-6 and abs(seg.error) < 1e-12
+    assert torch.allclose(seg.lca_val, torch.cos(torch.full((K,), 3.0, dtype=torch.float64)) - 1, atol=1e-6)
+
+
+def test_float32_trajectories_stay_within_float32_rounding():
+    torch.manual_seed(1)
+    K = 40
+    b = torch.randn(K, dtype=torch.float64)
+    loss_fn = lambda th: 0.5 * th**2 + b * th
+    theta0, theta1 = torch.randn(K), torch.randn(K)  # float32, as stored in trajectory.h5
+    seg, _ = segment(loss_fn, theta0, theta1, tol=1e-5, max_splits=32, dtype=torch.float32)
+    t0, t1 = theta0.double(), theta1.double()
+    assert seg.num_splits == 1 and abs(seg.error) < 1e-5
+    assert torch.allclose(seg.lca, (t1 - t0) * (0.5 * (t0 + t1) + b), atol=1e-6)

@@ -75,6 +75,18 @@ def grounding_report(lca_file: dict, tolerance: float) -> dict:
     return report
 
 
+def _read_small(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
+    """Check one chunk and read everything but its T x K blocks."""
+    with open_h5(path, "gradient chunk") as f:
+        _check_chunk(f, path, run_name, meta, lca, k, T, K)
+        try:
+            small = {key: f[key][()] for key in PER_ITERATION + PER_POINT + ("lca_class_param",)}
+        except OSError as err:
+            raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
+        attrs = {key: int(f.attrs[key]) for key in ("start", "stop", "train_passes", "val_passes", "interior_points")}
+    return small, attrs
+
+
 def assemble(
     run_name: str, run: dict, lca: dict, trajectory_path: str, chunk_paths: list[str], out_path: str, grounding_path: str
 ) -> dict:
@@ -84,57 +96,61 @@ def assemble(
     expected = n_chunks(T, lca["iterations_per_job"])
     if len(chunk_paths) != expected:
         raise CorruptFileError(f"run {run_name}: got {len(chunk_paths)} chunk files, expected {expected}")
-    small = {key: [] for key in PER_ITERATION + PER_POINT}
-    class_param = None
-    passes = {"train_passes": 0, "val_passes": 0, "interior_points": 0}
+
+    # Pass 1: every chunk checked and the grounding judged before any T x K block is copied.
+    parts = [_read_small(path, run_name, meta, lca, k, T, K) for k, path in enumerate(chunk_paths)]
+    arrays = {key: np.concatenate([p[0][key] for p in parts]) for key in PER_ITERATION}
+    for key in PER_POINT:  # neighbouring chunks share their boundary point: keep it once
+        arrays[key] = np.concatenate([p[0][key][:-1] for p in parts] + [parts[-1][0][key][-1:]])
+    for (prev, _), (path, (nxt, attrs)) in zip(parts, zip(chunk_paths[1:], parts[1:])):
+        if not np.isclose(prev["loss"][-1], nxt["loss"][0], rtol=1e-6, atol=1e-9):
+            log.warning(
+                f"{path}: loss at theta_{attrs['start']} differs from the previous chunk's "
+                f"({nxt['loss'][0]!r} vs {prev['loss'][-1]!r}); non-deterministic evaluation?"
+            )
+    report = grounding_report(arrays, lca["tolerance"])
+    report["train_passes_per_iteration"] = sum(p[1]["train_passes"] for p in parts) / T
+    report["val_passes_per_iteration"] = sum(p[1]["val_passes"] for p in parts) / T
+    log.info("grounding: " + json.dumps(report, indent=1))
+    cum = report["train"]["cumulative_error_pct"]
+    if not abs(cum) <= lca["max_cumulative_error_pct"]:
+        raise GroundingError(
+            f"run {run_name}: cumulative Simpson error {cum:.3g}% of the total loss change exceeds "
+            f"lca.max_cumulative_error_pct={lca['max_cumulative_error_pct']}; lower lca.tolerance or raise lca.max_splits"
+        )
+    if report["iterations_over_tolerance"]:
+        log.warning(
+            f"{report['iterations_over_tolerance']} iterations stay above tolerance {lca['tolerance']} at "
+            f"max_splits={lca['max_splits']} (see 'error' in {out_path})"
+        )
+
+    # Pass 2: stream the big blocks, checking that the stored float32 rows still sum to the allocation.
     max_row_sum_gap = 0.0
     with atomic_h5(out_path) as out:
         big = {key: create_matrix(out, key, T, K) for key in ("lca", "lca_val")}
         grad = None
-        for k, path in enumerate(chunk_paths):
+        for path, (small, attrs) in zip(chunk_paths, parts):
+            start, stop = attrs["start"], attrs["stop"]
             with open_h5(path, "gradient chunk") as f:
-                _check_chunk(f, path, run_name, meta, lca, k, T, K)
-                start, stop = int(f.attrs["start"]), int(f.attrs["stop"])
                 try:
                     for key, dset in big.items():
                         block = f[key][()]
                         dset[start:stop] = block
-                        if key == "lca":  # the stored float32 rows must still sum to the float64 allocation
-                            expected_sum = np.diff(f["loss"][()]) + f["error"][()]
-                            max_row_sum_gap = max(
-                                max_row_sum_gap, float(np.abs(block.sum(1, dtype=np.float64) - expected_sum).max())
-                            )
+                        if key == "lca":
+                            expected_sum = np.diff(small["loss"]) + small["error"]
+                            gap = np.abs(block.sum(1, dtype=np.float64) - expected_sum).max()
+                            max_row_sum_gap = max(max_row_sum_gap, float(gap))
                     if "grad" in f:
-                        if grad is None:
-                            grad = create_matrix(out, "grad", T + 1, K)
+                        grad = grad if grad is not None else create_matrix(out, "grad", T + 1, K)
                         grad[start : stop + 1] = f["grad"][()]
-                    for key in PER_ITERATION:
-                        small[key].append(f[key][()])
-                    last = k == len(chunk_paths) - 1
-                    for key in PER_POINT:
-                        values = f[key][()]
-                        if small[key] and key == "loss" and not np.isclose(small[key][-1][-1], values[0], rtol=1e-6, atol=1e-9):
-                            log.warning(
-                                f"{path}: loss at theta_{start} differs from the previous chunk's "
-                                f"({values[0]!r} vs {small[key][-1][-1]!r}); non-deterministic evaluation?"
-                            )
-                        small[key].append(values if last else values[:-1])
-                    block = f["lca_class_param"][()]
-                    class_param = block if class_param is None else class_param + block
-                    for key in passes:
-                        passes[key] += int(f.attrs[key])
                 except OSError as err:
                     raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
-        arrays = {key: np.concatenate(parts) for key, parts in small.items()}
         for key, value in arrays.items():
             out.create_dataset(key, data=value)
-        out.create_dataset("lca_class_param", data=class_param)
+        out.create_dataset("lca_class_param", data=sum(p[0]["lca_class_param"] for p in parts))
         with open_h5(trajectory_path, "trajectory") as f:
             f.copy(f["layout"], out, "layout")
             f.copy(f["classes"], out, "classes")
-        report = grounding_report(arrays, lca["tolerance"])
-        report["train_passes_per_iteration"] = passes["train_passes"] / T
-        report["val_passes_per_iteration"] = passes["val_passes"] / T
         report["max_abs_gap_float32_rows_vs_float64_sum"] = max_row_sum_gap
         out.attrs.update(
             {
@@ -145,17 +161,5 @@ def assemble(
                 "grounding": json.dumps(report, sort_keys=True),
             }
         )
-        log.info("grounding: " + json.dumps(report, indent=1))
-        cum = report["train"]["cumulative_error_pct"]
-        if not abs(cum) <= lca["max_cumulative_error_pct"]:
-            raise GroundingError(
-                f"run {run_name}: cumulative Simpson error {cum:.3g}% of the total loss change exceeds "
-                f"lca.max_cumulative_error_pct={lca['max_cumulative_error_pct']}; lower lca.tolerance or raise lca.max_splits"
-            )
-        if report["iterations_over_tolerance"]:
-            log.warning(
-                f"{report['iterations_over_tolerance']} iterations stay above tolerance {lca['tolerance']} at "
-                f"max_splits={lca['max_splits']} (see 'error' in {out_path})"
-            )
     Path(grounding_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report

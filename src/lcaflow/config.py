@@ -170,6 +170,19 @@ def optimizer_settings(run: dict) -> dict:
     return opt
 
 
+# Run settings that never change the numbers: left out of the fingerprint and of the rules' params,
+# so changing them reuses what was computed.
+NO_EFFECT_RUN_KEYS = ("checkpoint_every",)
+
+
+def numerics_of(run: dict) -> dict:
+    return {k: v for k, v in run.items() if k not in NO_EFFECT_RUN_KEYS}
+
+
+def run_fingerprint(run: dict) -> str:
+    return fingerprint(numerics_of(run))
+
+
 def fingerprint(obj: Any) -> str:
     """Stable short hash of a JSON-able object (identifies a run's config across files)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

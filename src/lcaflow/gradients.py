@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from .config import chunk_range, fingerprint, optimizer_settings
+from .config import chunk_range, fingerprint, optimizer_settings, run_fingerprint
 from .data import load_examples, open_h5
 from .errors import ConfigError, CorruptFileError, DivergenceError
 from .integrate import Endpoint, integrate_segment
@@ -26,10 +26,10 @@ def lca_settings_fingerprint(lca: dict) -> str:
 
 
 def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
-    if meta["fingerprint"] != fingerprint(run):
+    if meta["fingerprint"] != run_fingerprint(run):
         raise ConfigError(
             f"{path}: made with a different config than runs.{run_name} (fingerprint {meta['fingerprint']} vs "
-            f"{fingerprint(run)}); rerun training: snakemake -R train --cores all"
+            f"{run_fingerprint(run)}); rerun training: snakemake -R train --cores all"
         )
     if meta["shape"][0] != run["iterations"] + 1:
         raise CorruptFileError(
@@ -76,8 +76,19 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         per_class=False,
     )
 
+    where = {"point": ""}  # names the point being evaluated, for the divergence message
+
     def evaluate(theta: torch.Tensor) -> Endpoint:
-        return Endpoint(train=train_obj(theta), val=val_obj(theta))
+        """Both splits at theta; every point, interior ones included, must be finite."""
+        point = Endpoint(train=train_obj(theta), val=val_obj(theta))
+        values = torch.stack([point.train.loss, point.val.loss, point.train.grad.sum(), point.val.grad.sum()])
+        if not torch.isfinite(values).all():
+            raise DivergenceError(
+                f"run {run_name}: full-set loss or gradient is not finite {where['point']} "
+                f"(train loss {float(point.train.loss)}, val loss {float(point.val.loss)}); the training diverged there: "
+                f"lower the learning rate"
+            )
+        return point
 
     layer_index = torch.from_numpy(layout.layer_index()).to(device)
     thetas = _read_rows(trajectory_path, start, stop + 1)
@@ -102,20 +113,18 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         interior = 0
 
         def record_point(i: int, p: Endpoint) -> None:
-            if not (torch.isfinite(p.train.loss) and torch.isfinite(p.val.loss)):
-                raise DivergenceError(
-                    f"run {run_name}: full-set loss is not finite at theta_{start + i} (train {float(p.train.loss)}, "
-                    f"val {float(p.val.loss)}); the training diverged there: lower the learning rate"
-                )
             loss[i], loss_val[i] = float(p.train.loss), float(p.val.loss)
             loss_class[i] = p.train.loss_class.cpu().numpy()
             if d_grad is not None:
                 d_grad[i] = p.train.grad.float().cpu().numpy()
 
+        where["point"] = f"at theta_{start}"
         previous = evaluate(thetas[0])
         record_point(0, previous)
         for i in range(B):
+            where["point"] = f"at theta_{start + i + 1}"
             following = evaluate(thetas[i + 1])
+            where["point"] = f"between theta_{start + i} and theta_{start + i + 1}"
             record_point(i + 1, following)
             seg = integrate_segment(evaluate, thetas[i], thetas[i + 1], previous, following, lca["tolerance"], lca["max_splits"])
             d_lca[i] = seg.lca.float().cpu().numpy()
@@ -132,7 +141,7 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
                 scalars[key][i] = value
             num_splits[i] = seg.num_splits
             interior += seg.interior_points
-            if max(abs(seg.error), abs(seg.error_val)) > lca["tolerance"]:
+            if not max(abs(seg.error), abs(seg.error_val)) <= lca["tolerance"]:
                 log.warning(
                     f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
                     f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels (max_splits)"

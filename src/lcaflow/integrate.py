@@ -64,7 +64,7 @@ def integrate_segment(
         mean_grad = [(e + 2 * o + 4 * m) / (6 * n) for e, o, m in zip(ends, old_interior, new_points)]
         error = float(delta.dot(mean_grad[0])) - d_loss
         error_val = float(delta.dot(mean_grad[2])) - d_loss_val
-        if max(abs(error), abs(error_val)) <= tolerance or 2 * n > max_splits:
+        if (abs(error) <= tolerance and abs(error_val) <= tolerance) or 2 * n > max_splits:  # NaN never converges
             break
         old_interior = [o + m for o, m in zip(old_interior, new_points)]
         n *= 2

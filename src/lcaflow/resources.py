@@ -115,10 +115,11 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def check_free_space(run_name: str, run: dict, lca: dict, results_dir: str | Path) -> None:
-    """Stop before training if the results directory cannot hold the whole run."""
+def check_free_space(run_name: str, run: dict, lca: dict, results_dir: str | Path, already_there: int = 0) -> None:
+    """Stop before training if the results directory cannot hold the whole run
+    (`already_there`: bytes of its files that exist already, e.g. the data file or a checkpoint)."""
     need = disk_bytes(run, lca)
-    total = sum(need.values())
+    total = sum(need.values()) - already_there
     path = Path(results_dir).resolve()
     while not path.exists():
         path = path.parent

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import open_h5
+from .errors import CorruptFileError
 from .io import require
 from .models import Layout
 
@@ -26,12 +27,15 @@ def summarize(lca_path: str, out_dir: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     with open_h5(lca_path, "LCA file (assemble stage)") as f:
         require(f, ("lca", "lca_val", "loss", "loss_val", "layout"), lca_path, "assemble")
-        layout = Layout.from_h5(f["layout"])
+        try:
+            layout = Layout.from_h5(f["layout"])
+            grounding = json.loads(f.attrs["grounding"])
+        except (KeyError, ValueError) as err:
+            raise CorruptFileError(f"{lca_path}: metadata incomplete ({err}); delete it and rerun assemble") from err
         layer_index = layout.layer_index()
         L = len(layout.layers)
         T, K = f["lca"].shape
         loss, loss_val = f["loss"][()], f["loss_val"][()]
-        grounding = json.loads(f.attrs["grounding"])
         helping = np.zeros(T, dtype=np.int64)
         lca_sum = np.zeros(T)
         hurting = np.zeros(T, dtype=np.int64)

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import fingerprint, optimizer_settings
+from .config import optimizer_settings, run_fingerprint
 from .data import NUM_CLASSES, load_examples, make_split, open_h5
-from .errors import DivergenceError
-from .io import atomic_h5, create_matrix, versions
+from .errors import CorruptFileError, DivergenceError, LCAError
+from .io import atomic_h5, create_matrix, require, versions
 from .models import build_model, flat_params, layout_of
 from .progress import Progress, log
 
@@ -66,18 +66,31 @@ class Checkpoint:
 
     `params.f32` is a raw (T+1, K) row file written every iteration; `state.pt` (model, optimizer,
     losses, iteration c) is replaced atomically after the rows up to c are flushed, so rows <= c
-    are always trustworthy and resuming from c reproduces the uninterrupted run exactly."""
+    are always trustworthy and resuming from c reproduces the uninterrupted run exactly. A state
+    that cannot be used is deleted before any row is written, so it can never be resumed later on
+    top of rows from another config. An exclusive lock keeps a second trainer (e.g. an orphan of a
+    killed Snakemake) out."""
 
     def __init__(self, directory: Path, run_fingerprint: str, n_rows: int, n_params: int):
+        import fcntl
+
         self.dir = Path(directory)
         self.fingerprint = run_fingerprint
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.dir / "lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise LCAError(f"{self.dir}: another training process holds this checkpoint; stop it, then rerun") from err
         self.state_path = self.dir / "state.pt"
         rows_path = self.dir / "params.f32"
-        resumable = self.state_path.exists() and rows_path.exists() and rows_path.stat().st_size == n_rows * n_params * 4
-        self.rows = np.memmap(rows_path, dtype=np.float32, mode="r+" if resumable else "w+", shape=(n_rows, n_params))
+        self.state = self._load() if rows_path.exists() and rows_path.stat().st_size == n_rows * n_params * 4 else None
+        if self.state is None:
+            self.state_path.unlink(missing_ok=True)
+        mode = "r+" if self.state is not None else "w+"
+        self.rows = np.memmap(rows_path, dtype=np.float32, mode=mode, shape=(n_rows, n_params))
 
-    def load(self) -> dict | None:
+    def _load(self) -> dict | None:
         if not self.state_path.exists():
             return None
         try:
@@ -99,7 +112,6 @@ class Checkpoint:
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "minibatch_loss": minibatch_loss.copy(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
         torch.save(state, tmp)
         with open(tmp, "rb") as fh:
@@ -108,20 +120,25 @@ class Checkpoint:
 
     def remove(self) -> None:
         del self.rows
-        for name in ("state.pt", "state.tmp", "params.f32"):
+        for name in ("state.pt", "state.tmp", "params.f32", "lock"):
             (self.dir / name).unlink(missing_ok=True)
+        self._lock.close()
         try:
             self.dir.rmdir()
         except OSError:
             pass
 
 
-def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_dir: str) -> None:
+def train(
+    run_name: str, run: dict, data_path: str, out_path: str, checkpoint_dir: str, checkpoint_every: int | None = None
+) -> None:
     device = resolve_device(run["device"])
-    run_fp = fingerprint(run)
+    run_fp = run_fingerprint(run)
+    every = checkpoint_every or run.get("checkpoint_every") or 100
     train_idx, val_idx = split_indices(run)
     data = load_examples(data_path, train_idx, device)
     with open_h5(data_path, "dataset file") as f:
+        require(f, ["x_train", "classes"], data_path, "data")
         input_shape = f["x_train"].shape[1:]
         class_names = list(f["classes"].asstr()[()])
     num_classes = NUM_CLASSES[run["dataset"]]
@@ -135,7 +152,7 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
 
     ckpt = Checkpoint(Path(checkpoint_dir), run_fp, T + 1, K)
     minibatch_loss = np.full(T, np.nan)
-    state = ckpt.load()
+    state = ckpt.state
     start = 0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -164,7 +181,7 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
         optimizer.step()
         minibatch_loss[t] = loss.item()
         ckpt.rows[t + 1] = flat_params(model, layout).cpu().numpy()
-        if (t + 1) % run["checkpoint_every"] == 0 and t + 1 < T:
+        if (t + 1) % every == 0 and t + 1 < T:
             ckpt.save(t + 1, model, optimizer, minibatch_loss)
         progress.update(t + 1, f"loss {minibatch_loss[t]:.4f}")
 
@@ -194,19 +211,21 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
 
 def read_trajectory_meta(path) -> dict:
     """Attributes, layout and split of a trajectory file, with clear errors if it is not one."""
-    from .io import read_json_attr, require
+    from .io import read_json_attr
     from .models import Layout
 
     with open_h5(path, "trajectory (train stage)") as f:
         require(f, ["params", "minibatch_loss", "layout", "classes", "split/train_indices", "split/val_indices"], path, "train")
-        meta = {
-            "run": read_json_attr(f, "run_config", path),
-            "fingerprint": str(f.attrs["fingerprint"]),
-            "shape": f["params"].shape,
-            "layout": Layout.from_h5(f["layout"]),
-            "train_indices": f["split/train_indices"][()],
-            "val_indices": f["split/val_indices"][()],
-            "num_classes": int(f.attrs["num_classes"]),
-            "input_shape": tuple(f.attrs["input_shape"]),
-        }
-    return meta
+        try:
+            return {
+                "run": read_json_attr(f, "run_config", path),
+                "fingerprint": str(f.attrs["fingerprint"]),
+                "shape": f["params"].shape,
+                "layout": Layout.from_h5(f["layout"]),
+                "train_indices": f["split/train_indices"][()],
+                "val_indices": f["split/val_indices"][()],
+                "num_classes": int(f.attrs["num_classes"]),
+                "input_shape": tuple(f.attrs["input_shape"]),
+            }
+        except (KeyError, ValueError, OSError) as err:
+            raise CorruptFileError(f"{path}: metadata incomplete or damaged ({err}); delete it and rerun train") from err
