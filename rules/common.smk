@@ -2,8 +2,6 @@
 import re
 import sys
 
-import torch
-
 from lcaflow.config import n_chunks, numerics_of, validate_config
 from lcaflow.errors import ConfigError
 from lcaflow import resources as size
@@ -59,16 +57,11 @@ def chunk_files(wildcards):
     return [f"{run_dir(wildcards.run)}/chunks/{c}.h5" for c in chunk_ids(wildcards.run)]
 
 
-# Asked once: a local run with device auto on a machine without CUDA needs no GPU resource.
-CUDA_HERE = torch.cuda.is_available()
-
-
 def gpus_wanted(wildcards):
-    """One GPU unless the run is pinned to the CPU, or runs locally (device auto) where there is none."""
-    device = RUNS[wildcards.run]["device"]
-    if device == "cpu" or (device == "auto" and workflow.local_exec and not CUDA_HERE):
-        return 0
-    return 1
+    """One GPU unless the run is pinned to the CPU. Locally this limits nothing unless the user caps
+    `gpu` (--resources gpu=N); deciding by CUDA on the submit host would make `-n` previews of cluster
+    runs, which use Snakemake's local dry-run executor, show no GPU."""
+    return 0 if RUNS[wildcards.run]["device"] == "cpu" else 1
 
 
 # Cluster requests derived from the run's size (parameters, FLOPs, examples); a retry after a
