@@ -22,6 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SNAKEMAKE, output_hashes, snakemake, write_tiny_config  # noqa: E402
 
 KINDS = ("snakemake", "train", "gradients", "assemble")
+
+
+def is_in_progress_state(path: str) -> bool:
+    """Files that exist only while work is unfinished, by design: .partial outputs and training checkpoints."""
+    return path.endswith(".partial") or "/train_checkpoint/" in path
 # Long enough that a kill lands inside training (after checkpoints) and inside assembly.
 LONGER = {
     "run": {"iterations": 240, "train_size": 1000, "batch_size": 100, "checkpoint_every": 10},
@@ -83,7 +88,7 @@ def trial(kind: str, rng: random.Random, workdir: Path, data_file: Path, dataset
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     after_kill = output_hashes(workdir / "results")
-    half_written = sorted(k for k, v in after_kill.items() if reference.get(k) != v and not k.endswith(".partial"))
+    half_written = sorted(k for k, v in after_kill.items() if reference.get(k) != v and not is_in_progress_state(k))
     resumed_training = False
     started = time.time()
     result, unlocked = _rerun(workdir, config)
@@ -94,10 +99,10 @@ def trial(kind: str, rng: random.Random, workdir: Path, data_file: Path, dataset
         "kind": kind,
         "landed": landed,
         "delay_s": round(delay, 2),
-        "finished_looking_files_after_kill": len([k for k in after_kill if not k.endswith(".partial")]),
+        "finished_looking_files_after_kill": len([k for k in after_kill if not is_in_progress_state(k)]),
         "half_written": half_written,
         "rerun_ok": result.returncode == 0,
-        "identical": {k: v for k, v in final.items() if not k.endswith(".partial")} == reference,
+        "identical": {k: v for k, v in final.items() if not is_in_progress_state(k)} == reference,
         "unlock_needed": unlocked,
         "resumed_training": resumed_training,
         "rerun_s": round(time.time() - started, 1),
