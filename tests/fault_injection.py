@@ -27,6 +27,8 @@ KINDS = ("snakemake", "train", "gradients", "assemble")
 def is_in_progress_state(path: str) -> bool:
     """Files that exist only while work is unfinished, by design: .partial outputs and training checkpoints."""
     return path.endswith(".partial") or "/train_checkpoint/" in path
+
+
 # Long enough that a kill lands inside training (after checkpoints) and inside assembly.
 LONGER = {
     "run": {"iterations": 240, "train_size": 1000, "batch_size": 100, "checkpoint_every": 10},

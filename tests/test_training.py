@@ -104,3 +104,29 @@ def test_cuda_request_without_cuda_is_a_clear_error(tmp_path, fashion_data_file)
         f"with stage('train'):\n    train('r', {run!r}, {str(fashion_data_file)!r}, {str(tmp_path / 't.h5')!r}, {str(tmp_path / 'c')!r})"
     )
     assert result.returncode == 1 and "CUDA is not available" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_second_trainer_on_the_same_checkpoint_is_refused(tmp_path):
+    from lcaflow.errors import LCAError
+    from lcaflow.training import Checkpoint
+
+    first = Checkpoint(tmp_path / "c", "fp", 3, 5)
+    with pytest.raises(LCAError, match="another training process holds this checkpoint"):
+        Checkpoint(tmp_path / "c", "fp", 3, 5)
+    first.remove()
+    Checkpoint(tmp_path / "c", "fp", 3, 5).remove()  # free again once the first is done
+
+
+def test_a_rejected_state_is_deleted_before_any_row_is_written(tmp_path):
+    import torch
+
+    from lcaflow.training import Checkpoint
+
+    ckpt = Checkpoint(tmp_path / "c", "config-A", 3, 5)
+    ckpt.save(1, torch.nn.Linear(1, 1), torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1), np.zeros(2))
+    ckpt._lock.close()
+    other = Checkpoint(tmp_path / "c", "config-B", 3, 5)  # another config: must start fresh...
+    assert other.state is None and not (tmp_path / "c" / "state.pt").exists()
+    other._lock.close()
+    # ...so going back to config A cannot resume A's old state on top of B's rows
+    assert Checkpoint(tmp_path / "c", "config-A", 3, 5).state is None

@@ -82,6 +82,8 @@ class Checkpoint:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             raise LCAError(f"{self.dir}: another training process holds this checkpoint; stop it, then rerun") from err
+        except OSError as err:  # some network file systems do not lock: work on, unprotected
+            log.warning(f"{self.dir}: cannot lock the checkpoint ({err}); make sure no other trainer uses it")
         self.state_path = self.dir / "state.pt"
         rows_path = self.dir / "params.f32"
         self.state = self._load() if rows_path.exists() and rows_path.stat().st_size == n_rows * n_params * 4 else None
