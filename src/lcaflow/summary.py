@@ -126,10 +126,11 @@ def _overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, l
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     t = np.arange(T + 1)
     ax = axes[0]
+    # validation underneath, so the rebuilt curve stays visible on top of the measured one
+    ax.plot(t, loss_val, color="#56b4e9", lw=1, alpha=0.8, label="validation loss")
     ax.plot(t, loss, color="black", lw=2, label="train loss (measured)")
     rebuilt = loss[0] + np.concatenate([[0.0], np.cumsum(rows["lca_sum"])])
-    ax.plot(t, rebuilt, color="#e69f00", lw=1, ls="--", label="L(θ₀) + cumulative LCA")
-    ax.plot(t, loss_val, color="#56b4e9", lw=1.2, label="validation loss")
+    ax.plot(t, rebuilt, color="#e69f00", lw=1.2, ls="--", label="L(θ₀) + cumulative LCA")
     g = grounding["train"]
     ax.set_title(
         f"Loss, grounded: cumulative error {g['cumulative_error_pct']:.2g}%\n"
