@@ -83,7 +83,7 @@ def _read_small(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
             small = {key: f[key][()] for key in PER_ITERATION + PER_POINT + ("lca_class_param",)}
         except OSError as err:
             raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
-        attrs = {key: int(f.attrs[key]) for key in ("start", "stop", "train_passes", "val_passes", "interior_points")}
+        attrs = {key: int(f.attrs[key]) for key in ("start", "stop", "train_passes", "val_passes")}
     return small, attrs
 
 

@@ -134,10 +134,16 @@ def read_dataset(f: h5py.File, key: str, path) -> np.ndarray:
         raise CorruptFileError(f"{path}: dataset '{key}' is damaged ({err}); delete the file and rerun its stage") from err
 
 
-def load_examples(data_path: str | Path, indices: np.ndarray, device="cpu") -> Split:
-    """Examples of the official training set at `indices`, scaled by 1/255 as the paper (no mean subtraction)."""
+def load_examples(data_path: str | Path, index_sets: list[np.ndarray], device="cpu") -> list[Split]:
+    """One Split per index set into the official training set (the file is read once), scaled by 1/255
+    as the paper (no mean subtraction)."""
     with open_h5(data_path, "dataset file") as f:
         x = read_dataset(f, "x_train", data_path)
         y = read_dataset(f, "y_train", data_path)
-    x = torch.from_numpy(x[indices]).to(device=device, dtype=torch.float32).div_(255.0)
-    return Split(x=x, y=torch.from_numpy(y[indices]).to(device))
+    return [
+        Split(
+            x=torch.from_numpy(x[indices]).to(device=device, dtype=torch.float32).div_(255.0),
+            y=torch.from_numpy(y[indices]).to(device),
+        )
+        for indices in index_sets
+    ]

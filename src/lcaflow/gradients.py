@@ -63,13 +63,12 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         )
     weight_decay = optimizer_settings(run)["weight_decay"]
     C, K, L = meta["num_classes"], layout.num_params, len(layout.layers)
-    train_obj = FullSetObjective(
-        model, layout, load_examples(data_path, meta["train_indices"], device), C, lca["eval_chunk_size"], weight_decay
-    )
+    train_split, val_split = load_examples(data_path, [meta["train_indices"], meta["val_indices"]], device)
+    train_obj = FullSetObjective(model, layout, train_split, C, lca["eval_chunk_size"], weight_decay)
     val_obj = FullSetObjective(
         model,
         layout,
-        load_examples(data_path, meta["val_indices"], device),
+        val_split,
         C,
         lca["eval_chunk_size"],
         weight_decay,
@@ -110,7 +109,6 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         num_splits = np.empty(B, dtype=np.int32)
         class_layer = np.empty((B, C, L))
         class_param = torch.zeros(C, K, dtype=torch.float64, device=device)
-        interior = 0
 
         def record_point(i: int, p: Endpoint) -> None:
             loss[i], loss_val[i] = float(p.train.loss), float(p.val.loss)
@@ -140,8 +138,7 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             ):
                 scalars[key][i] = value
             num_splits[i] = seg.num_splits
-            interior += seg.interior_points
-            if not max(abs(seg.error), abs(seg.error_val)) <= lca["tolerance"]:
+            if not seg.converged(lca["tolerance"]):
                 log.warning(
                     f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
                     f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels (max_splits)"
@@ -174,7 +171,6 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
                 "stop": stop,
                 "train_passes": train_obj.passes,
                 "val_passes": val_obj.passes,
-                "interior_points": interior,
                 "lca_config": json.dumps(lca, sort_keys=True),
             }
         )

@@ -28,6 +28,10 @@ class Segment:
     error_val: float
     interior_points: int  # full-set evaluations made inside the segment
 
+    def converged(self, tolerance: float) -> bool:
+        """Both splits within tolerance; a NaN error never counts as converged."""
+        return abs(self.error) <= tolerance and abs(self.error_val) <= tolerance
+
 
 def _payload(p: Endpoint) -> list[torch.Tensor]:
     return [p.train.grad, p.train.grad_class, p.val.grad]
@@ -62,20 +66,18 @@ def integrate_segment(
                 acc += value
             evaluated += 1
         mean_grad = [(e + 2 * o + 4 * m) / (6 * n) for e, o, m in zip(ends, old_interior, new_points)]
-        error = float(delta.dot(mean_grad[0])) - d_loss
-        error_val = float(delta.dot(mean_grad[2])) - d_loss_val
-        if (abs(error) <= tolerance and abs(error_val) <= tolerance) or 2 * n > max_splits:  # NaN never converges
-            break
+        segment = Segment(
+            lca=delta * mean_grad[0],
+            lca_val=delta * mean_grad[2],
+            lca_class=delta * mean_grad[1],
+            first_order=float(delta.dot(start.train.grad)),
+            first_order_val=float(delta.dot(start.val.grad)),
+            num_splits=n,
+            error=float(delta.dot(mean_grad[0])) - d_loss,
+            error_val=float(delta.dot(mean_grad[2])) - d_loss_val,
+            interior_points=evaluated,
+        )
+        if segment.converged(tolerance) or 2 * n > max_splits:
+            return segment
         old_interior = [o + m for o, m in zip(old_interior, new_points)]
         n *= 2
-    return Segment(
-        lca=delta * mean_grad[0],
-        lca_val=delta * mean_grad[2],
-        lca_class=delta * mean_grad[1],
-        first_order=float(delta.dot(start.train.grad)),
-        first_order_val=float(delta.dot(start.val.grad)),
-        num_splits=n,
-        error=error,
-        error_val=error_val,
-        interior_points=evaluated,
-    )

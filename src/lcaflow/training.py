@@ -138,7 +138,7 @@ def train(
     run_fp = run_fingerprint(run)
     every = checkpoint_every or run.get("checkpoint_every") or 100
     train_idx, val_idx = split_indices(run)
-    data = load_examples(data_path, train_idx, device)
+    (data,) = load_examples(data_path, [train_idx], device)
     with open_h5(data_path, "dataset file") as f:
         require(f, ["x_train", "classes"], data_path, "data")
         input_shape = f["x_train"].shape[1:]
