@@ -34,7 +34,7 @@ def plain_gradient_pass(model, x, y, chunk_size) -> None:
 
 
 def main() -> None:
-    from lcaflow.config import validate_config
+    from lcaflow.config import run_fingerprint, validate_config
     from lcaflow.data import load_examples, load_official, write_data_file
     from lcaflow.gradients import compute_chunk
     from lcaflow.models import build_model
@@ -65,8 +65,11 @@ def main() -> None:
             data_path, run["dataset"], load_official(run["dataset"], d["root"], d["fashion_mnist_dir"], d["download"])
         )
     trajectory = results / "runs" / name / "trajectory.h5"
+    if trajectory.exists() and read_trajectory_meta(trajectory)["fingerprint"] != run_fingerprint(run):
+        print(f"{trajectory} was made with another config or version: not used", file=sys.stderr)
+        trajectory = work / "missing.h5"
     if not trajectory.exists():
-        print(f"no trajectory at {trajectory}: training {stop} iterations for the benchmark", file=sys.stderr)
+        print(f"no usable trajectory: training {stop} iterations for the benchmark", file=sys.stderr)
         run = dict(run, iterations=stop)
         trajectory = work / "trajectory.h5"
         train(name, run, str(data_path), str(trajectory), str(work / "ckpt"))
@@ -75,7 +78,7 @@ def main() -> None:
 
     # one plain full-set gradient pass, timed after a warm-up
     model = build_model(run["architecture"], meta["input_shape"], meta["num_classes"], run["seed"]).to(device)
-    split = load_examples(data_path, meta["train_indices"], device)
+    (split,) = load_examples(data_path, [meta["train_indices"]], device)
     plain_gradient_pass(model, split.x, split.y, lca["eval_chunk_size"])
     times = []
     for _ in range(args.repeats):
