@@ -1,5 +1,6 @@
 # Loss Change Allocation (Lan et al., NeurIPS 2019) as a file-based DAG:
-# data -> train -> gradients (one job per block of iterations) -> assemble -> summary
+# data -> train -> gradients (one job per block of iterations) -> assemble -> summary,
+# analyses (tables) -> figures, and `snakemake --report` over the figures and tables
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -27,15 +28,21 @@ localrules:
     gradients_all,
     lca_all,
     summary_all,
+    analysis_all,
+    figures_all,
 
 
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/lca.smk"
 include: "rules/summary.smk"
+include: "rules/analysis.smk"
+include: "rules/figures.smk"
 
 
 rule all:
     default_target: True
     input:
         summary_outputs(),
+        analysis_outputs(),
+        figure_outputs(),

@@ -98,3 +98,94 @@ def summary_outputs():
 
 def chunk_outputs():
     return [f"{run_dir(r)}/chunks/{c}.h5" for r in RUNS for c in chunk_ids(r)]
+
+
+ANALYSIS = CONFIG["analysis"]
+EXPERIMENTS = CONFIG["experiments"]
+
+
+wildcard_constraints:
+    experiment="|".join(re.escape(e) for e in sorted(EXPERIMENTS)) or "(?!)",
+
+
+def stats_path(name):
+    """A table of the run's analysis stage (wildcard {run} left in)."""
+    return f"{RESULTS}/runs/{{run}}/stats/{name}"
+
+
+def figure_path(name):
+    return f"{RESULTS}/runs/{{run}}/figures/{name}"
+
+
+def experiment_runs(wildcards):
+    return EXPERIMENTS[wildcards.experiment]["runs"]
+
+
+def compared_experiment(wildcards):
+    return EXPERIMENTS[wildcards.experiment]["compare_with"]
+
+
+def compared_runs(wildcards):
+    return EXPERIMENTS[compared_experiment(wildcards)]["runs"]
+
+
+def _experiment_files(name):
+    runs = EXPERIMENTS[name]["runs"]
+    return {
+        "layers": [f"{run_dir(r)}/stats/layers.tsv" for r in runs],
+        "grounding": [f"{run_dir(r)}/grounding.json" for r in runs],
+    }
+
+
+def experiment_inputs(wildcards):
+    return _experiment_files(wildcards.experiment)
+
+
+def comparison_inputs(wildcards):
+    a = _experiment_files(wildcards.experiment)
+    b = _experiment_files(compared_experiment(wildcards))
+    return {
+        "layers_a": a["layers"],
+        "grounding_a": a["grounding"],
+        "layers_b": b["layers"],
+        "grounding_b": b["grounding"],
+    }
+
+
+def experiment_figure_inputs(wildcards):
+    inputs = {
+        "layers": f"{RESULTS}/experiments/{wildcards.experiment}/layers.tsv",
+        "summary": f"{RESULTS}/experiments/{wildcards.experiment}/summary.json",
+    }
+    if EXPERIMENTS[wildcards.experiment]["compare_with"]:
+        inputs["comparison"] = f"{RESULTS}/experiments/{wildcards.experiment}/comparison.tsv"
+    return inputs
+
+
+RUN_FIGURES = (
+    "grounding.png",
+    "noise.png",
+    "heavy_tails.png",
+    "oscillation.png",
+    "layers.png",
+    "synchronization.png",
+    "synchronization_classes.png",
+    "neurons.png",
+    "parameters.png",
+    "correlation.png",
+    "specialization.png",
+    "heatmaps.png",
+    "animation.gif",
+)
+
+
+def figure_outputs():
+    return [f"{run_dir(r)}/figures/{name}" for r in RUNS for name in RUN_FIGURES] + [
+        f"{RESULTS}/experiments/{e}/experiment.png" for e in EXPERIMENTS
+    ]
+
+
+def analysis_outputs():
+    names = ("grounding.json", "noise.json", "oscillation.json", "layers.tsv", "synchronization.json", "neurons.json")
+    runs = [f"{run_dir(r)}/stats/{n}" for r in RUNS for n in names]
+    return runs + [f"{RESULTS}/experiments/{e}/summary.json" for e in EXPERIMENTS]

@@ -16,8 +16,17 @@ from .io import atomic_h5, create_matrix, require
 from .progress import log
 from .training import read_trajectory_meta
 
-PER_ITERATION = ("lca_first_order", "lca_first_order_val", "error", "error_val", "num_splits", "lca_class_layer")
-PER_POINT = ("loss", "loss_val", "loss_class")
+PER_ITERATION = (
+    "lca_first_order",
+    "lca_first_order_val",
+    "error",
+    "error_val",
+    "num_splits",
+    "lca_class_layer",
+    "lca_layer",
+    "lca_val_layer",
+)
+PER_POINT = ("loss", "loss_val", "loss_class", "grad_norm_layer", "grad_norm_class_layer")
 
 
 def _check_chunk(f: h5py.File, path, run_name: str, meta: dict, lca: dict, chunk: int, T: int, K: int) -> None:

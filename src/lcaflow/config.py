@@ -129,7 +129,29 @@ def validate_config(config: dict) -> dict:
     _fill_defaults(cfg, SCHEMA)
     for name, run in cfg["runs"].items():
         _check_run(name, run)
+    _check_analysis(cfg)
     return cfg
+
+
+def _check_analysis(cfg: dict) -> None:
+    window = cfg["analysis"]["oscillation_window"]
+    if window[0] >= window[1]:
+        raise ConfigError(f"config: analysis.oscillation_window: start {window[0]} must be below stop {window[1]}")
+    for name, run in cfg["runs"].items():
+        bad = [t for t in cfg["analysis"]["heatmap_iterations"] or [] if t >= run["iterations"]]
+        if bad:
+            raise ConfigError(
+                f"config: analysis.heatmap_iterations: {bad[0]} is past the last iteration {run['iterations'] - 1} of run {name}"
+            )
+    for name, exp in cfg["experiments"].items():
+        missing = [r for r in exp["runs"] if r not in cfg["runs"]]
+        if missing:
+            raise ConfigError(f"config: experiments.{name}.runs: {missing[0]!r} is not a run; declare it under runs")
+        if len(set(exp["runs"])) != len(exp["runs"]):
+            raise ConfigError(f"config: experiments.{name}.runs: lists a run twice")
+        other = exp["compare_with"]
+        if other is not None and (other not in cfg["experiments"] or other == name):
+            raise ConfigError(f"config: experiments.{name}.compare_with: {other!r} is not another experiment")
 
 
 def _check_run(name: str, run: dict) -> None:

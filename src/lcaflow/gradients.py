@@ -17,7 +17,7 @@ from .objective import FullSetObjective
 from .progress import Progress, log
 from .training import read_trajectory_meta, resolve_device
 
-CHUNK_FORMAT_VERSION = 1
+CHUNK_FORMAT_VERSION = 2  # 2: per-layer LCA and gradient norms
 
 
 def lca_settings_fingerprint(lca: dict) -> str:
@@ -108,11 +108,22 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         scalars = {k: np.empty(B) for k in ("lca_first_order", "lca_first_order_val", "error", "error_val")}
         num_splits = np.empty(B, dtype=np.int32)
         class_layer = np.empty((B, C, L))
+        layer_lca = {"lca_layer": np.empty((B, L)), "lca_val_layer": np.empty((B, L))}
+        grad_norm_layer = np.empty((B + 1, L))
+        grad_norm_class_layer = np.empty((B + 1, C, L))
         class_param = torch.zeros(C, K, dtype=torch.float64, device=device)
+
+        def per_layer(values: torch.Tensor) -> torch.Tensor:
+            """Sum the last axis (K) by layer."""
+            out = torch.zeros(values.shape[:-1] + (L,), dtype=torch.float64, device=device)
+            return out.index_add_(values.dim() - 1, layer_index, values)
 
         def record_point(i: int, p: Endpoint) -> None:
             loss[i], loss_val[i] = float(p.train.loss), float(p.val.loss)
             loss_class[i] = p.train.loss_class.cpu().numpy()
+            # gradient strength per layer (and per class), for the synchronisation analysis
+            grad_norm_layer[i] = per_layer(p.train.grad.square()).sqrt().cpu().numpy()
+            grad_norm_class_layer[i] = per_layer(p.train.grad_class.square()).sqrt().cpu().numpy()
             if d_grad is not None:
                 d_grad[i] = p.train.grad.float().cpu().numpy()
 
@@ -127,8 +138,9 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             seg = integrate_segment(evaluate, thetas[i], thetas[i + 1], previous, following, lca["tolerance"], lca["max_splits"])
             d_lca[i] = seg.lca.float().cpu().numpy()
             d_lca_val[i] = seg.lca_val.float().cpu().numpy()
-            per_layer = torch.zeros(C, L, dtype=torch.float64, device=device).index_add_(1, layer_index, seg.lca_class)
-            class_layer[i] = per_layer.cpu().numpy()
+            class_layer[i] = per_layer(seg.lca_class).cpu().numpy()
+            layer_lca["lca_layer"][i] = per_layer(seg.lca).cpu().numpy()
+            layer_lca["lca_val_layer"][i] = per_layer(seg.lca_val).cpu().numpy()
             class_param += seg.lca_class
             for key, value in (
                 ("lca_first_order", seg.first_order),
@@ -155,6 +167,10 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             ("loss_class", loss_class),
             ("num_splits", num_splits),
             ("lca_class_layer", class_layer),
+            ("lca_layer", layer_lca["lca_layer"]),
+            ("lca_val_layer", layer_lca["lca_val_layer"]),
+            ("grad_norm_layer", grad_norm_layer),
+            ("grad_norm_class_layer", grad_norm_class_layer),
         ):
             f.create_dataset(key, data=value)
         for key, value in scalars.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def summarize(lca_path: str, out_dir: str) -> dict:
     }
     for layer, name in enumerate(layout.layers):
         iteration_rows[f"pct_helping_{name}"] = 100 * layer_helping[:, layer] / layer_sizes[layer]
-    _write_tsv(out / "iterations.tsv", iteration_rows)
+    write_tsv(out / "iterations.tsv", iteration_rows)
 
     layer_lca = np.bincount(layer_index, weights=per_param["lca"], minlength=L)
     layer_lca_val = np.bincount(layer_index, weights=per_param["lca_val"], minlength=L)
@@ -84,7 +85,7 @@ def summarize(lca_path: str, out_dir: str) -> dict:
         "lca_val": layer_lca_val,
         "pct_helping_of_nonzero": (100 * layer_helping / layer_nonzero).mean(0),
     }
-    _write_tsv(out / "layers.tsv", layer_rows)
+    write_tsv(out / "layers.tsv", layer_rows)
 
     summary = {
         "iterations": int(T),
@@ -105,14 +106,18 @@ def summarize(lca_path: str, out_dir: str) -> dict:
     return summary
 
 
-def _write_tsv(path: Path, columns: dict) -> None:
+def write_tsv(path: Path, columns: dict) -> None:
+    """A tab-separated table with a header row, written under a temporary name and renamed, so an
+    interrupted job never leaves a finished-looking table."""
     names = list(columns)
     n = len(next(iter(columns.values())))
-    with open(path, "w") as fh:
+    tmp = Path(f"{path}.partial")
+    with open(tmp, "w") as fh:
         fh.write("\t".join(names) + "\n")
         for i in range(n):
             cells = [columns[name][i] for name in names]
             fh.write("\t".join(c if isinstance(c, str) else f"{c:.10g}" for c in cells) + "\n")
+    os.replace(tmp, path)
 
 
 def _overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, layer_lca_val) -> None:

@@ -1,0 +1,27 @@
+"""Reading the workflow's TSV tables back (figures and cross-run statistics are made from them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import CorruptFileError
+
+
+def read_tsv(path) -> dict[str, np.ndarray]:
+    """Columns by name; numeric columns as float arrays, others as string arrays."""
+    try:
+        with open(path) as fh:
+            header = fh.readline().rstrip("\n").split("\t")
+            cells = [line.rstrip("\n").split("\t") for line in fh if line.strip()]
+    except OSError as err:
+        raise CorruptFileError(f"{path}: unreadable ({err}); rerun the stage that makes it") from err
+    if any(len(row) != len(header) for row in cells):
+        raise CorruptFileError(f"{path}: ragged rows (truncated?); delete it and rerun the stage that makes it")
+    columns = {}
+    for j, name in enumerate(header):
+        raw = [row[j] for row in cells]
+        try:
+            columns[name] = np.array([float(v) for v in raw], dtype=np.float64)
+        except ValueError:
+            columns[name] = np.array(raw, dtype=str)
+    return columns

@@ -1,0 +1,496 @@
+"""Direct visualisation of per-parameter LCA (the paper's Fig. 2 and section 2.2).
+
+Every parameter is one pixel. A Linear kernel (out, in) is an out x in image; a convolution kernel
+(out, in, kh, kw) is a grid of kh x kw tiles with output channels down the rows and input channels
+across the columns; the layer's 1-D parameters (bias, normalisation scale/shift) are extra rows under
+the kernel after one empty (NaN) row. Green = negative LCA = the parameter lowered the whole
+training-set loss at that iteration, purple = positive = it raised it.
+
+`heatmap_figure` draws chosen iterations as a still (rows = iterations, columns = layers);
+`animation` writes a GIF (and an MP4 when ffmpeg is installed) with one frame per sampled iteration.
+Both read only the rows of the (T, K) LCA matrix they show, and write byte-identical files for
+identical inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import open_h5
+from .errors import ConfigError, CorruptFileError
+from .models import Layout
+
+CMAP = "PRGn_r"  # green (negative, helped) -> white (zero) -> purple (positive, hurt); colour-blind safe
+NAN_COLOR = "#d9d9d9"  # padding / separator pixels: no parameter there
+MAX_SIDE = 400  # display pixels per layer and direction before block-summing
+PERCENTILE = 99.0
+_MAX_EXTRA_ROWS = 8  # rows a downsampled 1-D tensor may take under its kernel
+_MAX_SAMPLES = 1_000_000  # |LCA| values kept per layer to estimate the animation's colour limits
+_WHAT = "LCA file (assemble stage)"
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+# ----------------------------------------------------------------------------------------------
+# Arrangement of a layer's parameters as pixels
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PixelMap:
+    """Which flat parameters make each pixel of a layer's image: pixel `dst[n]` adds `values[src[n]]`."""
+
+    layer: str
+    shape: tuple[int, int]
+    src: np.ndarray  # (n,) flat parameter index into theta
+    dst: np.ndarray  # (n,) flat pixel index into the (H, W) image
+    covered: np.ndarray  # (H*W,) bool: pixel holds at least one parameter
+    block: tuple[int, int]  # kernel pixels are sums of block[0] x block[1] parameters; (1, 1) = one each
+    group: int  # 1-D tensors: pixels are sums of up to `group` consecutive entries
+
+    @property
+    def downsampled(self) -> bool:
+        return self.block != (1, 1) or self.group != 1
+
+    def render(self, values: np.ndarray) -> np.ndarray:
+        """The layer's image (float64, NaN where no parameter) from a length-K vector."""
+        h, w = self.shape
+        out = np.bincount(self.dst, weights=np.asarray(values, dtype=np.float64)[self.src], minlength=h * w)
+        out[~self.covered] = np.nan
+        return out.reshape(h, w)
+
+    def describe_block(self) -> str:
+        parts = []
+        if self.block != (1, 1):
+            parts.append(f"{self.block[0]}×{self.block[1]} blocks")
+        if self.group != 1:
+            parts.append(f"1-D runs of {self.group}")
+        return "pixels = sums of " + ", ".join(parts)
+
+
+def _kernel_grid(shape: tuple[int, ...], offset: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Flat indices of a 2+-D tensor arranged as the paper's image, and its tile size (kh, kw)."""
+    idx = offset + np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    if len(shape) == 2:
+        return idx, (1, 1)
+    o, i, rest = shape[0], shape[1], shape[2:]
+    kh, kw = (1, rest[0]) if len(rest) == 1 else (rest[0], math.prod(rest[1:]))
+    grid = idx.reshape(o, i, kh, kw).transpose(0, 2, 1, 3).reshape(o * kh, i * kw)  # pixel (o*kh + y, i*kw + x)
+    return grid, (kh, kw)
+
+
+def _block_factor(n: int, tile: int, max_side: int) -> int:
+    """Smallest block size that brings n pixels down to max_side, aligned to tiles so no block straddles two."""
+    if n <= max_side * 5 // 4:  # "about max_side": a 448-row conv stem (64 x 7) stays at full resolution
+        return 1
+    f = math.ceil(n / max_side)
+    if tile > 1:
+        f = min(d for d in range(f, tile + 1) if tile % d == 0) if f < tile else tile * math.ceil(f / tile)
+    return f
+
+
+def _pixel_map(layout: Layout, layer: str, max_side: int | None = None) -> PixelMap:
+    """Pixel arrangement of one layer; `max_side=None` keeps one pixel per parameter."""
+    members = [j for j, name in enumerate(layout.layer_of_param) if name == layer]
+    if not members:
+        raise ConfigError(f"layer {layer!r} not in the layout; layers are {', '.join(layout.layers)}")
+    kernel = next((j for j in members if len(layout.shapes[j]) >= 2), None)
+    # any further 2+-D tensor of the same layer is shown flattened, like the 1-D ones
+    extras = [j for j in members if j != kernel]
+    src_parts, dst_parts = [], []
+    block, group, row = (1, 1), 1, 0
+
+    if kernel is not None:
+        grid, (kh, kw) = _kernel_grid(layout.shapes[kernel], layout.offsets[kernel])
+        hk, wk = grid.shape
+        if max_side is not None:
+            block = (_block_factor(hk, kh, max_side), _block_factor(wk, kw, max_side))
+        width = math.ceil(wk / block[1])
+        rows, cols = np.divmod(np.arange(hk * wk, dtype=np.int64), wk)
+        src_parts.append(grid.reshape(-1))
+        dst_parts.append((rows // block[0]) * width + cols // block[1])
+        row = math.ceil(hk / block[0]) + 1  # one NaN row between the kernel and the 1-D parameters
+    else:
+        longest = max(layout.sizes[j] for j in extras)
+        width = longest if longest <= (max_side or MAX_SIDE) else math.ceil(math.sqrt(longest))
+
+    for n_extra, j in enumerate(extras):
+        size = layout.sizes[j]
+        g = 1 if max_side is None else max(1, math.ceil(size / (width * _MAX_EXTRA_ROWS)))
+        group = max(group, g)
+        pixel = np.arange(size, dtype=np.int64) // g
+        src_parts.append(layout.offsets[j] + np.arange(size, dtype=np.int64))
+        dst_parts.append(row * width + pixel)
+        row += math.ceil(math.ceil(size / g) / width)
+        if n_extra < len(extras) - 1:
+            row += 1  # NaN row between consecutive 1-D tensors
+    height = row - 1 if kernel is not None and not extras else row
+    dst = np.concatenate(dst_parts)
+    covered = np.bincount(dst, minlength=height * width) > 0
+    return PixelMap(layer, (height, width), np.concatenate(src_parts), dst, covered, block, group)
+
+
+def layer_matrix(layout: Layout, layer: str, values: np.ndarray) -> np.ndarray:
+    """One layer's entries of the length-K vector `values` as a 2-D float array, one pixel per parameter.
+
+    Linear kernel (out, in): an out x in image. Conv kernel (out, in, kh, kw): kh x kw tiles, parameter
+    (o, i, y, x) at pixel (o*kh + y, i*kw + x). Then one NaN row, then each 1-D tensor (bias, norm
+    scale/shift) wrapped to the kernel's width and NaN-padded, consecutive tensors separated by a NaN row.
+    A layer without a 2+-D kernel shows its tensors as such rows only."""
+    values = np.asarray(values)
+    if values.shape != (layout.num_params,):
+        raise ValueError(f"values has shape {values.shape}, expected ({layout.num_params},)")
+    return _pixel_map(layout, layer).render(values)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the LCA file
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_header(f, path) -> tuple[Layout, object, np.ndarray]:
+    try:
+        layout = Layout.from_h5(f["layout"])
+        lca = f["lca"]
+        loss = f["loss"][()].astype(np.float64)
+    except KeyError as err:
+        raise CorruptFileError(f"{path}: lacks {err}; delete it and rerun the assemble stage") from err
+    if lca.ndim != 2 or lca.shape[1] != layout.num_params or lca.shape[0] < 1:
+        raise CorruptFileError(
+            f"{path}: 'lca' has shape {lca.shape}, expected (T >= 1, {layout.num_params}); delete it and rerun the assemble stage"
+        )
+    if loss.shape != (lca.shape[0] + 1,):
+        raise CorruptFileError(f"{path}: 'loss' has shape {loss.shape}, expected ({lca.shape[0] + 1},); rerun the assemble stage")
+    return layout, lca, loss
+
+
+def _read_row(lca, t: int, path) -> np.ndarray:
+    try:
+        return lca[t]
+    except OSError as err:
+        raise CorruptFileError(f"{path}: 'lca' row {t} is damaged ({err}); delete the file and rerun the assemble stage") from err
+
+
+def _check_iterations(iterations, T: int, path) -> list[int]:
+    checked = []
+    for t in iterations:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise ConfigError(f"iteration {t!r} is not an integer; {path} has iterations 0..{T - 1}")
+        if not 0 <= t < T:
+            raise ConfigError(f"iteration {t} out of range: {path} has iterations 0..{T - 1}")
+        checked.append(int(t))
+    if not checked:
+        raise ConfigError(f"no iterations chosen; {path} has iterations 0..{T - 1}")
+    return checked
+
+
+def default_iterations(T: int) -> list[int]:
+    """Up to 4 distinct iterations to show: first, ~2.5 %, ~25 % and last (the paper's 20 and 220 of 880)."""
+    if T < 1:
+        raise ConfigError(f"no iterations to show (T = {T})")
+    picks = {0, min(T - 1, math.floor(0.025 * T + 0.5)), min(T - 1, math.floor(0.25 * T + 0.5)), T - 1}
+    t = 1
+    while len(picks) < min(4, T):  # tiny T: fill with the earliest iterations not yet chosen
+        picks.add(t)
+        t += 1
+    return sorted(picks)
+
+
+def _frame_iterations(T: int, max_frames: int) -> list[int]:
+    """Every stride-th iteration, the first and the last always among them, at most max_frames in all."""
+    if T == 1:
+        return [0]
+    if max_frames < 2:
+        raise ConfigError(f"max_frames = {max_frames}: need at least 2 to show the first and the last iteration")
+    stride = max(1, math.ceil((T - 1) / (max_frames - 1)))
+    frames = list(range(0, T - 1, stride)) + [T - 1]
+    return frames
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing
+# ----------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "lcaflow"
+    return plt
+
+
+def _cmap():
+    import matplotlib
+
+    return matplotlib.colormaps[CMAP].with_extremes(bad=NAN_COLOR)
+
+
+def _limit(samples: list[np.ndarray]) -> float:
+    """Symmetric colour limit: the 99th percentile of |LCA|; a positive number even when all are zero."""
+    values = np.concatenate(samples) if samples else np.zeros(1)
+    values = values[np.isfinite(values)]
+    v = float(np.percentile(values, PERCENTILE)) if values.size else 0.0
+    if not v > 0:
+        v = float(values.max()) if values.size and values.max() > 0 else 1e-12
+    return v
+
+
+def _width_ratios(maps: list[PixelMap]) -> list[float]:
+    widest = max(m.shape[1] for m in maps)
+    return [max(m.shape[1] / widest, 0.4) for m in maps]
+
+
+def _colorbar(fig, im, ax, limit: float, downsampled: bool, fontsize: float):
+    from matplotlib import ticker
+
+    label = "LCA summed per pixel (nats)" if downsampled else "LCA (nats)"
+    cbar = fig.colorbar(im, ax=ax, location="bottom", extend="both", shrink=0.9, aspect=25)
+    cbar.set_ticks([-limit, 0.0, limit])
+    cbar.ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: "0" if v == 0 else f"{v:.2g}"))
+    cbar.ax.tick_params(labelsize=fontsize)
+    cbar.set_label(f"{label}\nclipped at {PERCENTILE:.0f}th percentile of |LCA|", fontsize=fontsize)
+    return cbar
+
+
+_EXPLAIN = "green = helped (lowered the training-set loss), purple = hurt (raised it), white = no effect, grey = no parameter"
+_ARRANGEMENT = (
+    "One pixel per parameter. Linear: rows = output units, columns = inputs. Conv: kh×kw tiles, output channels down, "
+    "input channels across. Bias / norm parameters: rows under the grey gap."
+)
+
+
+def _wrap(fig, text: str, fontsize: float) -> str:
+    """Word-wrap each line of a figure title to the figure's width, measured with the figure's own renderer."""
+    from matplotlib.font_manager import FontProperties
+
+    renderer, prop, limit = fig.canvas.get_renderer(), FontProperties(size=fontsize), 0.97 * fig.bbox.width
+    width = lambda s: renderer.get_text_width_height_descent(s, prop, ismath="$" in s)[0]
+    lines = []
+    for line in text.splitlines():
+        words = line.split(" ")  # a $...$ expression holds no spaces, so it stays whole
+        current = words[0]
+        for word in words[1:]:
+            if width(f"{current} {word}") <= limit:
+                current = f"{current} {word}"
+            else:
+                lines.append(current)
+                current = word
+        lines.append(current)
+    return "\n".join(lines)
+
+
+def _atomic(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + ".partial")
+
+
+def heatmap_figure(lca_path, iterations: list[int], out_png) -> Path:
+    """Still of per-parameter LCA: rows = `iterations`, columns = layers; colour limits per layer."""
+    lca_path, out_png = Path(lca_path), Path(out_png)
+    with open_h5(lca_path, _WHAT) as f:
+        layout, lca, loss = _read_header(f, lca_path)
+        T = lca.shape[0]
+        iterations = _check_iterations(iterations, T, lca_path)
+        maps = [_pixel_map(layout, layer, MAX_SIDE) for layer in layout.layers]
+        images = []
+        for t in iterations:  # one row read per chosen iteration; memory does not grow with T
+            row = _read_row(lca, t, lca_path)
+            images.append([m.render(row) for m in maps])
+    limits = [_limit([np.abs(images[r][c]).ravel() for r in range(len(iterations))]) for c in range(len(maps))]
+
+    plt = _pyplot()
+    ratios = _width_ratios(maps)
+    n_rows, n_cols = len(iterations), len(maps)
+    fig_w = max(7.0, 0.8 + 4.6 * sum(ratios))
+    fig_h = 1.5 + 1.9 * n_rows + 0.9
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(fig_w, fig_h), dpi=100, squeeze=False, layout="constrained", gridspec_kw={"width_ratios": ratios}
+    )
+    cmap = _cmap()
+    for c, m in enumerate(maps):
+        im = None
+        for r, t in enumerate(iterations):
+            ax = axes[r, c]
+            im = ax.imshow(images[r][c], cmap=cmap, vmin=-limits[c], vmax=limits[c], aspect="auto", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            title = f"{m.layer} · iteration {t}"
+            if m.downsampled:
+                title += f"\n{m.describe_block()}"
+            ax.set_title(title, fontsize=8.5)
+            if c == 0:
+                ax.set_ylabel(
+                    f"iteration {t}\ntrain loss {loss[t]:.4g} nats\nthis step ΔL = {loss[t + 1] - loss[t]:+.3g}", fontsize=8.5
+                )
+        _colorbar(fig, im, axes[:, c], limits[c], m.downsampled, 8)
+    fig.suptitle(
+        _wrap(
+            fig, f"Per-parameter loss change allocation (LCA), {T} iterations of {lca_path.name}\n{_EXPLAIN}\n{_ARRANGEMENT}", 9.5
+        ),
+        fontsize=9.5,
+    )
+    tmp = _atomic(out_png)
+    try:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+        os.replace(tmp, out_png)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return out_png
+
+
+def _palette_image():
+    """A fixed 256-colour palette: the colour map, its NaN grey and a grey ramp for text and edges."""
+    from PIL import Image
+
+    cmap = _cmap()
+    ramp = (np.asarray(cmap(np.linspace(0.0, 1.0, 199)))[:, :3] * 255).round().astype(np.uint8)
+    greys = np.repeat(np.linspace(0, 255, 56).round().astype(np.uint8)[:, None], 3, axis=1)
+    nan = np.array([[int(NAN_COLOR[k : k + 2], 16) for k in (1, 3, 5)]], dtype=np.uint8)
+    colours = np.concatenate([ramp, greys, nan])  # 256 entries
+    pal = Image.new("P", (1, 1))
+    pal.putpalette(colours.reshape(-1).tolist())
+    return pal
+
+
+def _start_ffmpeg(ffmpeg: str, size: tuple[int, int], fps: int, tmp: Path):
+    w, h = size
+    cmd = [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
+        "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2:color=white", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-threads", "1",
+        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1", "-f", "mp4", str(tmp),
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+
+
+def animation(lca_path, out_gif, max_frames: int = 120, fps: int = 8) -> Path | None:
+    """GIF of per-parameter LCA, one frame per sampled iteration (first and last always in), all layers
+    side by side with colour limits fixed for the whole animation. With ffmpeg on PATH also an MP4 beside
+    the GIF; returns its path, else None."""
+    lca_path, out_gif = Path(lca_path), Path(out_gif)
+    if fps < 1:
+        raise ConfigError(f"fps = {fps}: need at least 1 frame per second")
+    with open_h5(lca_path, _WHAT) as f:
+        layout, lca, loss = _read_header(f, lca_path)
+        T = lca.shape[0]
+        frames = _frame_iterations(T, max_frames)
+        maps = [_pixel_map(layout, layer, MAX_SIDE) for layer in layout.layers]
+
+        # pass 1: colour limits from (a bounded sample of) |LCA| of every layer over the sampled frames
+        steps = [max(1, math.ceil(int(m.covered.sum()) * len(frames) / _MAX_SAMPLES)) for m in maps]
+        samples: list[list[np.ndarray]] = [[] for _ in maps]
+        for t in frames:
+            row = _read_row(lca, t, lca_path)
+            for k, m in enumerate(maps):
+                img = m.render(row)
+                samples[k].append(np.abs(img[np.isfinite(img)])[:: steps[k]].astype(np.float32))
+        limits = [_limit(s) for s in samples]
+        del samples
+
+        # pass 2: render each frame into fixed artists, quantise to a fixed palette
+        plt = _pyplot()
+        from PIL import Image
+
+        ratios = _width_ratios(maps)
+        fig, axes = plt.subplots(
+            1, len(maps), figsize=(max(6.0, 0.6 + 4.4 * sum(ratios)), 3.6), dpi=100, squeeze=False, layout="constrained",
+            gridspec_kw={"width_ratios": ratios},
+        )  # fmt: skip
+        cmap = _cmap()
+        artists = []
+        for k, m in enumerate(maps):
+            ax = axes[0, k]
+            im = ax.imshow(
+                np.full(m.shape, np.nan), cmap=cmap, vmin=-limits[k], vmax=limits[k], aspect="auto", interpolation="nearest"
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(m.layer + (f"\n{m.describe_block()}" if m.downsampled else ""), fontsize=8.5)
+            _colorbar(fig, im, ax, limits[k], m.downsampled, 7.5)
+            artists.append(im)
+
+        explain = _wrap(fig, _EXPLAIN, 9.5)
+
+        def frame_title(t: int) -> str:  # plain text with Unicode subscripts: mathtext would cost ~0.1 s a frame
+            theta = "θ" + str(t).translate(_SUBSCRIPTS)
+            head = (
+                f"iteration {t} of {T}, train loss L({theta}) = {loss[t]:.4f} nats (this step ΔL = {loss[t + 1] - loss[t]:+.3g})"
+            )
+            return _wrap(fig, head, 9.5) + "\n" + explain
+
+        title = fig.suptitle(frame_title(frames[-1]), fontsize=9.5)  # the longest iteration number sizes the layout
+        fig.canvas.draw()  # settle the constrained layout once, then keep it fixed for every frame
+        fig.set_layout_engine("none")
+        # blit: the static parts (colour bars, labels) are drawn once; each frame redraws images, frames and title
+        moving = [*artists, title]
+        for artist in moving:
+            artist.set_animated(True)
+        fig.canvas.draw()
+        background = fig.canvas.copy_from_bbox(fig.bbox)
+        spines = [spine for ax in axes[0] for spine in ax.spines.values()]
+        palette = _palette_image()
+
+        mp4 = out_gif.with_suffix(".mp4")
+        ffmpeg = shutil.which("ffmpeg")
+        proc, mp4_tmp = None, _atomic(mp4)
+        gif_tmp = _atomic(out_gif)
+        pictures = []
+        try:
+            for t in frames:
+                row = _read_row(lca, t, lca_path)
+                for im, m in zip(artists, maps):
+                    im.set_data(m.render(row))
+                title.set_text(frame_title(t))
+                fig.canvas.restore_region(background)
+                for artist in [*moving, *spines]:
+                    fig.draw_artist(artist)
+                rgb = np.ascontiguousarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
+                pictures.append(Image.fromarray(rgb).quantize(palette=palette, dither=Image.Dither.NONE))
+                if ffmpeg and proc is None:
+                    proc = _start_ffmpeg(ffmpeg, (rgb.shape[1], rgb.shape[0]), fps, mp4_tmp)
+                if proc is not None and not proc.stdin.closed:
+                    try:
+                        proc.stdin.write(rgb.tobytes())
+                    except BrokenPipeError:  # ffmpeg gave up; its message comes with the warning below
+                        proc.stdin.close()
+            plt.close(fig)
+            pictures[0].save(
+                gif_tmp,
+                format="GIF",
+                save_all=True,
+                append_images=pictures[1:],
+                duration=round(1000 / fps),
+                loop=0,
+                optimize=False,
+            )
+            os.replace(gif_tmp, out_gif)
+            if proc is not None:
+                if not proc.stdin.closed:
+                    proc.stdin.close()
+                err = proc.stderr.read().decode(errors="replace").strip()
+                if proc.wait() == 0:
+                    os.replace(mp4_tmp, mp4)
+                    return mp4
+                warnings.warn(
+                    f"ffmpeg could not write {mp4}: {err.splitlines()[-1] if err else 'exit ' + str(proc.returncode)}",
+                    stacklevel=2,
+                )
+            return None
+        finally:
+            plt.close(fig)
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            gif_tmp.unlink(missing_ok=True)
+            mp4_tmp.unlink(missing_ok=True)

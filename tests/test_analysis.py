@@ -1,0 +1,177 @@
+"""The analysis stages on lca.h5 / trajectory.h5 files built with known answers planted in them."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from lcaflow import analysis, experiments, figures
+from lcaflow.models import Layout
+from lcaflow.tables import read_tsv
+
+T, C = 240, 3
+LAYOUT = Layout(
+    names=("l1.weight", "l1.bias", "l2.weight", "l2.bias"),
+    shapes=((4, 6), (4,), (3, 4), (3,)),
+    offsets=(0, 24, 28, 40),
+    layer_of_param=("l1", "l1", "l2", "l2"),
+    layers=("l1", "l2"),
+)
+K = 43
+SYNC = np.arange(20, 220, 10)  # 20 planted moments shared by both layers
+PERIOD = 12  # l1 weights move back and forth with this period
+
+
+def make_run(tmp_path, seed=0, hurt=1e-3, final_loss=0.5):
+    """A run whose second layer hurts (LCA +hurt per parameter per iteration), whose first layer's
+    weights oscillate with period PERIOD, and whose per-layer (and per-class) LCA dips together at SYNC."""
+    rng = np.random.default_rng(seed)
+    layer_index = LAYOUT.layer_index()
+    lca = rng.normal(0, 1e-4, size=(T, K))
+    lca[:, layer_index == 1] += hurt
+    lca[:, layer_index == 0] -= 2 * hurt
+    lca[SYNC] -= 0.01  # deep, shared dips: moments of learning in every layer at once
+    lca_layer = np.stack([lca[:, layer_index == j].sum(1) for j in range(2)], axis=1)
+    class_layer = np.repeat(lca_layer[:, None, :] / C, C, axis=1) + rng.normal(0, 1e-5, size=(T, C, 2))
+    t = np.arange(T + 1)
+    params = np.zeros((T + 1, K))
+    params[:, layer_index == 0] = np.sin(2 * np.pi * (t[:, None] + 0.5) / PERIOD)  # turns every PERIOD/2 steps
+    params[:, layer_index == 1] = 0.01 * t[:, None]  # moves one way only: never turns
+    grad = np.zeros((T + 1, K))
+    grad[:, layer_index == 0] = np.cos(2 * np.pi * (t[:, None] + 0.25) / PERIOD)
+    grad[:, layer_index == 1] = 1.0  # never crosses zero
+    loss = final_loss + np.linspace(2.0, 0.0, T + 1)
+    error = rng.normal(0, 1e-5, T)
+    lca_path, traj_path = tmp_path / f"lca{seed}.h5", tmp_path / f"traj{seed}.h5"
+    with h5py.File(lca_path, "w") as f:
+        f["lca"] = lca.astype(np.float32)
+        f["lca_val"] = (0.5 * lca).astype(np.float32)
+        f["grad"] = grad.astype(np.float32)
+        f["loss"], f["loss_val"] = loss, loss + 0.1
+        f["error"], f["error_val"] = error, error
+        f["lca_first_order"], f["lca_first_order_val"] = np.diff(loss) * 2, np.diff(loss) * 2
+        f["num_splits"] = np.ones(T, dtype=np.int32)
+        f["lca_layer"], f["lca_val_layer"] = lca_layer, 0.5 * lca_layer
+        f["lca_class_layer"] = class_layer
+        f["lca_class_param"] = np.repeat(lca.sum(0)[None] / C, C, axis=0)
+        f["grad_norm_layer"] = rng.uniform(1, 2, size=(T + 1, 2))
+        f["grad_norm_class_layer"] = rng.uniform(1, 2, size=(T + 1, C, 2))
+        f["classes"] = np.array(["a", "b", "c"], dtype=object)
+        LAYOUT.to_h5(f.create_group("layout"))
+        f.attrs["lca_config"] = json.dumps({"tolerance": 1e-3})
+    with h5py.File(traj_path, "w") as f:
+        f["params"] = params.astype(np.float32)
+    grounding = tmp_path / f"grounding{seed}.json"
+    grounding.write_text(json.dumps({"train": {"loss_final": final_loss}, "val": {"loss_final": final_loss + 0.1}}))
+    return lca_path, traj_path, grounding
+
+
+def test_grounding_table_s1_quantities(tmp_path):
+    lca, _, _ = make_run(tmp_path)
+    g = analysis.grounding(lca, tmp_path / "g.tsv", tmp_path / "g.json")
+    # first order = 2 x the real change: total error -100% of |ΔL|... with the sign of "LCA says lower"
+    assert g["train"]["total_error_pct_first_order"] == pytest.approx(-100.0)
+    assert abs(g["train"]["total_error_pct_simpson"]) < 0.1
+    rows = read_tsv(tmp_path / "g.tsv")
+    assert rows["lca_sum"] == pytest.approx(rows["loss_change"] + rows["error"])
+
+
+def test_layers_planted_hurting_layer(tmp_path):
+    lca, _, _ = make_run(tmp_path, hurt=1e-3)
+    totals = analysis.layers(lca, tmp_path / "l.tsv", tmp_path / "c.tsv")
+    n2 = 15
+    assert totals["l2"] == pytest.approx(T * n2 * 1e-3 - 20 * 0.01 * n2, rel=0.02)  # hurts overall despite the dips
+    assert totals["l2"] > 0
+    assert totals["l1"] < 0
+    rows = read_tsv(tmp_path / "l.tsv")
+    assert rows["lca_val"] == pytest.approx(0.5 * rows["lca"], rel=1e-5)
+    cum = read_tsv(tmp_path / "c.tsv")
+    assert cum["train_l2"][-1] == pytest.approx(totals["l2"])
+
+
+def test_oscillation_counts_known_periods(tmp_path):
+    lca, traj, _ = make_run(tmp_path)
+    o = analysis.oscillation(traj, lca, tmp_path / "o.json", tmp_path / "o.tsv", tmp_path / "tr.tsv", window=(50, 200))
+    rows = read_tsv(tmp_path / "o.tsv")
+    turns = T // (PERIOD // 2)  # the sine peaks at t = 2.5 + 6k: 40 turns inside 0..T
+    assert rows["weight_direction_changes"].tolist() == pytest.approx([turns, 0])
+    assert rows["gradient_sign_changes"][0] == pytest.approx(2 * (T + 1) // PERIOD, abs=1)
+    assert rows["gradient_sign_changes"][1] == 0
+    share = 28 / K  # l1 holds 28 of the K parameters
+    assert o["iterations_per_weight_direction_change"] == pytest.approx(T / (turns * share))
+    assert o["traces"]["layer"] == "l2" and o["traces"]["window"] == [50, 200]
+    traces = read_tsv(tmp_path / "tr.tsv")
+    assert len(traces["iteration"]) == 150
+
+
+def test_synchronization_finds_planted_moments(tmp_path):
+    lca, traj, _ = make_run(tmp_path)
+    s = analysis.synchronization(lca, traj, tmp_path / "s.json", tmp_path / "m.tsv", top=20, max_shift=2, repeats=500)
+    assert s["signals"]["lca"]["synchronized_total"] == 20
+    # with 2 layers the shifts agree by chance 1 time in 5 and then keep all 20: p cannot go below 1/5
+    assert s["signals"]["lca"]["p_floor"] == pytest.approx(1 / 5)
+    assert s["signals"]["lca"]["p_value"] == pytest.approx(1 / 5, abs=0.06)
+    assert s["signals"]["lca"]["baseline_mean_per_group"] == pytest.approx(20 / 5, rel=0.3)
+    # three classes shift independently: the floor is (1/5)^3
+    assert s["signals"]["lca_by_class"]["synchronized_per_group"] == 20
+    assert s["signals"]["lca_by_class"]["p_value"] < 0.03
+    # gradient norms are independent noise: no more synchronised than chance
+    assert s["signals"]["gradient"]["p_value"] > 0.01
+    moments = read_tsv(tmp_path / "m.tsv")
+    lca_rows = moments["signal"] == "lca"
+    assert sorted(set(moments["iteration"][lca_rows].astype(int))) == SYNC.tolist()
+
+
+def test_noise_statistics(tmp_path):
+    lca, _, _ = make_run(tmp_path, hurt=0.0)
+    n = analysis.noise(lca, *(tmp_path / name for name in ("n.json", "i.tsv", "l.tsv", "h.tsv", "f.tsv")), sample_size=5000)
+    with h5py.File(lca) as f:
+        x = f["lca"][()].astype(np.float64)
+    assert n["pct_helping_of_nonzero"] == pytest.approx(100 * (x < 0).sum() / (x != 0).sum())
+    from scipy import stats as sps
+
+    assert n["distribution"]["kurtosis"] == pytest.approx(sps.kurtosis(x[x != 0], fisher=False), rel=1e-6)
+    # the planted dips are extreme outliers: a heavy-tailed sample
+    assert n["distribution"]["kurtosis_test_p"] < 1e-6
+    hist = read_tsv(tmp_path / "f.tsv")
+    assert hist["parameters"].sum() == K
+
+
+def test_neurons_and_specialization(tmp_path):
+    lca, _, _ = make_run(tmp_path)
+    out = [tmp_path / name for name in ("n.h5", "c.tsv", "s.tsv", "n.json")]
+    result = analysis.neurons(lca, *out, n_top=5, nodes=3, per_node=3)
+    with h5py.File(out[0]) as f, h5py.File(lca) as g:
+        x = g["lca"][()].astype(np.float64)
+        # neuron 1 of l1: its 6 weights (row 1) and its bias
+        expected = x[:, 6:12].sum(1) + x[:, 25]
+        assert f["neuron_lca/l1"][:, 1] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+        best = f["most_helpful"][()]
+        totals = x[:, :28].sum(0)
+        assert sorted(best.tolist()) == sorted(np.argsort(totals)[:5].tolist())
+    # every neuron helps all 3 classes equally: top class holds a third of its help
+    spec = read_tsv(out[2])
+    helping = spec["help_total"] > 0
+    assert spec["top1_share"][helping] == pytest.approx(1 / 3)
+    assert result["specialization"]["l1"]["pct_neurons_top1_over_80pct"] == 0
+
+
+def test_experiment_detects_a_planted_hurting_layer(tmp_path):
+    runs = [make_run(tmp_path, seed=s, hurt=1e-3, final_loss=0.5 + 0.01 * s) for s in range(4)]
+    frozen = [make_run(tmp_path, seed=10 + s, hurt=1e-3, final_loss=0.3 + 0.01 * s) for s in range(4)]
+    layer_tsvs = []
+    for k, (lca, _, _) in enumerate(runs + frozen):
+        analysis.layers(lca, tmp_path / f"layers{k}.tsv", tmp_path / f"cum{k}.tsv")
+        layer_tsvs.append(tmp_path / f"layers{k}.tsv")
+    names = [f"r{k}" for k in range(4)]
+    e = experiments.experiment("normal", names, layer_tsvs[:4], [r[2] for r in runs], tmp_path / "e.tsv", tmp_path / "e.json")
+    assert e["layers"]["l2"]["verdict"] == "hurts" and e["layers"]["l2"]["p_value"] < 1e-4
+    assert e["layers"]["l1"]["verdict"] == "helps"
+    a = experiments.collect(names, layer_tsvs[:4], [r[2] for r in runs])
+    b = experiments.collect([f"f{k}" for k in range(4)], layer_tsvs[4:], [r[2] for r in frozen])
+    rows = experiments.compare("normal", "frozen", a, b, tmp_path / "cmp.tsv")
+    i = rows["metric"].index("final_train_loss")
+    assert rows["p_value"][i] < 1e-4 and rows["mean_a"][i] > rows["mean_b"][i]
+    figures.experiment_figure(tmp_path / "e.tsv", tmp_path / "e.json", tmp_path / "e.png", "normal", tmp_path / "cmp.tsv")
+    assert (tmp_path / "e.png").stat().st_size > 10_000
