@@ -37,6 +37,9 @@ rule noise:
         f"{RESULTS}/benchmarks/analysis/{{run}}/noise.tsv"
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
     params:
         sample_size=ANALYSIS["sample_size"],
         seed=ANALYSIS["seed"],
@@ -64,6 +67,9 @@ rule oscillation:
         f"{RESULTS}/benchmarks/analysis/{{run}}/oscillation.tsv"
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
     params:
         window=ANALYSIS["oscillation_window"],
     script:
@@ -103,6 +109,9 @@ rule synchronization:
         f"{RESULTS}/benchmarks/analysis/{{run}}/synchronization.tsv"
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
     params:
         top=ANALYSIS["top_moments"],
         max_shift=ANALYSIS["max_shift"],
@@ -132,6 +141,9 @@ rule neurons:
         f"{RESULTS}/benchmarks/analysis/{{run}}/neurons.tsv"
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
     params:
         top_params=ANALYSIS["top_params"],
         nodes=ANALYSIS["correlation_nodes"],

@@ -84,6 +84,14 @@ def gradient_runtime(wildcards, attempt):
     return f"{size.gradient_runtime_min(RUNS[wildcards.run], LCA, THREADS, gpu) * attempt}m"
 
 
+def analysis_mem_mb(wildcards, attempt):
+    return size.analysis_mem_mb(RUNS[wildcards.run]) * attempt
+
+
+def analysis_runtime(wildcards, attempt):
+    return f"{size.analysis_runtime_min(RUNS[wildcards.run]) * attempt}m"
+
+
 def train_outputs():
     return [f"{run_dir(r)}/trajectory.h5" for r in RUNS]
 
@@ -158,8 +166,19 @@ def experiment_figure_inputs(wildcards):
         "summary": f"{RESULTS}/experiments/{wildcards.experiment}/summary.json",
     }
     if EXPERIMENTS[wildcards.experiment]["compare_with"]:
-        inputs["comparison"] = f"{RESULTS}/experiments/{wildcards.experiment}/comparison.tsv"
+        inputs["comparison"] = (
+            f"{RESULTS}/experiments/{wildcards.experiment}/comparison.tsv"
+        )
     return inputs
+
+
+def run_report(caption):
+    """report() settings of a run's figure: its caption file, filed under the run."""
+    return {
+        "caption": f"../report/figures/{caption}.rst",
+        "category": "Runs",
+        "subcategory": "{run}",
+    }
 
 
 RUN_FIGURES = (
@@ -186,6 +205,13 @@ def figure_outputs():
 
 
 def analysis_outputs():
-    names = ("grounding.json", "noise.json", "oscillation.json", "layers.tsv", "synchronization.json", "neurons.json")
+    names = (
+        "grounding.json",
+        "noise.json",
+        "oscillation.json",
+        "layers.tsv",
+        "synchronization.json",
+        "neurons.json",
+    )
     runs = [f"{run_dir(r)}/stats/{n}" for r in RUNS for n in names]
     return runs + [f"{RESULTS}/experiments/{e}/summary.json" for e in EXPERIMENTS]

@@ -2,10 +2,6 @@
 # every figure goes into `snakemake --report` with a caption saying how to read it.
 
 
-def run_report(caption):
-    return {"caption": f"../report/figures/{caption}.rst", "category": "Runs", "subcategory": "{run}"}
-
-
 rule figure_grounding:
     input:
         tsv=stats_path("grounding.tsv"),
@@ -85,9 +81,12 @@ rule figure_synchronization:
         moments=stats_path("moments.tsv"),
         json=stats_path("synchronization.json"),
     output:
-        layers=report(figure_path("synchronization.png"), **run_report("synchronization")),
+        layers=report(
+            figure_path("synchronization.png"), **run_report("synchronization")
+        ),
         classes=report(
-            figure_path("synchronization_classes.png"), **run_report("synchronization_classes")
+            figure_path("synchronization_classes.png"),
+            **run_report("synchronization_classes"),
         ),
     log:
         f"{RESULTS}/logs/figures/{{run}}/synchronization.log",
@@ -105,7 +104,9 @@ rule figure_neurons:
         neurons=report(figure_path("neurons.png"), **run_report("neurons")),
         parameters=report(figure_path("parameters.png"), **run_report("parameters")),
         correlation=report(figure_path("correlation.png"), **run_report("correlation")),
-        specialization=report(figure_path("specialization.png"), **run_report("specialization")),
+        specialization=report(
+            figure_path("specialization.png"), **run_report("specialization")
+        ),
     log:
         f"{RESULTS}/logs/figures/{{run}}/neurons.log",
     conda:
@@ -123,6 +124,9 @@ rule heatmaps:
         f"{RESULTS}/logs/figures/{{run}}/heatmaps.log",
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
     params:
         iterations=ANALYSIS["heatmap_iterations"],
     script:
@@ -140,6 +144,9 @@ rule animation:
         f"{RESULTS}/benchmarks/figures/{{run}}/animation.tsv"
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
     params:
         max_frames=ANALYSIS["animation_max_frames"],
         fps=ANALYSIS["animation_fps"],

@@ -55,13 +55,32 @@ def snakemake(workdir, *args, timeout=900):
     return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True, timeout=timeout)
 
 
-def write_tiny_config(workdir: Path, datasets: Path | None = None, run: dict | None = None, lca: dict | None = None) -> Path:
+# The end-to-end fixture adds a second seed and two experiments, so that the cross-run statistics,
+# the comparison and their figures run for real too.
+SEEDS_EXPERIMENT = {
+    "extra_runs": {"tiny_sgd_s1": {"seed": 1}},
+    "experiments": {"seeds": {"runs": ["tiny_sgd", "tiny_sgd_s1"], "compare_with": "seed0"}, "seed0": {"runs": ["tiny_sgd"]}},
+}
+
+
+def write_tiny_config(
+    workdir: Path,
+    datasets: Path | None = None,
+    run: dict | None = None,
+    lca: dict | None = None,
+    extra_runs: dict | None = None,
+    experiments: dict | None = None,
+) -> Path:
     """tests/configs/tiny.yaml with outputs under `workdir` (datasets may be shared between runs),
-    optionally with some run and lca settings changed."""
+    optionally with some run and lca settings changed, more runs (variations of tiny_sgd) and experiments."""
     import yaml
 
     config = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
     config["runs"]["tiny_sgd"].update(run or {})
+    for name, changes in (extra_runs or {}).items():
+        config["runs"][name] = {**config["runs"]["tiny_sgd"], **changes}
+    if experiments:
+        config["experiments"] = experiments
     config["lca"].update(lca or {})
     config["results_dir"] = str(workdir / "results")
     config["data"] = {"root": str(datasets or workdir / "datasets"), "fashion_mnist_dir": str(FASHION_DIR), "download": False}
@@ -86,7 +105,7 @@ def output_hashes(results: Path) -> dict[str, str]:
 def tiny_workflow(tmp_path_factory):
     """One real `snakemake --cores 2` run of the tiny config: (workdir, config path, process)."""
     workdir = tmp_path_factory.mktemp("workflow")
-    config_path = write_tiny_config(workdir)
+    config_path = write_tiny_config(workdir, **SEEDS_EXPERIMENT)
     result = snakemake(workdir, "--cores", "2", "--configfile", str(config_path))
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, config_path, result

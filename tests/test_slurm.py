@@ -30,8 +30,10 @@ def slurm_cluster():
 def test_slurm_profile_runs_the_workflow_and_matches_a_local_run(slurm_cluster, tiny_workflow, tmp_path):
     local_dir, _, _ = tiny_workflow
     config_path = write_tiny_config(tmp_path, datasets=local_dir / "datasets")
+    noise_figure = "results/runs/tiny_sgd/figures/noise.png"
     result = snakemake(
         tmp_path,
+        "summary_all", noise_figure,  # the core stages plus one analysis and its figure
         "--configfile", str(config_path),
         "--profile", str(REPO / "profiles" / "slurm"),
         # no slurmdbd here: without these the plugin waits on sacct forever (see .ci/local-slurm.sh)
@@ -46,4 +48,6 @@ def test_slurm_profile_runs_the_workflow_and_matches_a_local_run(slurm_cluster, 
     assert "--gpus=1" in sbatch["gradients"] and "--gpus=1" in sbatch["train"]
     assert "--gpus" not in sbatch["assemble"] and "--gpus" not in sbatch["summary"]
     assert re.search(r"--mem \d+", sbatch["gradients"]) and re.search(r"-t \d+", sbatch["gradients"])
-    assert output_hashes(tmp_path / "results") == output_hashes(local_dir / "results")
+    on_slurm, local = output_hashes(tmp_path / "results"), output_hashes(local_dir / "results")
+    assert "runs/tiny_sgd/lca.h5" in on_slurm and noise_figure.removeprefix("results/") in on_slurm
+    assert on_slurm == {name: local[name] for name in on_slurm}

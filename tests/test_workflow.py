@@ -7,7 +7,7 @@ from pathlib import Path
 
 import h5py
 import yaml
-from conftest import REPO, SNAKEMAKE, output_hashes, snakemake, write_tiny_config
+from conftest import REPO, SEEDS_EXPERIMENT, SNAKEMAKE, output_hashes, snakemake, write_tiny_config
 
 
 def test_end_to_end_outputs(tiny_workflow):
@@ -43,6 +43,47 @@ def test_end_to_end_outputs(tiny_workflow):
     assert "it/s, ETA" in (workdir / "results" / "logs" / "gradients/tiny_sgd/0001.log").read_text()
 
 
+FIGURES = (
+    "grounding.png",
+    "noise.png",
+    "heavy_tails.png",
+    "oscillation.png",
+    "layers.png",
+    "synchronization.png",
+    "synchronization_classes.png",
+    "neurons.png",
+    "parameters.png",
+    "correlation.png",
+    "specialization.png",
+    "heatmaps.png",
+)
+
+
+def test_analyses_and_figures_of_every_run_and_experiment(tiny_workflow):
+    workdir, _, _ = tiny_workflow
+    results = workdir / "results"
+    for run in ("tiny_sgd", "tiny_sgd_s1"):
+        stats = results / "runs" / run / "stats"
+        noise = json.loads((stats / "noise.json").read_text())
+        assert 30 < noise["pct_helping_of_nonzero"] < 80 and noise["distribution"]["nonzero_values"] > 0
+        grounding = json.loads((stats / "grounding.json").read_text())
+        assert abs(grounding["train"]["total_error_pct_simpson"]) < 1
+        assert abs(grounding["train"]["total_error_pct_first_order"]) > abs(grounding["train"]["total_error_pct_simpson"])
+        oscillation = json.loads((stats / "oscillation.json").read_text())
+        assert oscillation["gradient_stored"] is False and oscillation["gradient_note"]  # tiny config stores no gradients
+        sync = json.loads((stats / "synchronization.json").read_text())
+        assert set(sync["signals"]) == {"lca", "lca_by_class", "gradient", "gradient_by_class", "motion"}
+        for name in FIGURES:
+            assert (results / "runs" / run / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert (results / "runs" / run / "figures" / "animation.gif").read_bytes()[:6] == b"GIF89a"
+    experiment = json.loads((results / "experiments" / "seeds" / "summary.json").read_text())
+    assert experiment["runs"] == ["tiny_sgd", "tiny_sgd_s1"] and set(experiment["layers"]) == {"fc1", "fc2", "fc3"}
+    comparison = (results / "experiments" / "seeds" / "comparison.tsv").read_text()
+    assert comparison.startswith("metric\t") and "final_train_loss" in comparison
+    assert (results / "experiments" / "seed0" / "experiment.png").exists()
+    assert not (results / "experiments" / "seed0" / "comparison.tsv").exists()
+
+
 def test_nothing_to_do_after_a_complete_run_and_single_stage_reruns(tiny_workflow):
     workdir, config_path, _ = tiny_workflow
     result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config_path))
@@ -66,6 +107,11 @@ def test_report_gathers_the_figures(tiny_workflow):
     result = snakemake(workdir, "--cores", "1", "--configfile", str(config_path), "--report", str(report))
     assert result.returncode == 0, result.stderr[-2000:]
     assert report.stat().st_size > 10_000
+    import zipfile
+
+    names = zipfile.ZipFile(report).namelist()
+    for name in FIGURES + ("animation.gif", "experiment.png", "layers.tsv", "comparison.tsv"):
+        assert any(n.endswith(name) for n in names), name
 
 
 def test_bad_config_stops_with_one_line(tmp_path):
@@ -163,7 +209,7 @@ def test_lca_files_are_documented_in_readme():
 def test_rerun_with_one_core_gives_byte_identical_files(tiny_workflow, tmp_path):
     """Same config and seed, different scheduling (one job at a time): every HDF5, JSON, TSV and PNG is identical."""
     workdir, _, _ = tiny_workflow
-    config_path = write_tiny_config(tmp_path, datasets=workdir / "datasets")
+    config_path = write_tiny_config(tmp_path, datasets=workdir / "datasets", **SEEDS_EXPERIMENT)
     result = snakemake(tmp_path, "--cores", "1", "--configfile", str(config_path))
     assert result.returncode == 0, result.stderr[-2000:]
     first, second = output_hashes(workdir / "results"), output_hashes(tmp_path / "results")

@@ -130,11 +130,13 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
         moments = stats.StreamingMoments()
         sample = stats.Reservoir(sample_size, seed)
         smallest, largest = math.inf, 0.0
+        kurtosis_t = np.full(T, np.nan)
         # pass 1: counts, moments of the non-zero values, a uniform sample, the range of |LCA|
         for start, block in iter_row_blocks(dset):
             stop = start + len(block)
             helping[start:stop], hurting[start:stop] = count_signs(block, layer_index, L)
             helped_count += (block < 0).sum(0)
+            kurtosis_t[start:stop] = row_kurtosis(block)
             hurt_count += (block > 0).sum(0)
             nonzero = block[block != 0].astype(np.float64)
             moments.update(nonzero)
@@ -170,6 +172,7 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
         "pct_hurting": 100 * hurting.sum(1) / K,
         "pct_zero": 100 * zero / K,
         "pct_helping_of_nonzero": pct_help_nonzero,
+        "kurtosis": kurtosis_t,
     }
     layer_pct = 100 * helping / np.maximum(helping + hurting, 1)
     for layer, name in enumerate(layout.layers):
@@ -222,6 +225,8 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
             "skewness": _finite(moments.skewness),
             "kurtosis": _finite(moments.kurtosis),
             "excess_kurtosis": _finite(moments.kurtosis - 3),
+            "kurtosis_per_iteration_mean": _finite(np.nanmean(kurtosis_t)) if np.isfinite(kurtosis_t).any() else None,
+            "kurtosis_per_iteration_median": _finite(np.nanmedian(kurtosis_t)) if np.isfinite(kurtosis_t).any() else None,
             "kurtosis_test_z": _finite(z),
             "kurtosis_test_p": _finite(p),
             "weibull": weibull,
@@ -239,6 +244,21 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
     }
     _write_json(out_json, result)
     return result
+
+
+def row_kurtosis(block: np.ndarray) -> np.ndarray:
+    """Pearson kurtosis of the non-zero values of each row (NaN for rows with fewer than 4).
+    LCA shrinks by orders of magnitude during training, so the pooled kurtosis mostly measures that
+    drift; the kurtosis within one iteration measures the shape (the paper averages over intervals)."""
+    x = block.astype(np.float64)
+    mask = x != 0
+    n = mask.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = x.sum(1) / n
+        d = np.where(mask, x - mean[:, None], 0.0)
+        m2 = (d**2).sum(1) / n
+        m4 = (d**4).sum(1) / n
+        return np.where((n >= 4) & (m2 > 0), m4 / m2**2, np.nan)
 
 
 # ----------------------------------------------------------------------------------------------

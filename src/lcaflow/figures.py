@@ -53,9 +53,7 @@ def _json(path) -> dict:
 
 
 def _fmt_p(p) -> str:
-    if p is None or not np.isfinite(p):
-        return "n/a"
-    return f"{p:.2g}" if p >= 1e-4 else "< 1e-4"
+    return "n/a" if p is None or not np.isfinite(p) else f"{p:.2g}"
 
 
 def _sign_colors(values):
@@ -112,7 +110,8 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
 
 def noise_figure(iterations_tsv, layers_tsv, hist_tsv, fraction_tsv, json_path, out_png, run: str) -> None:
     rows, layers, hist, frac, n = (read_tsv(iterations_tsv), read_tsv(layers_tsv), read_tsv(hist_tsv), read_tsv(fraction_tsv), _json(json_path))
-    with figure(out_png, 1, 4, (17, 4.2)) as (fig, axes):
+    with figure(out_png, 1, 4, (19, 4.4)) as (fig, axes):
+        fig.get_layout_engine().set(wspace=0.06)
         ax = axes[0, 0]
         it = rows["iteration"]
         ax.stackplot(it, rows["pct_helping"], rows["pct_zero"], rows["pct_hurting"], colors=[HELP_COLOR, ZERO_COLOR, HURT_COLOR], labels=["helping", "zero", "hurting"], alpha=0.85)
@@ -128,7 +127,7 @@ def noise_figure(iterations_tsv, layers_tsv, hist_tsv, fraction_tsv, json_path, 
         twin.set_ylabel("train loss (nats)")
         handles, labels = ax.get_legend_handles_labels()
         h2, l2 = twin.get_legend_handles_labels()
-        ax.legend(handles + h2, labels + l2, loc="center right", fontsize=8)
+        ax.legend(handles + h2, labels + l2, loc="upper right", fontsize=8, framealpha=0.9)
 
         ax = axes[0, 1]
         zoom = hist["kind"] == "zoomed"
@@ -139,7 +138,8 @@ def noise_figure(iterations_tsv, layers_tsv, hist_tsv, fraction_tsv, json_path, 
         ax.set_xlabel("LCA of one parameter in one iteration (nats)")
         ax.set_ylabel("count (log)")
         d = n["distribution"]
-        ax.set_title(f"(b) LCA values, 1% tails cut; kurtosis {d['kurtosis']:.3g}" if d["kurtosis"] else "(b) LCA values")
+        k_it = d.get("kurtosis_per_iteration_mean")
+        ax.set_title(f"(b) LCA values, 1% tails cut\nkurtosis within an iteration {k_it:.3g} (Gaussian 3)" if k_it else "(b) LCA values, 1% tails cut")
         ax.legend(frameon=False, fontsize=8)
 
         ax = axes[0, 2]
@@ -170,28 +170,32 @@ def heavy_tail_figure(hist_tsv, json_path, out_png, run: str) -> None:
     hist, n = read_tsv(hist_tsv), _json(json_path)
     d = n["distribution"]
     keep = hist["kind"] == "log_magnitude"
-    left, right = hist["bin_left"][keep], hist["bin_right"][keep]
+    right = hist["bin_right"][keep]
     counts = hist["helping"][keep] + hist["hurting"][keep]
     total = counts.sum()
-    with figure(out_png, 1, 2, (12, 4.4)) as (fig, axes):
+    with figure(out_png, 1, 2, (12, 4.4), gridspec_kw={"width_ratios": [3, 2]}) as (fig, axes):
         ax = axes[0, 0]
-        centers = np.sqrt(left * right)
-        width = right - left
-        for key, color, label in (("helping", HELP_COLOR, "|LCA| of helping"), ("hurting", HURT_COLOR, "|LCA| of hurting")):
+        sigma = d["std"] or 1.0
+        # complementary CDF: the share of values with |LCA| above x, x in standard deviations
+        x = right / sigma
+        for key, color, label in (("helping", HELP_COLOR, "helping"), ("hurting", HURT_COLOR, "hurting")):
             c = hist[key][keep]
-            ax.loglog(centers[c > 0], (c / max(total, 1) / width)[c > 0], ".", color=color, ms=4, label=label)
-        if d["std"]:
-            # a zero-mean Gaussian of the same standard deviation, as a density of |x|
-            gauss = 2 * (sps.norm.cdf(right, scale=d["std"]) - sps.norm.cdf(left, scale=d["std"])) / width
-            ax.loglog(centers[gauss > 0], gauss[gauss > 0], color="black", lw=1.2, label="Gaussian, same variance")
+            ccdf = (c.sum() - np.cumsum(c)) / max(c.sum(), 1)
+            show = (ccdf > 0) & (x >= 1e-3)
+            ax.loglog(x[show], ccdf[show], color=color, lw=2, label=f"|LCA| of {label} entries")
+        grid = np.geomspace(1e-3, max(float(x.max()), 10.0), 400)
+        gauss = 2 * sps.norm.sf(grid)
+        ax.loglog(grid[gauss > 1e-12], gauss[gauss > 1e-12], color="black", lw=1.2, label="Gaussian of the same variance")
         w = d["weibull"]["all"]
         if w["shape_k"]:
-            dens = (sps.weibull_min.cdf(right, w["shape_k"], scale=w["scale"]) - sps.weibull_min.cdf(left, w["shape_k"], scale=w["scale"])) / width
-            ax.loglog(centers[dens > 0], dens[dens > 0], color=FIRST_ORDER_COLOR, lw=1.2, ls="--", label=f"Weibull fit, k = {w['shape_k']:.2f}")
-        ax.set_xlabel("|LCA| of one parameter in one iteration (nats)")
-        ax.set_ylabel("probability density (1/nats)")
-        ax.set_title(f"{run}: LCA is heavy-tailed (zeros ignored)")
-        ax.legend(frameon=False, fontsize=8)
+            weib = sps.weibull_min.sf(grid * sigma, w["shape_k"], scale=w["scale"])
+            ax.loglog(grid[weib > 1e-12], weib[weib > 1e-12], color=FIRST_ORDER_COLOR, lw=1.2, ls="--", label=f"Weibull fit, shape k = {w['shape_k']:.2f}")
+        ax.axvline(d["tail_sigmas"], color=MOMENT_COLOR, lw=0.8, ls=":")
+        ax.set_ylim(max(1.0 / max(total, 1), 1e-12) / 2, 1.5)
+        ax.set_xlabel(f"|LCA| in standard deviations (σ = {sigma:.3g} nats)")
+        ax.set_ylabel("share of non-zero values above x")
+        ax.set_title(f"{run}: LCA is heavy-tailed (tail probability, log-log)")
+        ax.legend(frameon=False, fontsize=8, loc="lower left")
         ax = axes[0, 1]
         ax.axis("off")
         lines = [
@@ -199,10 +203,12 @@ def heavy_tail_figure(hist_tsv, json_path, out_png, run: str) -> None:
             "",
             f"values: {d['nonzero_values']:,}",
             f"standard deviation σ: {d['std']:.3g} nats" if d["std"] else "σ: n/a",
-            f"kurtosis: {d['kurtosis']:.4g} (Gaussian: 3)" if d["kurtosis"] else "kurtosis: n/a",
+            f"kurtosis, pooled: {d['kurtosis']:.4g} (Gaussian: 3)" if d["kurtosis"] else "kurtosis: n/a",
+            f"kurtosis within an iteration, mean: {d['kurtosis_per_iteration_mean']:.4g}" if d.get("kurtosis_per_iteration_mean") else "",
             f"excess kurtosis: {d['excess_kurtosis']:.4g}" if d["excess_kurtosis"] is not None else "",
             f"kurtosis test vs Gaussian: z = {d['kurtosis_test_z']:.3g}, p = {_fmt_p(d['kurtosis_test_p'])}" if d["kurtosis_test_z"] is not None else "",
-            f"Weibull shape k: all {_k(d, 'all')}, helping {_k(d, 'helping')}, hurting {_k(d, 'hurting')}",
+            f"Weibull shape k: all {_k(d, 'all')},",
+            f"    helping {_k(d, 'helping')}, hurting {_k(d, 'hurting')}",
             "    (k < 1: heavier tail than exponential)",
             f"share of Σ|LCA| from |LCA| > {d['tail_sigmas']:g}σ: {_pct(d['tail_share_observed'])}",
             f"    a Gaussian would give {_pct(d['tail_share_gaussian'])}: ratio {d['tail_share_ratio']:.2f}" if d["tail_share_ratio"] else "",
@@ -331,6 +337,7 @@ def sync_figure(moments_tsv, json_path, out_png, run: str) -> None:
             ax.set_title(
                 f"{SIGNAL_TITLES[signal]}: top {s['top']} moments; {st['synchronized_total']} in all layers at once (red) vs "
                 f"{st['baseline_mean_per_group']:.2f} when layers are shifted by ±{s['max_shift']}, p = {_fmt_p(st['p_value'])}"
+                f" (lowest possible {_fmt_p(st['p_floor'])})"
             )
             ax.set_ylabel("layer")
         axes[-1, 0].set_xlabel("iteration")
@@ -387,6 +394,7 @@ def neurons_figure(neurons_h5, out_png, run: str) -> None:
             lim = _symmetric_limit(m)
             im = ax.imshow(m, aspect="auto", cmap=DIVERGING, vmin=-lim, vmax=lim, interpolation="nearest")
             ax.set_ylabel(f"{name}\nneuron / channel")
+            ax.yaxis.get_major_locator().set_params(integer=True)
             fig.colorbar(im, ax=ax, label="LCA (nats)\nclipped at 99th pct", shrink=0.9)
         axes[-1, 0].set_xlabel("iteration")
         fig.suptitle(f"{run}: LCA summed over each neuron's parameters, per iteration (green helped, purple hurt)", fontsize=11)
@@ -400,7 +408,7 @@ def params_figure(neurons_h5, out_png, run: str) -> None:
         first = f.attrs["first_layer"]
     cum = np.cumsum(traces, axis=0)
     column = {int(c): j for j, c in enumerate(index)}
-    with figure(out_png, 1, 2, (12, 4.2), sharey=True) as (fig, axes):
+    with figure(out_png, 1, 2, (12, 4.2)) as (fig, axes):
         for ax, chosen, title, color in (
             (axes[0, 0], best, f"the {len(best)} most helpful parameters", HELP_COLOR),
             (axes[0, 1], random, f"{len(random)} random parameters", VAL_COLOR),
@@ -410,7 +418,7 @@ def params_figure(neurons_h5, out_png, run: str) -> None:
             ax.axhline(0, color="black", lw=0.6)
             ax.set_xlabel("iteration")
             ax.set_title(f"{run}, layer {first}: {title}")
-        axes[0, 0].set_ylabel("cumulative LCA of one parameter (nats)")
+            ax.set_ylabel("cumulative LCA of one parameter (nats)")
 
 
 def correlation_figure(json_path, out_png, run: str) -> None:

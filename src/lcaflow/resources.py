@@ -91,6 +91,25 @@ def train_runtime_min(run: dict, threads: int, gpu: bool) -> int:
     return max(10, math.ceil(3 * flops / rate / 60) + 5)
 
 
+ANALYSIS_BLOCK_BYTES = 128 << 20  # rows of lca.h5 read at once by the analyses
+ANALYSIS_READ_RATE = 50e6  # bytes/s, a conservative shared-file-system streaming rate
+
+
+def analysis_mem_mb(run: dict) -> int:
+    """A streaming analysis holds a few copies of one block, a dozen K-long arrays and the few
+    thousand parameter columns it follows over all T iterations."""
+    s = RunSize.of(run)
+    followed = run["iterations"] * 3000 * 8
+    return int(BASE_MEM_MB + 1.5 * (6 * ANALYSIS_BLOCK_BYTES + 12 * 8 * s.num_params + followed) / 2**20)
+
+
+def analysis_runtime_min(run: dict) -> int:
+    """Up to four streamed passes over a T x K float32 matrix."""
+    s = RunSize.of(run)
+    seconds = 4 * run["iterations"] * s.num_params * 4 / ANALYSIS_READ_RATE
+    return max(10, math.ceil(2 * seconds / 60) + 5)
+
+
 def disk_bytes(run: dict, lca: dict) -> dict:
     """Bytes each output of a run will take."""
     s = RunSize.of(run)
