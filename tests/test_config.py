@@ -71,6 +71,15 @@ BAD = [
     (with_change(["results_dir"], ""), "results_dir"),
     ({"runs": {"a": "fc"}}, 'runs.a: "fc" has the wrong type, expected object'),
     ({"runs": GOOD["runs"], "lca": {"store_gradients": "yes"}}, 'lca.store_gradients: "yes" has the wrong type'),
+    (with_change(["analysis", "top_moments"], 0), "analysis.top_moments: 0 is out of range, must be >= 1"),
+    (with_change(["analysis", "oscillation_window"], [200, 50]), "analysis.oscillation_window: start 200 must be below stop 50"),
+    (with_change(["analysis", "heatmap_iterations"], [0, 880]), "analysis.heatmap_iterations: 880 is past the last iteration 879"),
+    (with_change(["analysis", "colour"], "red"), "unknown key 'analysis.colour'"),
+    (with_change(["experiments", "e"], {"runs": ["a", "b"]}), "experiments.e.runs: 'b' is not a run"),
+    (with_change(["experiments", "e"], {"runs": ["a", "a"]}), "experiments.e.runs: lists a run twice"),
+    (with_change(["experiments", "e"], {"runs": ["a"], "compare_with": "f"}), "experiments.e.compare_with: 'f' is not another experiment"),
+    (with_change(["experiments", "e"], {"runs": []}), "experiments.e.runs"),
+    (with_change(["experiments", "e"], {"run": ["a"]}), "experiments.e"),
 ]
 
 

@@ -14,10 +14,9 @@ import numpy as np
 from scipy import stats as sps
 
 from . import stats
-from .data import open_h5
 from .errors import CorruptFileError
-from .io import require
-from .models import Layout
+from .io import open_h5, require
+from .layout import Layout
 from .summary import iter_row_blocks, write_tsv
 
 TAIL_SIGMAS = 3.0  # "tail" = |LCA| beyond 3 standard deviations, for the heavy-tail share

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .errors import CorruptFileError, DataError
+from .io import open_h5  # noqa: F401 (re-exported: stages open their inputs through it)
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10}
@@ -110,19 +111,6 @@ def make_split(n_official: int, val_size: int, train_size: int | None, split_see
 class Split:
     x: torch.Tensor  # float32 in [0, 1], (N, C, H, W)
     y: torch.Tensor  # int64 (N,)
-
-
-def open_h5(path: str | Path, what: str) -> h5py.File:
-    """Open an HDF5 file for reading, turning a missing or corrupt file into a one-line error."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorruptFileError(f"{path}: missing; rerun the stage that makes the {what}")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise CorruptFileError(
-            f"{path}: not a readable HDF5 file ({str(err).splitlines()[0]}); delete it and rerun the stage that makes the {what}"
-        ) from err
 
 
 def read_dataset(f: h5py.File, key: str, path) -> np.ndarray:

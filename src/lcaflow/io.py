@@ -65,3 +65,16 @@ def require(f: h5py.File, keys, path, made_by: str) -> None:
     missing = [k for k in keys if k not in f]
     if missing:
         raise CorruptFileError(f"{path}: lacks {', '.join(missing)}; delete it and rerun the {made_by} stage")
+
+
+def open_h5(path: str | Path, what: str) -> h5py.File:
+    """Open an HDF5 file for reading, turning a missing or corrupt file into a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptFileError(f"{path}: missing; rerun the stage that makes the {what}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise CorruptFileError(
+            f"{path}: not a readable HDF5 file ({str(err).splitlines()[0]}); delete it and rerun the stage that makes the {what}"
+        ) from err

@@ -8,16 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import open_h5
 from .errors import CorruptFileError
-from .io import require
-from .models import Layout
+from .io import open_h5, require
+from .layout import Layout
 
 HELP_COLOR, HURT_COLOR = "#1b7837", "#762a83"  # green / purple: distinguishable with red-green colour blindness
 
 
-def iter_row_blocks(dset, max_bytes: int = 128 << 20):
+BLOCK_BYTES = 128 << 20  # rows of a T x K dataset read at once: bounds the memory of every analysis
+
+
+def iter_row_blocks(dset, max_bytes: int | None = None):
     """Yield (start, block) over the rows of a 2-D dataset, holding at most ~max_bytes in memory."""
+    max_bytes = max_bytes or BLOCK_BYTES
     rows = max(1, max_bytes // max(1, dset.shape[1] * dset.dtype.itemsize))
     for start in range(0, dset.shape[0], rows):
         yield start, dset[start : start + rows]

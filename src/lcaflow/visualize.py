@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import open_h5
 from .errors import ConfigError, CorruptFileError
-from .models import Layout
+from .io import open_h5
+from .layout import Layout
 
 CMAP = "PRGn_r"  # green (negative, helped) -> white (zero) -> purple (positive, hurt); colour-blind safe
 NAN_COLOR = "#d9d9d9"  # padding / separator pixels: no parameter there
