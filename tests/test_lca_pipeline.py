@@ -176,3 +176,35 @@ def test_disk_check_states_the_need_before_training(tmp_path):
     small = disk_bytes(tiny_run(), lca)
     assert small["trajectory"] == 13 * 84060 * 4 and small["lca"] > 2 * 12 * 84060 * 4
     check_free_space("r", tiny_run(), lca, tmp_path)  # a small run fits
+
+
+@pytest.mark.parametrize(
+    ("architecture", "lr", "frozen"),
+    [("lenet", 0.02, "fc2"), ("resnet20", 0.01, "conv1")],  # dropout; batch norm (a small rate keeps refinement cheap)
+)
+def test_convolutional_networks_are_grounded_and_frozen_layers_get_no_credit(tmp_path, fashion_data_file, architecture, lr, frozen):
+    """Dropout off and batch norm on fixed class-sorted chunks keep L a function of theta: the LCA of
+    conv nets adds up to the real loss change; a frozen layer never moves, so its LCA is exactly 0."""
+    import torch
+
+    torch.set_num_threads(2)
+    run = tiny_run(
+        architecture=architecture,
+        optimizer={"name": "sgd", "lr": lr, "momentum": 0.9},
+        iterations=2,
+        batch_size=50,
+        train_size=100,
+        val_size=50,
+        layers={frozen: {"freeze": True}},
+    )
+    lca = tiny_lca(iterations_per_job=2)
+    trajectory = tmp_path / "trajectory.h5"
+    train("r", run, str(fashion_data_file), str(trajectory), str(tmp_path / "ckpt"))
+    out, report, _ = run_lca(tmp_path, architecture, run, lca, trajectory, fashion_data_file)
+    assert report["iterations_over_tolerance"] == 0
+    assert report["train"]["max_abs_iteration_error"] <= lca["tolerance"]
+    with h5py.File(out) as f:
+        layers = list(f["layout/layers"].asstr()[()])
+        per_layer = f["lca_layer"][()]
+        assert np.all(per_layer[:, layers.index(frozen)] == 0)
+        assert np.abs(per_layer).sum() > 0

@@ -127,10 +127,50 @@ def validate_config(config: dict) -> dict:
     if errors:
         raise ConfigError(f"config: {_describe(errors[0])}")
     _fill_defaults(cfg, SCHEMA)
+    _expand_experiments(cfg)
     for name, run in cfg["runs"].items():
         _check_run(name, run)
     _check_analysis(cfg)
     return cfg
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+    return out
+
+
+def _expand_experiments(cfg: dict) -> None:
+    """An experiment with a base run and seeds declares one run per seed, <experiment>_s<seed>."""
+    run_schema = SCHEMA["$defs"]["run"]
+    validator = jsonschema.Draft202012Validator(run_schema)
+    for name, exp in cfg["experiments"].items():
+        where = f"config: experiments.{name}"
+        if ("runs" in exp) == ("base" in exp):
+            raise ConfigError(f"{where}: give either runs (a list of runs) or base (a run to vary over seeds), not {'both' if 'runs' in exp else 'neither'}")
+        if "runs" in exp:
+            for key in ("seeds", "changes"):
+                if exp.get(key):
+                    raise ConfigError(f"{where}.{key}: only applies with base; list the runs, or use base")
+            continue
+        if exp["base"] not in cfg["runs"]:
+            raise ConfigError(f"{where}.base: {exp['base']!r} is not a run; declare it under runs")
+        if not exp.get("seeds"):
+            raise ConfigError(f"{where}.seeds: a list of seeds is required with base")
+        generated = []
+        for seed in exp["seeds"]:
+            run_name = f"{name}_s{seed}"
+            if run_name in cfg["runs"]:
+                raise ConfigError(f"{where}: generated run {run_name!r} clashes with a declared run; rename one")
+            run = _merged(cfg["runs"][exp["base"]], {**exp["changes"], "seed": seed})
+            errors = sorted(validator.iter_errors(run), key=lambda e: len(e.absolute_path))
+            if errors:
+                raise ConfigError(f"{where}.changes: {_describe(errors[0])}")
+            _fill_defaults(run, run_schema)
+            cfg["runs"][run_name] = run
+            generated.append(run_name)
+        exp["runs"] = generated
 
 
 def _check_analysis(cfg: dict) -> None:
@@ -167,6 +207,7 @@ def _check_run(name: str, run: dict) -> None:
     for key, owner in _OPTIMIZER_ONLY.items():
         if key in opt and opt["name"] != owner:
             raise ConfigError(f"config: {where}.optimizer.{key} applies to {owner} only; remove it for {opt['name']}")
+    _check_layers(where, run)
     official = OFFICIAL_TRAIN_SIZE[run["dataset"]]
     if run["val_size"] >= official:
         raise ConfigError(f"config: {where}.val_size: {run['val_size']} leaves no training data out of {official}")
@@ -178,6 +219,24 @@ def _check_run(name: str, run: dict) -> None:
     n_train = run["train_size"] or available
     if run["batch_size"] > n_train:
         raise ConfigError(f"config: {where}.batch_size: {run['batch_size']} exceeds the {n_train} training examples")
+
+
+def _check_layers(where: str, run: dict) -> None:
+    overrides = run.get("layers") or {}
+    if not overrides:
+        return
+    from .models import layer_names
+
+    known = layer_names(run["architecture"], run["dataset"])
+    for layer, setting in overrides.items():
+        if layer not in known:
+            raise ConfigError(f"config: {where}.layers.{layer}: no such layer in {run['architecture']}; its layers: {', '.join(known)}")
+        if "momentum" in setting and run["optimizer"]["name"] != "sgd":
+            raise ConfigError(f"config: {where}.layers.{layer}.momentum applies to sgd only")
+        if setting["freeze"] and setting["freeze_at"] is not None:
+            raise ConfigError(f"config: {where}.layers.{layer}: freeze and freeze_at both given; keep one")
+        if setting["freeze_at"] is not None and setting["freeze_at"] >= run["iterations"]:
+            raise ConfigError(f"config: {where}.layers.{layer}.freeze_at: {setting['freeze_at']} is not below iterations {run['iterations']}")
 
 
 def optimizer_settings(run: dict) -> dict:

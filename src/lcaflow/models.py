@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layout import Layout
@@ -56,10 +58,160 @@ def mnist_fc(input_shape, num_classes):
     return he_normal_(MnistFC(input_shape, num_classes))
 
 
+class LeNet(nn.Module):
+    """The paper's LeNet: conv 5x5x20, max-pool, conv 5x5x40, max-pool, dropout 0.25, FC 400, FC 10.
+    'Same' padding gives the paper's 808,970 parameters on 28x28x1 (S8)."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        c, h, w = input_shape
+        self.conv1 = nn.Conv2d(c, 20, 5, padding=2)
+        self.conv2 = nn.Conv2d(20, 40, 5, padding=2)
+        self.dropout = nn.Dropout(0.25)
+        self.fc1 = nn.Linear(40 * (h // 4) * (w // 4), 400)
+        self.fc2 = nn.Linear(400, num_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.fc2(torch.relu(self.fc1(self.dropout(x.flatten(1)))))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs with batch norm; a 1x1 conv shortcut (stride 2) where the shape changes."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else None
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet20(nn.Module):
+    """CIFAR ResNet-20 (He et al. 2016) as in the paper: 3x3 conv 16, three stages of three residual
+    blocks of 16/32/64 filters, batch norm, global average pooling, FC 10. Convolutions carry biases and
+    shortcuts are 1x1 convs: 273,066 parameters, the paper's S8 count."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(input_shape[0], 16, 3, 1, 1)
+        self.bn1 = nn.BatchNorm2d(16)
+        blocks, c_in = [], 16
+        for c_out, stride in ((16, 1), (32, 2), (64, 2)):
+            for b in range(3):
+                blocks.append(ResidualBlock(c_in, c_out, stride if b == 0 else 1))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+class AllCNN(nn.Module):
+    """The paper's AllCNN (S7 table; 1,371,658 parameters): 3x3 convs 96, 96, 96/2, 192, 192, 192/2,
+    3x3 192, 1x1 192, 1x1 10, global average pooling; batch norm and 0.5 dropout where the table says."""
+
+    SPEC = (  # (out channels, kernel, stride, batch norm, dropout after)
+        (96, 3, 1, True, False),
+        (96, 3, 1, True, False),
+        (96, 3, 2, False, True),
+        (192, 3, 1, True, False),
+        (192, 3, 1, True, False),
+        (192, 3, 2, False, True),
+        (192, 3, 1, True, False),
+        (192, 1, 1, True, False),
+    )
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        layers, c_in = [], input_shape[0]
+        for c_out, k, stride, bn, drop in self.SPEC:
+            layers.append(nn.Conv2d(c_in, c_out, k, stride, k // 2))
+            if bn:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.ReLU())
+            if drop:
+                layers.append(nn.Dropout(0.5))
+            c_in = c_out
+        layers.append(nn.Conv2d(c_in, num_classes, 1))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.features(x).mean((2, 3))
+
+
+class VGG(nn.Module):
+    """VGG-like nets of Fig. S12: 3x3 'same' convs (an 'M' is a 2x2 max-pool), then fully connected layers."""
+
+    def __init__(self, input_shape, num_classes, convs, fcs):
+        super().__init__()
+        layers, c, side = [], input_shape[0], input_shape[1]
+        for item in convs:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+            else:
+                layers += [nn.Conv2d(c, item, 3, 1, 1), nn.ReLU()]
+                c = item
+        self.features = nn.Sequential(*layers)
+        dims = [c * side * side, *fcs, num_classes]
+        head = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            head += [nn.Linear(a, b), nn.ReLU()]
+        self.classifier = nn.Sequential(*head[:-1])
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+@register("lenet")
+def lenet(input_shape, num_classes):
+    return he_normal_(LeNet(input_shape, num_classes))
+
+
+@register("resnet20")
+def resnet20(input_shape, num_classes):
+    return he_normal_(ResNet20(input_shape, num_classes))
+
+
+@register("allcnn")
+def allcnn(input_shape, num_classes):
+    return he_normal_(AllCNN(input_shape, num_classes))
+
+
+@register("vgg5")
+def vgg5(input_shape, num_classes):
+    """3 convs {64, 128, 256}, each followed by max-pooling, then FC 512, FC 10."""
+    return he_normal_(VGG(input_shape, num_classes, (64, "M", 128, "M", 256, "M"), (512,)))
+
+
+@register("vgg9")
+def vgg9(input_shape, num_classes):
+    """VGG-11 without its last two convs and with half the channels, then FC 512, 512, 10."""
+    return he_normal_(VGG(input_shape, num_classes, (32, "M", 64, "M", 128, 128, "M", 256, 256, "M"), (512, 512)))
+
+
 def build_model(architecture: str, input_shape, num_classes: int, seed: int) -> nn.Module:
     """Build a freshly initialised model; the seed alone fixes the initial parameters."""
     torch.manual_seed(seed)
     return ARCHITECTURES[architecture](tuple(input_shape), num_classes)
+
+
+@functools.cache
+def layer_names(architecture: str, dataset: str) -> tuple[str, ...]:
+    """The layers of an architecture on a dataset, from a model built on the meta device (no memory)."""
+    from .resources import INPUT_SHAPE, NUM_CLASSES
+
+    with torch.device("meta"):
+        return layout_of(ARCHITECTURES[architecture](INPUT_SHAPE[dataset], NUM_CLASSES)).layers
 
 
 def set_lca_mode(model: nn.Module) -> nn.Module:

@@ -29,13 +29,37 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(params, run: dict) -> torch.optim.Optimizer:
+def make_optimizer(model, layout, run: dict) -> torch.optim.Optimizer:
+    """The run's optimizer; with per-layer settings (run["layers"]), one parameter group per layer."""
     opt = optimizer_settings(run)
+    overrides = run.get("layers") or {}
+    if overrides:
+        params = dict(model.named_parameters())
+        params = [
+            {
+                "params": [params[n] for n, owner in zip(layout.names, layout.layer_of_param) if owner == layer],
+                "layer": layer,
+                **({"momentum": overrides[layer]["momentum"]} if "momentum" in overrides.get(layer, {}) else {}),
+            }
+            for layer in layout.layers
+        ]
+    else:  # one group, as plain PyTorch (and as checkpoints written before per-layer settings existed)
+        params = [p for p in model.parameters() if p.requires_grad]
     if opt["name"] == "sgd":
         return torch.optim.SGD(
             params, lr=opt["lr"], momentum=opt["momentum"], nesterov=opt["nesterov"], weight_decay=opt["weight_decay"]
         )
     return torch.optim.Adam(params, lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"], weight_decay=opt["weight_decay"])
+
+
+def layer_learning_rate(run: dict, layer: str, t: int) -> float:
+    """Learning rate of a layer at iteration t: the optimizer's, times lr_factor, 0 once frozen."""
+    setting = (run.get("layers") or {}).get(layer)
+    if setting is None:
+        return run["optimizer"]["lr"]
+    if setting["freeze"] or (setting["freeze_at"] is not None and t >= setting["freeze_at"]):
+        return 0.0  # the step is lr * update: exactly 0, so the layer's rows stay bitwise constant
+    return run["optimizer"]["lr"] * setting["lr_factor"]
 
 
 class BatchSchedule:
@@ -146,7 +170,7 @@ def train(
     num_classes = NUM_CLASSES[run["dataset"]]
     model = build_model(run["architecture"], input_shape, num_classes, run["seed"]).to(device)
     layout = layout_of(model)
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], run)
+    optimizer = make_optimizer(model, layout, run)
     T, K = run["iterations"], layout.num_params
     log.info(
         f"run {run_name}: {run['architecture']} on {run['dataset']} ({len(train_idx)} train examples), K={K}, T={T}, device={device}"
@@ -180,6 +204,9 @@ def train(
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in optimizer.param_groups:
+            if "layer" in group:
+                group["lr"] = layer_learning_rate(run, group["layer"], t)
         optimizer.step()
         minibatch_loss[t] = loss.item()
         ckpt.rows[t + 1] = flat_params(model, layout).cpu().numpy()
