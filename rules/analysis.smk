@@ -116,6 +116,7 @@ rule synchronization:
         top=ANALYSIS["top_moments"],
         max_shift=ANALYSIS["max_shift"],
         repeats=ANALYSIS["shift_repeats"],
+        min_fraction=ANALYSIS["sync_min_fraction"],
         seed=ANALYSIS["seed"],
     script:
         "scripts/analyze.py"

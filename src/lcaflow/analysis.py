@@ -35,7 +35,7 @@ def _layout(f: h5py.File, path) -> Layout:
 
 def _write_json(path, data: dict) -> None:
     tmp = Path(f"{path}.partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n")
     tmp.replace(path)
 
 
@@ -45,6 +45,14 @@ def _json_default(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(type(value))
+
+
+def _nanmean0(x: np.ndarray):
+    """Mean over axis 0 ignoring NaN; NaN (not a warning) where everything is NaN."""
+    x = np.asarray(x, dtype=np.float64)
+    n = np.isfinite(x).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.nansum(x, 0) / n, np.nan)
 
 
 def _finite(x: float) -> float | None:
@@ -130,12 +138,14 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
         sample = stats.Reservoir(sample_size, seed)
         smallest, largest = math.inf, 0.0
         kurtosis_t = np.full(T, np.nan)
+        sigma_t = np.full(T, np.nan)
+        tail_t = np.full(T, np.nan)
         # pass 1: counts, moments of the non-zero values, a uniform sample, the range of |LCA|
         for start, block in iter_row_blocks(dset):
             stop = start + len(block)
             helping[start:stop], hurting[start:stop] = count_signs(block, layer_index, L)
             helped_count += (block < 0).sum(0)
-            kurtosis_t[start:stop] = row_kurtosis(block)
+            sigma_t[start:stop], kurtosis_t[start:stop] = row_moments(block)
             hurt_count += (block > 0).sum(0)
             nonzero = block[block != 0].astype(np.float64)
             moments.update(nonzero)
@@ -151,7 +161,12 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
         log_edges = np.geomspace(max(smallest, 1e-30), max(largest, 2e-30) * (1 + 1e-9), 121) if moments.n else np.geomspace(1e-30, 1e-29, 121)
         zoom = {"helping": np.zeros(200, dtype=np.int64), "hurting": np.zeros(200, dtype=np.int64)}
         logh = {"helping": np.zeros(120, dtype=np.int64), "hurting": np.zeros(120, dtype=np.int64)}
-        for _, block in iter_row_blocks(dset):
+        for start, block in iter_row_blocks(dset):
+            # within each iteration: the share of its sum |LCA| beyond 3 of its own standard deviations
+            row_mags = np.abs(block.astype(np.float64))
+            row_tail = np.where(row_mags > TAIL_SIGMAS * sigma_t[start : start + len(block), None], row_mags, 0.0).sum(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                tail_t[start : start + len(block)] = np.where(np.isfinite(sigma_t[start : start + len(block)]), row_tail / row_mags.sum(1), np.nan)
             values = block[block != 0].astype(np.float64)
             mags = np.abs(values)
             total_mass += mags.sum()
@@ -162,7 +177,9 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
 
     zero = layout.num_params - helping.sum(1) - hurting.sum(1)
     nonzero_t = helping.sum(1) + hurting.sum(1)
-    pct_help_nonzero = 100 * helping.sum(1) / np.maximum(nonzero_t, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero iteration / layer has no share: NaN, not 0%
+        pct_help_nonzero = 100 * helping.sum(1) / nonzero_t
+        layer_pct = 100 * helping / (helping + hurting)
     layer_sizes = np.bincount(layer_index, minlength=L)
     iteration_rows = {
         "iteration": np.arange(T),
@@ -172,8 +189,8 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
         "pct_zero": 100 * zero / K,
         "pct_helping_of_nonzero": pct_help_nonzero,
         "kurtosis": kurtosis_t,
+        "tail_share": tail_t,
     }
-    layer_pct = 100 * helping / np.maximum(helping + hurting, 1)
     for layer, name in enumerate(layout.layers):
         iteration_rows[f"pct_helping_of_nonzero_{name}"] = layer_pct[:, layer]
     write_tsv(out_iterations, iteration_rows)
@@ -182,7 +199,7 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
         {
             "layer": np.array(layout.layers),
             "n_params": layer_sizes,
-            "pct_helping_of_nonzero": layer_pct.mean(0),
+            "pct_helping_of_nonzero": _nanmean0(layer_pct),
             "pct_helping": (100 * helping / layer_sizes).mean(0),
             "pct_hurting": (100 * hurting / layer_sizes).mean(0),
         },
@@ -212,11 +229,11 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
     result = {
         "iterations": int(T),
         "num_params": int(K),
-        "pct_helping_of_nonzero": float(pct_help_nonzero.mean()),  # Table 1
+        "pct_helping_of_nonzero": _finite(_nanmean0(pct_help_nonzero)),  # Table 1
         "pct_helping": float(iteration_rows["pct_helping"].mean()),
         "pct_hurting": float(iteration_rows["pct_hurting"].mean()),
         "pct_zero": float(iteration_rows["pct_zero"].mean()),
-        "pct_helping_of_nonzero_by_layer": {n: float(v) for n, v in zip(layout.layers, layer_pct.mean(0))},
+        "pct_helping_of_nonzero_by_layer": {n: _finite(v) for n, v in zip(layout.layers, _nanmean0(layer_pct))},
         "distribution": {
             "nonzero_values": int(moments.n),
             "mean": _finite(moments.mean),
@@ -233,6 +250,10 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
             "tail_share_observed": _finite(observed_tail),
             "tail_share_gaussian": stats.gaussian_tail_share(TAIL_SIGMAS),
             "tail_share_ratio": _finite(observed_tail / stats.gaussian_tail_share(TAIL_SIGMAS)),
+            # pooled values mix iterations whose LCA differs by orders of magnitude; within one
+            # iteration the share measures the shape alone
+            "tail_share_within_iteration_mean": _finite(_nanmean0(tail_t)),
+            "tail_share_within_iteration_ratio": _finite(_nanmean0(tail_t) / stats.gaussian_tail_share(TAIL_SIGMAS)),
         },
         "help_fraction_per_param": {
             "params_ever_nonzero": int(active.sum()),
@@ -245,8 +266,9 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
     return result
 
 
-def row_kurtosis(block: np.ndarray) -> np.ndarray:
-    """Pearson kurtosis of the non-zero values of each row (NaN for rows with fewer than 4).
+def row_moments(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standard deviation and Pearson kurtosis of the non-zero values of each row (NaN for rows with
+    fewer than 4).
     LCA shrinks by orders of magnitude during training, so the pooled kurtosis mostly measures that
     drift; the kurtosis within one iteration measures the shape (the paper averages over intervals)."""
     x = block.astype(np.float64)
@@ -257,7 +279,8 @@ def row_kurtosis(block: np.ndarray) -> np.ndarray:
         d = np.where(mask, x - mean[:, None], 0.0)
         m2 = (d**2).sum(1) / n
         m4 = (d**4).sum(1) / n
-        return np.where((n >= 4) & (m2 > 0), m4 / m2**2, np.nan)
+        ok = (n >= 4) & (m2 > 0)
+        return np.where(ok, np.sqrt(m2), np.nan), np.where(ok, m4 / m2**2, np.nan)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -396,7 +419,9 @@ def layer_motion(trajectory_path, layout: Layout) -> np.ndarray:
     return np.sqrt(np.concatenate(out))
 
 
-def synchronization(lca_path, trajectory_path, out_json, out_moments, top=20, max_shift=2, repeats=10000, seed=0) -> dict:
+def synchronization(
+    lca_path, trajectory_path, out_json, out_moments, top=20, max_shift=2, repeats=10000, seed=0, min_fraction=1.0
+) -> dict:
     with _open_lca(lca_path) as f:
         require(f, ("lca_layer", "lca_class_layer", "grad_norm_layer", "grad_norm_class_layer", "classes"), lca_path, "assemble")
         layout = _layout(f, lca_path)
@@ -411,13 +436,23 @@ def synchronization(lca_path, trajectory_path, out_json, out_moments, top=20, ma
         }
     signals["motion"] = (layer_motion(trajectory_path, layout)[None], "max", ["all classes"])
     rows = {k: [] for k in ("signal", "group", "layer", "iteration", "value", "synchronized")}
-    result = {"top": top, "max_shift": max_shift, "repeats": repeats, "layers": list(layout.layers), "signals": {}}
+    need = stats.required_layers(len(layout.layers), min_fraction)
+    result = {
+        "top": top,
+        "max_shift": max_shift,
+        "repeats": repeats,
+        "min_fraction": min_fraction,
+        "min_layers": need,
+        "layers": list(layout.layers),
+        "signals": {},
+    }
     for k, (name, (series, kind, groups)) in enumerate(signals.items()):
         moment_groups = []
         for g, group in enumerate(groups):
             sets = [stats.top_moments(series[g][:, j], top, kind) for j in range(len(layout.layers))]
             moment_groups.append(sets)
-            synced = set.intersection(*(set(s.tolist()) for s in sets)) if sets else set()
+            counts = np.bincount(np.concatenate([s for s in sets] + [np.empty(0, np.int64)]).astype(np.int64))
+            synced = set(np.flatnonzero(counts >= need).tolist())
             for j, s in enumerate(sets):
                 for t in s:
                     rows["signal"].append(name)
@@ -426,7 +461,7 @@ def synchronization(lca_path, trajectory_path, out_json, out_moments, top=20, ma
                     rows["iteration"].append(int(t))
                     rows["value"].append(float(series[g][t, j]))
                     rows["synchronized"].append(int(t in synced))
-        observed, baseline, p = stats.shift_baseline(moment_groups, max_shift, repeats, seed + k)
+        observed, baseline, p = stats.shift_baseline(moment_groups, max_shift, repeats, seed + k, min_fraction)
         result["signals"][name] = {
             "extremum": "local minima" if kind == "min" else "local maxima",
             "groups": len(groups),
@@ -435,9 +470,7 @@ def synchronization(lca_path, trajectory_path, out_json, out_moments, top=20, ma
             "baseline_mean_per_group": float(baseline.mean() / len(groups)),
             "baseline_max_total": int(baseline.max()),
             "p_value": p,
-            # the baseline reproduces the observed count whenever all of a group's layers draw the same
-            # shift, so p can never fall below this, however strong the synchronisation
-            "p_floor": (1 / (2 * max_shift + 1)) ** ((len(layout.layers) - 1) * len(groups)),
+            "p_smallest_possible": 1 / (repeats + 1),
         }
     write_tsv(out_moments, {k: np.array(v) for k, v in rows.items()})
     _write_json(out_json, result)
@@ -501,12 +534,12 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
         followed = np.unique(np.concatenate([np.concatenate(v) for d in corr_cols.values() for v in d.values()] or [np.empty(0, int)]))
         neuron_lca = {name: np.zeros((T, layout.shapes[kernel_of(layout, name)][0])) for name in layout.layers}
         totals = np.zeros(K)
-        traces = np.zeros((T, followed.size))
+        traces = np.zeros((T, followed.size), dtype=np.float32)  # T x (a few thousand): float32 halves it
         for start, block in iter_row_blocks(dset):
             stop = start + len(block)
             block64 = block.astype(np.float64)
             totals += block64.sum(0)
-            traces[start:stop] = block64[:, followed]
+            traces[start:stop] = block[:, followed]
             for name in layout.layers:
                 neuron_lca[name][start:stop] = neuron_sums(block64, layout, name)
         # S2: cumulative LCA of the most helpful and of random parameters of the first layer
@@ -562,8 +595,13 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
             # S22: the first layer's most specialised neurons (among the half that helped most)
             helped = help_by_class.sum(1)
             candidates = np.flatnonzero(helped >= np.median(helped))
+            chosen_neurons = []
             for k in (1, 2):
-                n = int(candidates[np.argmax(np.nan_to_num(shares[candidates, k - 1]))])
+                pool = [c for c in candidates if c not in chosen_neurons] or list(candidates)
+                if k == 2:  # a neuron on two classes: not one that the top class alone explains
+                    pool = [c for c in pool if not shares[c, 0] > 0.8] or pool
+                n = int(pool[int(np.argmax(np.nan_to_num(shares[pool, k - 1])))])
+                chosen_neurons.append(n)
                 kernel = kernel_of(layout, name)
                 a = layout.offsets[kernel]
                 per_unit = int(np.prod(layout.shapes[kernel][1:]))

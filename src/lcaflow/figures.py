@@ -52,6 +52,11 @@ def _json(path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def _num(value, spec: str = ".3g", suffix: str = "") -> str:
+    """A number for a title; 'n/a' where the analysis could not measure it (null in its JSON)."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:{spec}}{suffix}"
+
+
 def _fmt_p(p) -> str:
     return "n/a" if p is None or not np.isfinite(p) else f"{p:.2g}"
 
@@ -84,8 +89,8 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
         ax.set_ylabel("full training-set loss (nats)")
         tr = g["train"]
         ax.set_title(
-            f"{run}: loss rebuilt from LCA. Total error: Simpson {tr['total_error_pct_simpson']:.3g}%, "
-            f"first order {tr['total_error_pct_first_order']:.4g}%"
+            f"{run}: loss rebuilt from LCA. Total error: Simpson {_num(tr['total_error_pct_simpson'], '.3g', '%')}, "
+            f"first order {_num(tr['total_error_pct_first_order'], '.4g', '%')}"
         )
         ax.legend(frameon=False)
         ax = axes[0, 1]
@@ -120,7 +125,7 @@ def noise_figure(iterations_tsv, layers_tsv, hist_tsv, fraction_tsv, json_path, 
         ax.set_xlim(it[0], max(it[-1], 1))
         ax.set_xlabel("iteration")
         ax.set_ylabel("parameters (%)")
-        ax.set_title(f"(a) {run}: {n['pct_helping_of_nonzero']:.2f}% of non-zero help (mean)")
+        ax.set_title(f"(a) {run}: {_num(n['pct_helping_of_nonzero'], '.2f', '%')} of non-zero help (mean)")
         twin = ax.twinx()
         twin.plot(it, rows["loss"], color="white", lw=2.5)
         twin.plot(it, rows["loss"], color="black", lw=1.2, label="train loss")
@@ -212,6 +217,9 @@ def heavy_tail_figure(hist_tsv, json_path, out_png, run: str) -> None:
             "    (k < 1: heavier tail than exponential)",
             f"share of Σ|LCA| from |LCA| > {d['tail_sigmas']:g}σ: {_pct(d['tail_share_observed'])}",
             f"    a Gaussian would give {_pct(d['tail_share_gaussian'])}: ratio {d['tail_share_ratio']:.2f}" if d["tail_share_ratio"] else "",
+            f"    within an iteration, mean: {_pct(d['tail_share_within_iteration_mean'])}: ratio {d['tail_share_within_iteration_ratio']:.2f}"
+            if d.get("tail_share_within_iteration_ratio")
+            else "",
         ]
         ax.text(0.02, 0.95, "\n".join(line for line in lines), va="top", family="monospace", fontsize=9)
 
@@ -235,8 +243,10 @@ def oscillation_figure(layers_tsv, traces_tsv, json_path, out_png, run: str) -> 
             ax.bar(x + 0.2, layers["gradient_sign_changes"], 0.4, color=VAL_COLOR, label="gradient crosses zero")
         ax.set_xticks(x, layers["layer"], rotation=30, ha="right")
         ax.set_ylabel(f"changes per parameter, out of {o['iterations']} iterations")
-        grad_txt = f"{o['iterations_per_gradient_sign_change']:.3g}" if o["iterations_per_gradient_sign_change"] else "not stored"
-        ax.set_title(f"{run}: one turn every {o['iterations_per_weight_direction_change']:.3g} it.,\none gradient sign change every {grad_txt} it. (layer means)")
+        ax.set_title(
+            f"{run}: one turn every {_every(o['iterations_per_weight_direction_change'])},\none gradient sign change every "
+            f"{_every(o['iterations_per_gradient_sign_change']) if o['gradient_stored'] else '(gradient not stored)'} (layer means)"
+        )
         ax.legend(frameon=False, fontsize=8)
         tr = o["traces"]
         for ax, role in zip(axes[0, 1:], ("most_hurting", "most_helping")):
@@ -261,6 +271,10 @@ def oscillation_figure(layers_tsv, traces_tsv, json_path, out_png, run: str) -> 
                 f"{role.replace('_', ' ')} weight of {tr['tensor']} (index {info['index_in_tensor']}):\n"
                 f"net LCA {info['net_lca']:+.3g} nats over iterations {tr['window'][0]}-{tr['window'][1] - 1}"
             )
+
+
+def _every(iterations) -> str:
+    return f"{iterations:.3g} it." if iterations is not None else "(never)"
 
 
 def layers_figure(layers_tsv, cumulative_tsv, out_png, run: str) -> None:
@@ -335,19 +349,23 @@ def sync_figure(moments_tsv, json_path, out_png, run: str) -> None:
             _raster(ax, moments, signal, "all classes", layers, T)
             st = s["signals"][signal]
             ax.set_title(
-                f"{SIGNAL_TITLES[signal]}: top {s['top']} moments; {st['synchronized_total']} in all layers at once (red) vs "
+                f"{SIGNAL_TITLES[signal]}: top {s['top']} moments; {st['synchronized_total']} in {_layers_phrase(s)} at once (red) vs "
                 f"{st['baseline_mean_per_group']:.2f} when layers are shifted by ±{s['max_shift']}, p = {_fmt_p(st['p_value'])}"
-                f" (lowest possible {_fmt_p(st['p_floor'])})"
             )
             ax.set_ylabel("layer")
         axes[-1, 0].set_xlabel("iteration")
         fig.suptitle(f"{run}: moments of learning are synchronised across layers", fontsize=11)
         fig.legend(
-            handles=[_dot(MOMENT_COLOR, "moment in this layer"), _dot(SYNC_COLOR, "same iteration in every layer")],
+            handles=[_dot(MOMENT_COLOR, "moment in this layer"), _dot(SYNC_COLOR, f"same iteration in {_layers_phrase(s)}")],
             loc="outside lower center",
             ncol=2,
             frameon=False,
         )
+
+
+def _layers_phrase(s) -> str:
+    need, total = s.get("min_layers", len(s["layers"])), len(s["layers"])
+    return "all layers" if need >= total else f"at least {need} of {total} layers"
 
 
 def _dot(color, label):

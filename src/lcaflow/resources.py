@@ -91,16 +91,19 @@ def train_runtime_min(run: dict, threads: int, gpu: bool) -> int:
     return max(10, math.ceil(3 * flops / rate / 60) + 5)
 
 
-ANALYSIS_BLOCK_BYTES = 128 << 20  # rows of lca.h5 read at once by the analyses
 ANALYSIS_READ_RATE = 50e6  # bytes/s, a conservative shared-file-system streaming rate
 
 
 def analysis_mem_mb(run: dict) -> int:
-    """A streaming analysis holds a few copies of one block, a dozen K-long arrays and the few
-    thousand parameter columns it follows over all T iterations."""
+    """A streaming analysis holds a few copies of one block, a dozen K-long arrays and the parameter
+    columns it follows over all T iterations (the correlation test: up to 3 x 30 x 12 weights per
+    layer with the default settings, float32)."""
+    from .models import layer_names
+    from .summary import BLOCK_BYTES
+
     s = RunSize.of(run)
-    followed = run["iterations"] * 3000 * 8
-    return int(BASE_MEM_MB + 1.5 * (6 * ANALYSIS_BLOCK_BYTES + 12 * 8 * s.num_params + followed) / 2**20)
+    followed = run["iterations"] * 3 * 30 * 12 * len(layer_names(run["architecture"], run["dataset"])) * 4
+    return int(BASE_MEM_MB + 1.5 * (6 * BLOCK_BYTES + 12 * 8 * s.num_params + followed) / 2**20)
 
 
 def analysis_runtime_min(run: dict) -> int:

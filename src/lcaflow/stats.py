@@ -91,7 +91,11 @@ class Reservoir:
     def update(self, values: np.ndarray) -> None:
         x = np.asarray(values, dtype=np.float64).ravel()
         # keep the `size` values with the smallest random keys: a uniform sample of everything seen
-        keys = np.concatenate([self.keys, self.rng.random(x.size)])
+        new_keys = self.rng.random(x.size)
+        if self.keys.size == self.size:  # full: only keys below the largest kept one can enter
+            entering = new_keys < self.keys.max()
+            new_keys, x = new_keys[entering], x[entering]
+        keys = np.concatenate([self.keys, new_keys])
         vals = np.concatenate([self.values, x])
         if keys.size > self.size:
             keep = np.argpartition(keys, self.size)[: self.size]
@@ -132,40 +136,47 @@ def top_moments(x: np.ndarray, n: int = 20, kind: str = "min") -> np.ndarray:
     return np.sort(idx[order[:n]])
 
 
-def count_synchronized(moment_sets: list[np.ndarray]) -> int:
-    """Iterations present in every layer's set of moments."""
-    common = set(moment_sets[0].tolist())
-    for m in moment_sets[1:]:
-        common &= set(m.tolist())
-    return len(common)
+def required_layers(n_layers: int, min_fraction: float) -> int:
+    """How many layers must share an iteration for it to count as synchronised."""
+    return max(1, math.ceil(min_fraction * n_layers - 1e-9))
+
+
+def count_synchronized(moment_sets: list[np.ndarray], min_fraction: float = 1.0) -> int:
+    """Iterations that are moments in at least `min_fraction` of the layers (1.0: in every layer)."""
+    if not moment_sets:
+        return 0
+    counts = np.bincount(np.concatenate([np.unique(m) for m in moment_sets]).astype(np.int64))
+    return int((counts >= required_layers(len(moment_sets), min_fraction)).sum())
 
 
 def shift_baseline(
-    groups: list[list[np.ndarray]], max_shift: int = 2, repeats: int = 10000, seed: int = 0
+    groups: list[list[np.ndarray]], max_shift: int = 2, repeats: int = 10000, seed: int = 0, min_fraction: float = 1.0
 ) -> tuple[int, np.ndarray, float]:
     """The paper's baseline for synchronised moments: shift each layer's moments (in every group, e.g.
     every class) by a random whole number of iterations in [-max_shift, max_shift] and count the
-    synchronised iterations again. Returns (observed total over groups, baseline totals per repeat,
-    one-sided p-value with the +1 correction: (1 + #{baseline >= observed}) / (1 + repeats))."""
-    observed = sum(count_synchronized(g) for g in groups)
+    synchronised iterations again. Draws in which all layers of a group get the same shift are drawn
+    again: they only translate the observed pattern, so keeping them would put a floor of
+    (2 max_shift + 1)^-(layers - 1) under the p-value however strong the synchronisation.
+    Returns (observed total over groups, baseline totals per repeat, one-sided p-value with the +1
+    correction: (1 + #{baseline >= observed}) / (1 + repeats))."""
+    observed = sum(count_synchronized(g, min_fraction) for g in groups)
     rng = np.random.default_rng(seed)
     totals = np.zeros(repeats, dtype=np.int64)
     for g in groups:
         L = len(g)
-        n_max = max((len(m) for m in g), default=0)
-        if L == 0 or n_max == 0:
+        if L == 0 or not any(len(m) for m in g):
             continue
-        # vectorised over repeats: each layer's moments as a boolean row over shifted iterations
+        need = required_layers(L, min_fraction)
         span = max(int(m.max()) for m in g if len(m)) + 2 * max_shift + 1
         shifts = rng.integers(-max_shift, max_shift + 1, size=(repeats, L))
-        present = np.ones((repeats, span), dtype=bool)
+        while L > 1 and (same := (shifts == shifts[:, :1]).all(1)).any():
+            shifts[same] = rng.integers(-max_shift, max_shift + 1, size=(int(same.sum()), L))
+        hits = np.zeros((repeats, span), dtype=np.int16)
         rows = np.arange(repeats)[:, None]
         for layer, m in enumerate(g):
-            hit = np.zeros((repeats, span), dtype=bool)
             if len(m):
-                hit[rows, m[None, :] + shifts[:, layer : layer + 1] + max_shift] = True
-            present &= hit
-        totals += present.sum(1)
+                np.add.at(hits, (rows, np.unique(m)[None, :] + shifts[:, layer : layer + 1] + max_shift), 1)
+        totals += (hits >= need).sum(1)
     p = (1 + int((totals >= observed).sum())) / (1 + repeats)
     return observed, totals, p
 
@@ -202,6 +213,7 @@ def top_class_shares(help_by_class: np.ndarray, top: int = 3) -> np.ndarray:
     h = np.clip(np.asarray(help_by_class, dtype=np.float64), 0, None)
     total = h.sum(1, keepdims=True)
     ordered = -np.sort(-h, axis=1)[:, :top]
+    ordered = np.pad(ordered, ((0, 0), (0, top - ordered.shape[1])))  # fewer classes than `top`: all of it
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, np.cumsum(ordered, axis=1) / total, np.nan)
 
