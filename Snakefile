@@ -30,6 +30,7 @@ localrules:
     summary_all,
     analysis_all,
     figures_all,
+    claims,
 
 
 include: "rules/data.smk"
@@ -38,6 +39,7 @@ include: "rules/lca.smk"
 include: "rules/summary.smk"
 include: "rules/analysis.smk"
 include: "rules/figures.smk"
+include: "rules/claims.smk"
 
 
 rule all:
@@ -46,3 +48,4 @@ rule all:
         summary_outputs(),
         analysis_outputs(),
         figure_outputs(),
+        f"{RESULTS}/claims.md",

@@ -215,3 +215,23 @@ def analysis_outputs():
     )
     runs = [f"{run_dir(r)}/stats/{n}" for r in RUNS for n in names]
     return runs + [f"{RESULTS}/experiments/{e}/summary.json" for e in EXPERIMENTS]
+
+
+def claims_inputs(wildcards):
+    """Every table the claims read: each run's analyses and each experiment's statistics."""
+    names = (
+        "noise.json",
+        "grounding.json",
+        "oscillation.json",
+        "synchronization.json",
+        "layers.tsv",
+    )
+    files = [f"{run_dir(r)}/stats/{n}" for r in RUNS for n in names]
+    for e, exp in EXPERIMENTS.items():
+        files += [
+            f"{RESULTS}/experiments/{e}/summary.json",
+            f"{RESULTS}/experiments/{e}/layers.tsv",
+        ]
+        if exp["compare_with"]:
+            files.append(f"{RESULTS}/experiments/{e}/comparison.tsv")
+    return files

@@ -44,7 +44,7 @@ BAD = [
     (with_change(["lca", "tolerence"], 0.1), "unknown key 'lca.tolerence'"),
     (with_change(["runz"], {}), "unknown key 'runz'"),
     (with_change(["runs", "a", "optimizer", "lr"], -0.05), "runs.a.optimizer.lr: -0.05 is out of range, must be > 0"),
-    (with_change(["runs", "a", "optimizer", "lr"], "fast"), 'runs.a.optimizer.lr: "fast" has the wrong type'),
+    (with_change(["runs", "a", "optimizer", "lr"], "fast"), 'runs.a.optimizer.lr: "fast" is not valid (Learning rate, or "paper"'),
     (with_change(["runs", "a", "batch_size"], 2.5), "runs.a.batch_size: 2.5 has the wrong type"),
     (with_change(["runs", "a", "iterations"], 0), "runs.a.iterations: 0 is out of range"),
     (with_change(["runs"], {}), "runs: must declare at least one entry"),

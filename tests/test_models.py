@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_run
+from conftest import REPO, tiny_run
 
 from lcaflow.config import validate_config
 from lcaflow.errors import ConfigError
@@ -140,3 +140,36 @@ def test_experiment_expansion_declares_one_run_per_seed():
     ):
         with pytest.raises(ConfigError, match=message):
             validate_config({"runs": {"base": GOOD}, "experiments": bad})
+
+
+def test_paper_learning_rates_as_presets_and_template_bases():
+    cfg = validate_config(
+        {
+            "experiments": {
+                "resnet": {
+                    "base": {**GOOD, "architecture": "resnet20", "optimizer": {"name": "sgd", "lr": "paper", "momentum": 0.9}},
+                    "seeds": [0, 1],
+                },
+                "fc_nomom": {"base": {**GOOD, "optimizer": {"name": "sgd", "lr": "paper"}}, "seeds": [0]},
+                "lenet_adam": {"base": {**GOOD, "architecture": "lenet", "optimizer": {"name": "adam", "lr": "paper"}}, "seeds": [0]},
+            }
+        }
+    )
+    assert set(cfg["runs"]) == {"resnet_s0", "resnet_s1", "fc_nomom_s0", "lenet_adam_s0"}  # a template base is not run
+    assert cfg["runs"]["resnet_s1"]["optimizer"]["lr"] == 0.1
+    assert cfg["runs"]["fc_nomom_s0"]["optimizer"]["lr"] == 0.5
+    assert cfg["runs"]["lenet_adam_s0"]["optimizer"]["lr"] == 0.002
+    with pytest.raises(ConfigError, match="the paper gives no rate for vgg5 with sgd"):
+        validate_config({"runs": {"a": {**GOOD, "architecture": "vgg5", "optimizer": {"name": "sgd", "lr": "paper"}}}})
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "paper").glob("*.yaml")), ids=lambda p: p.name)
+def test_paper_experiment_configs_are_valid_and_switch_dataset_with_one_key(path):
+    import yaml
+
+    cfg = validate_config(yaml.safe_load(path.read_text()))
+    assert cfg["experiments"] and all(len(e["runs"]) >= 1 for e in cfg["experiments"].values())
+    text = path.read_text()
+    for dataset in ("mnist", "cifar10"):
+        switched = validate_config(yaml.safe_load(text.replace("&small fashion_mnist", f"&small {dataset}").replace("&large fashion_mnist", f"&large {dataset}")))
+        assert len(switched["runs"]) == len(cfg["runs"])

@@ -16,6 +16,18 @@ SCHEMA: dict = json.loads(resources.files(__package__).joinpath("config.schema.j
 
 # Keys that only make sense for one optimizer; a stray one is a typo-class mistake worth stopping on.
 _OPTIMIZER_ONLY = {"momentum": "sgd", "nesterov": "sgd", "betas": "adam", "eps": "adam"}
+# The paper's learning rates (S7 table), by (architecture, optimizer, SGD without momentum).
+PAPER_LR = {
+    ("mnist_fc", "sgd", False): 0.05,
+    ("mnist_fc", "sgd", True): 0.5,
+    ("mnist_fc", "adam", False): 0.002,
+    ("lenet", "sgd", False): 0.02,
+    ("lenet", "adam", False): 0.002,
+    ("resnet20", "sgd", False): 0.1,
+    ("resnet20", "adam", False): 0.005,
+    ("allcnn", "sgd", False): 0.1,
+    ("allcnn", "adam", False): 0.001,
+}
 # Size of the official training set of each dataset (the split is carved out of it).
 OFFICIAL_TRAIN_SIZE = {"fashion_mnist": 60000, "mnist": 60000, "cifar10": 50000}
 
@@ -75,6 +87,9 @@ def _coerce_strings(instance: Any, schema: dict) -> Any:
     types = [types] if isinstance(types, str) else types
     if isinstance(instance, str) and "string" not in types:
         return _from_cli_string(instance, types)
+    if isinstance(instance, str) and ("number" in types or "integer" in types):  # e.g. lr: a number or "paper"
+        converted = _from_cli_string(instance, [t for t in types if t != "string"])
+        return converted if not isinstance(converted, str) else instance
     if isinstance(instance, dict):
         props, extra = schema.get("properties", {}), schema.get("additionalProperties")
         for key, value in instance.items():
@@ -106,6 +121,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if "propertyNames" in error.schema_path:
         return f"{where}: name {error.instance!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*"
     value = json.dumps(error.instance)
+    if error.validator == "pattern":
+        return f"{where}: {value} is not valid ({hint})"
     if error.validator == "type":
         return f"{where}: {value} has the wrong type, expected {error.validator_value} ({hint})"
     if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
@@ -128,6 +145,8 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(f"config: {_describe(errors[0])}")
     _fill_defaults(cfg, SCHEMA)
     _expand_experiments(cfg)
+    if not cfg["runs"]:
+        raise ConfigError("config: runs: must declare at least one entry (a run, or an experiment with base and seeds)")
     for name, run in cfg["runs"].items():
         _check_run(name, run)
     _check_analysis(cfg)
@@ -135,9 +154,16 @@ def validate_config(config: dict) -> dict:
 
 
 def _merged(base: dict, changes: dict) -> dict:
+    """base with changes applied key by key; a null change removes the key (its default applies again),
+    e.g. {optimizer: {name: adam, momentum: null}} turns an SGD base into Adam."""
     out = copy.deepcopy(base)
     for key, value in changes.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
     return out
 
 
@@ -154,8 +180,9 @@ def _expand_experiments(cfg: dict) -> None:
                 if exp.get(key):
                     raise ConfigError(f"{where}.{key}: only applies with base; list the runs, or use base")
             continue
-        if exp["base"] not in cfg["runs"]:
+        if isinstance(exp["base"], str) and exp["base"] not in cfg["runs"]:
             raise ConfigError(f"{where}.base: {exp['base']!r} is not a run; declare it under runs")
+        base = cfg["runs"][exp["base"]] if isinstance(exp["base"], str) else exp["base"]
         if not exp.get("seeds"):
             raise ConfigError(f"{where}.seeds: a list of seeds is required with base")
         generated = []
@@ -163,7 +190,7 @@ def _expand_experiments(cfg: dict) -> None:
             run_name = f"{name}_s{seed}"
             if run_name in cfg["runs"]:
                 raise ConfigError(f"{where}: generated run {run_name!r} clashes with a declared run; rename one")
-            run = _merged(cfg["runs"][exp["base"]], {**exp["changes"], "seed": seed})
+            run = _merged(base, {**exp["changes"], "seed": seed})
             errors = sorted(validator.iter_errors(run), key=lambda e: len(e.absolute_path))
             if errors:
                 raise ConfigError(f"{where}.changes: {_describe(errors[0])}")
@@ -198,6 +225,12 @@ def _check_run(name: str, run: dict) -> None:
     from .models import ARCHITECTURES  # late import: torch is heavy and not needed for the schema
 
     where = f"runs.{name}"
+    opt = run["optimizer"]
+    if opt["lr"] == "paper":
+        key = (run["architecture"], opt["name"], opt["name"] == "sgd" and not opt.get("momentum"))
+        if key not in PAPER_LR:
+            raise ConfigError(f"config: {where}.optimizer.lr: the paper gives no rate for {run['architecture']} with {opt['name']}; give a number")
+        opt["lr"] = PAPER_LR[key]
     if run["architecture"] not in ARCHITECTURES:
         raise ConfigError(
             f"config: {where}.architecture: unknown architecture {run['architecture']!r}; "

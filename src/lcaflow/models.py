@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -132,17 +133,17 @@ class AllCNN(nn.Module):
 
     def __init__(self, input_shape, num_classes):
         super().__init__()
-        layers, c_in = [], input_shape[0]
-        for c_out, k, stride, bn, drop in self.SPEC:
-            layers.append(nn.Conv2d(c_in, c_out, k, stride, k // 2))
+        layers, c_in = {}, input_shape[0]  # named conv1..conv9 (with bn1.. after them): readable layer names
+        for i, (c_out, k, stride, bn, drop) in enumerate(self.SPEC, 1):
+            layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, k, stride, k // 2)
             if bn:
-                layers.append(nn.BatchNorm2d(c_out))
-            layers.append(nn.ReLU())
+                layers[f"bn{i}"] = nn.BatchNorm2d(c_out)
+            layers[f"relu{i}"] = nn.ReLU()
             if drop:
-                layers.append(nn.Dropout(0.5))
+                layers[f"dropout{i}"] = nn.Dropout(0.5)
             c_in = c_out
-        layers.append(nn.Conv2d(c_in, num_classes, 1))
-        self.features = nn.Sequential(*layers)
+        layers[f"conv{len(self.SPEC) + 1}"] = nn.Conv2d(c_in, num_classes, 1)
+        self.features = nn.Sequential(OrderedDict(layers))
 
     def forward(self, x):
         return self.features(x).mean((2, 3))
@@ -153,20 +154,24 @@ class VGG(nn.Module):
 
     def __init__(self, input_shape, num_classes, convs, fcs):
         super().__init__()
-        layers, c, side = [], input_shape[0], input_shape[1]
+        layers, c, side, n = {}, input_shape[0], input_shape[1], 0
         for item in convs:
             if item == "M":
-                layers.append(nn.MaxPool2d(2))
+                layers[f"pool{len(layers)}"] = nn.MaxPool2d(2)
                 side //= 2
             else:
-                layers += [nn.Conv2d(c, item, 3, 1, 1), nn.ReLU()]
+                n += 1
+                layers[f"conv{n}"] = nn.Conv2d(c, item, 3, 1, 1)
+                layers[f"relu{n}"] = nn.ReLU()
                 c = item
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(OrderedDict(layers))
         dims = [c * side * side, *fcs, num_classes]
-        head = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            head += [nn.Linear(a, b), nn.ReLU()]
-        self.classifier = nn.Sequential(*head[:-1])
+        head = {}
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]), 1):
+            head[f"fc{i}"] = nn.Linear(a, b)
+            if i < len(dims) - 1:
+                head[f"relu{i}"] = nn.ReLU()
+        self.classifier = nn.Sequential(OrderedDict(head))
 
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))
