@@ -145,7 +145,7 @@ def test_bad_config_stops_with_one_line(tmp_path):
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line or "Error" in line]
     assert errors == [
         "ERROR: config: unknown key 'runs.x.colour'; allowed keys here: architecture, batch_size, checkpoint_every, "
-        "dataset, device, iterations, optimizer, seed, split_seed, train_size, val_size"
+        "dataset, device, iterations, layers, optimizer, seed, split_seed, train_size, val_size"
     ]
 
 
