@@ -59,7 +59,11 @@ def _rerun(workdir: Path, config: Path) -> tuple[subprocess.CompletedProcess, bo
     return result, False
 
 
-def trial(kind: str, rng: random.Random, workdir: Path, data_file: Path, datasets: Path, reference: dict, settings: dict) -> dict:
+def trial(
+    kind: str, rng: random.Random, workdir: Path, data_file: Path, datasets: Path, reference: dict, settings: dict, ignore=lambda name: False
+) -> dict:
+    """One kill and rerun; `ignore` names result files left out of the comparison with `reference`."""
+    reference = {k: v for k, v in reference.items() if not ignore(k)}
     config = write_tiny_config(workdir, datasets=datasets, **settings)
     (workdir / "results" / "data").mkdir(parents=True)
     shutil.copy(data_file, workdir / "results" / "data" / data_file.name)
@@ -89,14 +93,14 @@ def trial(kind: str, rng: random.Random, workdir: Path, data_file: Path, dataset
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    after_kill = output_hashes(workdir / "results")
+    after_kill = {k: v for k, v in output_hashes(workdir / "results").items() if not ignore(k)}
     half_written = sorted(k for k, v in after_kill.items() if reference.get(k) != v and not is_in_progress_state(k))
     resumed_training = False
     started = time.time()
     result, unlocked = _rerun(workdir, config)
     train_log = workdir / "results" / "logs" / "train" / "tiny_sgd.log"
     resumed_training = train_log.exists() and "resuming" in train_log.read_text()
-    final = output_hashes(workdir / "results")
+    final = {k: v for k, v in output_hashes(workdir / "results").items() if not ignore(k)}
     return {
         "kind": kind,
         "landed": landed,
@@ -105,6 +109,7 @@ def trial(kind: str, rng: random.Random, workdir: Path, data_file: Path, dataset
         "half_written": half_written,
         "rerun_ok": result.returncode == 0,
         "identical": {k: v for k, v in final.items() if not is_in_progress_state(k)} == reference,
+        "differing": sorted(k for k in set(final) | set(reference) if not is_in_progress_state(k) and final.get(k) != reference.get(k)),
         "unlock_needed": unlocked,
         "resumed_training": resumed_training,
         "rerun_s": round(time.time() - started, 1),
