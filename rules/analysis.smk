@@ -13,7 +13,6 @@ rule grounding_stats:
             subcategory="{run}",
             labels={"table": "grounding per iteration"},
         ),
-        json=stats_path("grounding.json"),
     log:
         f"{RESULTS}/logs/analysis/{{run}}/grounding.log",
     conda:

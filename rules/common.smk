@@ -206,7 +206,7 @@ def figure_outputs():
 
 def analysis_outputs():
     names = (
-        "grounding.json",
+        "grounding.tsv",
         "noise.json",
         "oscillation.json",
         "layers.tsv",
@@ -221,12 +221,12 @@ def claims_inputs(wildcards):
     """Every table the claims read: each run's analyses and each experiment's statistics."""
     names = (
         "noise.json",
-        "grounding.json",
         "oscillation.json",
         "synchronization.json",
         "layers.tsv",
     )
     files = [f"{run_dir(r)}/stats/{n}" for r in RUNS for n in names]
+    files += [f"{run_dir(r)}/grounding.json" for r in RUNS]
     for e, exp in EXPERIMENTS.items():
         files += [
             f"{RESULTS}/experiments/{e}/summary.json",

@@ -5,7 +5,7 @@
 rule figure_grounding:
     input:
         tsv=stats_path("grounding.tsv"),
-        json=stats_path("grounding.json"),
+        json=f"{RESULTS}/runs/{{run}}/grounding.json",
     output:
         report(figure_path("grounding.png"), **run_report("grounding")),
     log:

@@ -18,7 +18,7 @@ def comparison():
 
 
 RULES = {
-    "grounding_stats": lambda: analysis.grounding(i.lca, o.tsv, o.json),
+    "grounding_stats": lambda: analysis.grounding(i.lca, o.tsv),
     "noise": lambda: analysis.noise(
         i.lca, o.json, o.iterations, o.layers, o.histogram, o.help_fraction, p.sample_size, p.seed
     ),

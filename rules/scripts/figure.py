@@ -21,11 +21,7 @@ def neurons():
 
 
 def heatmaps():
-    import h5py
-
-    with h5py.File(i.lca, "r") as f:
-        T = f["lca"].shape[0]
-    visualize.heatmap_figure(i.lca, p.iterations or visualize.default_iterations(T), o[0])
+    visualize.heatmap_figure(i.lca, p.iterations, o[0])
 
 
 RULES = {

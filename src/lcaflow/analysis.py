@@ -15,6 +15,7 @@ from scipy import stats as sps
 
 from . import stats
 from .errors import CorruptFileError
+from .grounding import grounding_report
 from .io import open_h5, require
 from .layout import Layout
 from .summary import iter_row_blocks, write_tsv
@@ -64,50 +65,30 @@ def _finite(x: float) -> float | None:
 # Grounding (Table S1)
 
 
-def grounding(lca_path, out_tsv, out_json) -> dict:
+def grounding(lca_path, out_tsv) -> dict:
+    """Per-iteration table of real loss change, Simpson and first-order sums and their errors; returns
+    the run's summary (the numbers of the assemble stage's grounding.json)."""
+    keys = ("loss", "loss_val", "error", "error_val", "lca_first_order", "lca_first_order_val", "num_splits")
     with _open_lca(lca_path) as f:
-        require(f, ("loss", "loss_val", "error", "error_val", "lca_first_order", "lca_first_order_val", "num_splits"), lca_path, "assemble")
-        d = {k: f[k][()] for k in ("loss", "loss_val", "error", "error_val", "lca_first_order", "lca_first_order_val", "num_splits")}
+        require(f, keys, lca_path, "assemble")
+        d = {k: f[k][()] for k in keys}
         tolerance = json.loads(f.attrs["lca_config"])["tolerance"]
-    T = len(d["error"])
-    rows = {"iteration": np.arange(T)}
-    table = {}
-    for split, sfx in (("train", ""), ("val", "_val")):
-        loss = d["loss" + sfx]
-        d_loss = np.diff(loss)
-        simpson_err = d["error" + sfx]
-        fo_err = d["lca_first_order" + sfx] - d_loss
-        total = loss[-1] - loss[0]
+    rows = {"iteration": np.arange(len(d["error"]))}
+    for sfx in ("", "_val"):
+        d_loss = np.diff(d["loss" + sfx])
         rows.update(
             {
-                f"loss{sfx}": loss[:-1],
+                f"loss{sfx}": d["loss" + sfx][:-1],
                 f"loss_change{sfx}": d_loss,
-                f"lca_sum{sfx}": d_loss + simpson_err,
-                f"error{sfx}": simpson_err,
+                f"lca_sum{sfx}": d_loss + d["error" + sfx],
+                f"error{sfx}": d["error" + sfx],
                 f"first_order_sum{sfx}": d["lca_first_order" + sfx],
-                f"first_order_error{sfx}": fo_err,
+                f"first_order_error{sfx}": d["lca_first_order" + sfx] - d_loss,
             }
         )
-        table[split] = {
-            "total_loss_change": float(total),
-            "total_error_pct_simpson": _finite(100 * simpson_err.sum() / abs(total)) if total else None,
-            "total_error_pct_first_order": _finite(100 * fo_err.sum() / abs(total)) if total else None,
-            "mean_abs_iteration_error_simpson": float(np.abs(simpson_err).mean()),
-            "mean_abs_iteration_error_first_order": float(np.abs(fo_err).mean()),
-            "max_abs_iteration_error_simpson": float(np.abs(simpson_err).max()),
-            "iterations_over_tolerance": int((np.abs(simpson_err) > tolerance).sum()),
-        }
     rows["num_splits"] = d["num_splits"]
     write_tsv(out_tsv, rows)
-    result = {
-        "iterations": T,
-        "tolerance": tolerance,
-        "refined_iterations": int((d["num_splits"] > 1).sum()),
-        "max_splits_used": int(d["num_splits"].max()),
-        **table,
-    }
-    _write_json(out_json, result)
-    return result
+    return grounding_report(d, tolerance)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,6 +268,17 @@ def row_moments(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # Oscillation (Table S2, Fig. S7, S8)
 
 
+def iter_steps(params):
+    """Blocks of theta_t+1 - theta_t (float64) over a streamed (T+1, K) trajectory, T rows in all."""
+    previous = None
+    for _, block in iter_row_blocks(params):
+        block = block.astype(np.float64)
+        rows = block if previous is None else np.vstack([previous, block])
+        if len(rows) > 1:
+            yield np.diff(rows, axis=0)
+        previous = block[-1:]
+
+
 def kernel_of(layout: Layout, layer: str) -> int:
     """Index of the layer's kernel tensor: its first tensor with 2 or more dimensions (else its first)."""
     members = [j for j, owner in enumerate(layout.layer_of_param) if owner == layer]
@@ -304,12 +296,8 @@ def oscillation(trajectory_path, lca_path, out_json, out_layers, out_traces, win
         with open_h5(trajectory_path, "trajectory (train stage)") as tf:
             require(tf, ("params",), trajectory_path, "train")
             params = tf["params"]
-            previous = None
-            for _, block in iter_row_blocks(params):
-                block = block.astype(np.float64)
-                rows = block if previous is None else np.vstack([previous, block])
-                turns.update(np.diff(rows, axis=0))
-                previous = block[-1:]
+            for steps in iter_steps(params):
+                turns.update(steps)
             crossings = None
             if has_grad:
                 crossings = stats.SignChangeCounter(K)
@@ -406,16 +394,11 @@ def layers(lca_path, out_tsv, out_cumulative) -> dict:
 def layer_motion(trajectory_path, layout: Layout) -> np.ndarray:
     """(T, L): the Euclidean length of each layer's step theta_t+1 - theta_t."""
     layer_index = layout.layer_index()
-    L = len(layout.layers)
-    out = []
     with open_h5(trajectory_path, "trajectory (train stage)") as tf:
-        previous = None
-        for _, block in iter_row_blocks(tf["params"]):
-            block = block.astype(np.float64)
-            rows = block if previous is None else np.vstack([previous, block])
-            sq = np.diff(rows, axis=0) ** 2
-            out.append(np.stack([sq[:, layer_index == j].sum(1) for j in range(L)], axis=1))
-            previous = block[-1:]
+        out = [
+            np.stack([(steps[:, layer_index == j] ** 2).sum(1) for j in range(len(layout.layers))], axis=1)
+            for steps in iter_steps(tf["params"])
+        ]
     return np.sqrt(np.concatenate(out))
 
 

@@ -75,44 +75,35 @@ def _fmt(values, spec=".3g") -> str:
     return f"{lo:{spec}}" if lo == hi else f"{lo:{spec}} to {hi:{spec}} ({len(values)} runs)"
 
 
-def _per_run(runs, get, criterion) -> tuple[list, bool]:
+def _each_run(c: Claim, runs, get, criterion, spec=".3g", unit="", missing="no run") -> Claim:
+    """A claim about every run of a kind: the range of `get` over the runs, holding if all meet `criterion`."""
+    if not runs:
+        c.notes.append(missing)
+        return c
     values = [get(r) for r in runs]
-    ok = all(v is not None and criterion(v) for v in values)
-    return values, ok
+    c.measured, c.where = _fmt(values, spec) + unit, _where(runs)
+    c.holds = _verdict(all(v is not None and criterion(v) for v in values))
+    return c
 
 
 def check(runs: list[RunFacts], experiments: list[ExperimentFacts]) -> list[Claim]:
     out = []
     plain = [r for r in runs if r.plain]
 
+    def helping(r):
+        return r.noise["pct_helping_of_nonzero"]
+
     c = Claim("Percent of non-zero parameters helping lies between 50% and 58% (Table 1)", "50.19 to 57.79%", "every plain run in [50, 58]")
-    if plain:
-        values, ok = _per_run(plain, lambda r: r.noise["pct_helping_of_nonzero"], lambda v: 50 <= v <= 58)
-        c.measured, c.where, c.holds = _fmt(values, ".2f") + " %", _where(plain), _verdict(ok)
-    else:
-        c.notes.append("no run without per-layer changes")
-    out.append(c)
+    out.append(_each_run(c, plain, helping, lambda v: 50 <= v <= 58, ".2f", " %", "no run without per-layer changes"))
 
     cifar = [r for r in plain if r.run["architecture"] in ("resnet20", "allcnn")]
     c = Claim("CIFAR networks (ResNet-20, AllCNN): barely over 50% helping (Table 1)", "50.19 to 51.09%", "every such run in [50, 52]")
-    if cifar:
-        values, ok = _per_run(cifar, lambda r: r.noise["pct_helping_of_nonzero"], lambda v: 50 <= v <= 52)
-        c.measured, c.where, c.holds = _fmt(values, ".2f") + " %", _where(cifar), _verdict(ok)
-    else:
-        c.notes.append("no ResNet-20 or AllCNN run")
-    out.append(c)
+    out.append(_each_run(c, cifar, helping, lambda v: 50 <= v <= 52, ".2f", " %", "no ResNet-20 or AllCNN run"))
 
     c = Claim("Simpson/RK4 total error under 1% of the total loss change (Table S1)", "0.001% to 0.27%", "every run: abs(error) < 1%")
-    if runs:
-        values, ok = _per_run(runs, lambda r: r.grounding["train"]["total_error_pct_simpson"], lambda v: abs(v) < 1)
-        c.measured, c.where, c.holds = _fmt(values) + " %", _where(runs), _verdict(ok)
-    out.append(c)
-
+    out.append(_each_run(c, runs, lambda r: r.grounding["train"]["cumulative_error_pct"], lambda v: abs(v) < 1, unit=" %"))
     c = Claim("First order is off by tens to thousands of percent (Table S1)", "-75% to -4250%", "every run: abs(error) >= 10%")
-    if runs:
-        values, ok = _per_run(runs, lambda r: r.grounding["train"]["total_error_pct_first_order"], lambda v: abs(v) >= 10)
-        c.measured, c.where, c.holds = _fmt(values, ".4g") + " %", _where(runs), _verdict(ok)
-    out.append(c)
+    out.append(_each_run(c, runs, lambda r: r.grounding["train"]["first_order_cumulative_error_pct"], lambda v: abs(v) >= 10, ".4g", " %"))
 
     small = [r for r in plain if r.run["architecture"] in ("mnist_fc", "lenet")]
     c = Claim("All MNIST-FC and LeNet layers help (negative total LCA; Fig. S11)", "all layers < 0", "every layer of every such run < 0")
@@ -185,21 +176,13 @@ def check(runs: list[RunFacts], experiments: list[ExperimentFacts]) -> list[Clai
 
     moving = [r for r in plain if r.run["optimizer"]["name"] == "adam" or r.run["optimizer"].get("momentum")]
     c = Claim("Weights change direction every ~7-14 iterations (Table S2; with momentum or Adam)", "6.74 to 16.86", "every such run in [5, 20]")
-    if moving:
-        values, ok = _per_run(moving, lambda r: r.oscillation["iterations_per_weight_direction_change"], lambda v: 5 <= v <= 20)
-        c.measured, c.where, c.holds = _fmt(values), _where(moving), _verdict(ok)
-    else:
-        c.notes.append("no run with momentum or Adam")
-    out.append(c)
+    turns = "iterations_per_weight_direction_change"
+    out.append(_each_run(c, moving, lambda r: r.oscillation[turns], lambda v: 5 <= v <= 20, missing="no run with momentum or Adam"))
 
     c = Claim("Full-set gradients change sign every ~9-12 iterations (Table S2; with momentum or Adam)", "9.37 to 15.37", "every such run in [7, 18]")
     with_grad = [r for r in moving if r.oscillation.get("gradient_stored")]
-    if with_grad:
-        values, ok = _per_run(with_grad, lambda r: r.oscillation["iterations_per_gradient_sign_change"], lambda v: 7 <= v <= 18)
-        c.measured, c.where, c.holds = _fmt(values), _where(with_grad), _verdict(ok)
-    else:
-        c.notes.append("needs lca.store_gradients: true" if moving else "no run with momentum or Adam")
-    out.append(c)
+    missing = "needs lca.store_gradients: true" if moving else "no run with momentum or Adam"
+    out.append(_each_run(c, with_grad, lambda r: r.oscillation["iterations_per_gradient_sign_change"], lambda v: 7 <= v <= 18, missing=missing))
 
     c = Claim("LCA is heavy-tailed: kurtosis far above a Gaussian's, Weibull shape k < 1 (Fig. S10)", "excess kurtosis 10420, p ~ 0; k < 1", "every run: kurtosis test p < 1e-6 and k < 1")
     if runs:
@@ -256,7 +239,7 @@ def load_run(name: str, run: dict, stats_dir) -> RunFacts:
         name=name,
         run=run,
         noise=json.loads((d / "noise.json").read_text()),
-        grounding=json.loads((d / "grounding.json").read_text()),
+        grounding=json.loads((d.parent / "grounding.json").read_text()),  # the assemble stage's
         oscillation=json.loads((d / "oscillation.json").read_text()),
         sync=json.loads((d / "synchronization.json").read_text()),
         layers=read_tsv(d / "layers.tsv"),

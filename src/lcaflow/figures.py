@@ -89,8 +89,8 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
         ax.set_ylabel("full training-set loss (nats)")
         tr = g["train"]
         ax.set_title(
-            f"{run}: loss rebuilt from LCA. Total error: Simpson {_num(tr['total_error_pct_simpson'], '.3g', '%')}, "
-            f"first order {_num(tr['total_error_pct_first_order'], '.4g', '%')}"
+            f"{run}: loss rebuilt from LCA. Total error: Simpson {_num(tr['cumulative_error_pct'], '.3g', '%')}, "
+            f"first order {_num(tr['first_order_cumulative_error_pct'], '.4g', '%')}"
         )
         ax.legend(frameon=False)
         ax = axes[0, 1]
@@ -107,8 +107,8 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
         ax.set_xlabel("iteration")
         ax.set_ylabel("|Σ LCA − ΔL| per iteration (nats)")
         ax.set_title(
-            f"Per-iteration error: mean Simpson {tr['mean_abs_iteration_error_simpson']:.2g}, first order "
-            f"{tr['mean_abs_iteration_error_first_order']:.2g} nats; {g['refined_iterations']} refined"
+            f"Per-iteration error: mean Simpson {tr['mean_abs_iteration_error']:.2g}, first order "
+            f"{tr['first_order_mean_abs_iteration_error']:.2g} nats; {g['iterations_refined']} refined"
         )
         ax.legend(frameon=False, fontsize=8)
 
@@ -282,22 +282,18 @@ def layers_figure(layers_tsv, cumulative_tsv, out_png, run: str) -> None:
     names = list(layers["layer"])
     x = np.arange(len(names))
     with figure(out_png, 1, 3, (17, 4.4)) as (fig, axes):
-        ax = axes[0, 0]
-        ax.bar(x - 0.2, layers["lca"], 0.4, color=_sign_colors(layers["lca"]), label="training split")
-        ax.bar(x + 0.2, layers["lca_val"], 0.4, color="none", edgecolor="black", hatch="//", label="validation split")
-        ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(x, names, rotation=30, ha="right")
-        ax.set_ylabel("LCA summed over training (nats)")
-        ax.set_title(f"{run}: LCA per layer (negative = helped)")
-        ax.legend(frameon=False, fontsize=8)
-        ax = axes[0, 1]
-        ax.bar(x - 0.2, layers["lca_per_param"], 0.4, color=_sign_colors(layers["lca_per_param"]), label="training split")
-        ax.bar(x + 0.2, layers["lca_val_per_param"], 0.4, color="none", edgecolor="black", hatch="//", label="validation split")
-        ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(x, names, rotation=30, ha="right")
-        ax.set_ylabel("LCA per parameter (nats)")
-        ax.set_title("Normalised by layer size")
-        ax.legend(frameon=False, fontsize=8)
+        for ax, suffix, ylabel, title in (
+            (axes[0, 0], "", "LCA summed over training (nats)", f"{run}: LCA per layer (negative = helped)"),
+            (axes[0, 1], "_per_param", "LCA per parameter (nats)", "Normalised by layer size"),
+        ):
+            train = layers[f"lca{suffix}"]
+            ax.bar(x - 0.2, train, 0.4, color=_sign_colors(train), label="training split")
+            ax.bar(x + 0.2, layers[f"lca_val{suffix}"], 0.4, color="none", edgecolor="black", hatch="//", label="validation split")
+            ax.axhline(0, color="black", lw=0.8)
+            ax.set_xticks(x, names, rotation=30, ha="right")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+            ax.legend(frameon=False, fontsize=8)
         ax = axes[0, 2]
         colors = _palette(len(names))
         for name, color in zip(names, colors):

@@ -294,13 +294,14 @@ def _atomic(path: Path):
     return path.with_name(path.name + ".partial")
 
 
-def heatmap_figure(lca_path, iterations: list[int], out_png) -> Path:
-    """Still of per-parameter LCA: rows = `iterations`, columns = layers; colour limits per layer."""
+def heatmap_figure(lca_path, iterations: list[int] | None, out_png) -> Path:
+    """Still of per-parameter LCA: rows = `iterations` (None: default_iterations), columns = layers;
+    colour limits per layer."""
     lca_path, out_png = Path(lca_path), Path(out_png)
     with open_h5(lca_path, _WHAT) as f:
         layout, lca, loss = _read_header(f, lca_path)
         T = lca.shape[0]
-        iterations = _check_iterations(iterations, T, lca_path)
+        iterations = _check_iterations(default_iterations(T) if iterations is None else iterations, T, lca_path)
         maps = [_pixel_map(layout, layer, MAX_SIDE) for layer in layout.layers]
         images = []
         for t in iterations:  # one row read per chosen iteration; memory does not grow with T
