@@ -2,7 +2,7 @@
 import re
 import sys
 
-from lcaflow.config import n_chunks, numerics_of, validate_config
+from lcaflow.config import SPEED_KEYS, n_chunks, numerics_of, validate_config
 from lcaflow.errors import ConfigError
 from lcaflow import resources as size
 
@@ -16,9 +16,10 @@ RESULTS = CONFIG["results_dir"]
 THREADS = CONFIG["threads"]
 RUNS = CONFIG["runs"]
 LCA = CONFIG["lca"]
-# Gradient jobs get only the settings that change their output, so e.g. a new assembly
-# threshold never recomputes gradients.
-LCA_GRADIENTS = {k: v for k, v in LCA.items() if k != "max_cumulative_error_pct"}
+# Jobs get as params only the settings that change their numbers, so e.g. a new assembly threshold
+# or speed setting never recomputes gradients; scripts read the speed settings from the config.
+LCA_GRADIENTS = {k: v for k, v in LCA.items() if k not in ("max_cumulative_error_pct", *SPEED_KEYS)}
+LCA_ASSEMBLE = {k: v for k, v in LCA.items() if k not in SPEED_KEYS}
 DATA = CONFIG["data"]
 
 

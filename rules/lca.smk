@@ -38,7 +38,7 @@ rule assemble:
         "../envs/lca.yaml"
     params:
         run=run_config,
-        lca=LCA,
+        lca=LCA_ASSEMBLE,
     script:
         "scripts/assemble.py"
 

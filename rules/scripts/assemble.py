@@ -1,11 +1,12 @@
 from lcaflow.assemble import assemble
+from lcaflow.config import with_speed_settings
 from lcaflow.progress import stage
 
 with stage("assemble", snakemake.log[0]):
     assemble(
         snakemake.wildcards.run,
         snakemake.params.run,
-        snakemake.params.lca,
+        with_speed_settings(snakemake.params.lca, snakemake.config),
         snakemake.input.trajectory,
         list(snakemake.input.chunks),
         snakemake.output.lca,

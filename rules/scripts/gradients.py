@@ -1,6 +1,7 @@
 import torch
 
 from lcaflow.gradients import compute_chunk
+from lcaflow.config import with_speed_settings
 from lcaflow.progress import stage
 
 with stage("gradients", snakemake.log[0]):
@@ -8,7 +9,7 @@ with stage("gradients", snakemake.log[0]):
     compute_chunk(
         snakemake.wildcards.run,
         snakemake.params.run,
-        snakemake.params.lca,
+        with_speed_settings(snakemake.params.lca, snakemake.config),
         int(snakemake.wildcards.chunk),
         snakemake.input.trajectory,
         snakemake.input.data,

@@ -104,7 +104,8 @@ def assemble(
     # Pass 2: stream the big blocks, checking that the stored float32 rows still sum to the allocation.
     max_row_sum_gap = 0.0
     with atomic_h5(out_path) as out:
-        big = {key: create_matrix(out, key, T, K) for key in ("lca", "lca_val")}
+        compression = lca.get("compression", "none")
+        big = {key: create_matrix(out, key, T, K, compression) for key in ("lca", "lca_val")}
         grad = None
         for path, (small, attrs) in zip(chunk_paths, parts):
             start, stop = attrs["start"], attrs["stop"]
@@ -118,7 +119,7 @@ def assemble(
                             gap = np.abs(block.sum(1, dtype=np.float64) - expected_sum).max()
                             max_row_sum_gap = max(max_row_sum_gap, float(gap))
                     if "grad" in f:
-                        grad = grad if grad is not None else create_matrix(out, "grad", T + 1, K)
+                        grad = grad if grad is not None else create_matrix(out, "grad", T + 1, K, compression)
                         grad[start : stop + 1] = f["grad"][()]
                 except OSError as err:
                     raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err

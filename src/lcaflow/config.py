@@ -28,6 +28,9 @@ PAPER_LR = {
     ("allcnn", "sgd", False): 0.1,
     ("allcnn", "adam", False): 0.001,
 }
+# lca settings that change how results are computed or stored, never the numbers beyond float32
+# rounding: changing one must not recompute finished jobs.
+SPEED_KEYS = ("compute_batch", "channels_last", "compression")
 # Size of the official training set of each dataset (the split is carved out of it).
 OFFICIAL_TRAIN_SIZE = {"fashion_mnist": 60000, "mnist": 60000, "cifar10": 50000}
 
@@ -87,7 +90,7 @@ def _coerce_strings(instance: Any, schema: dict) -> Any:
     types = [types] if isinstance(types, str) else types
     if isinstance(instance, str) and "string" not in types:
         return _from_cli_string(instance, types)
-    if isinstance(instance, str) and ("number" in types or "integer" in types):  # e.g. lr: a number or "paper"
+    if isinstance(instance, str) and {"number", "integer", "boolean"} & set(types):  # e.g. lr: a number or "paper"
         converted = _from_cli_string(instance, [t for t in types if t != "string"])
         return converted if not isinstance(converted, str) else instance
     if isinstance(instance, dict):
@@ -132,6 +135,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         choices = ", ".join(json.dumps(c) for c in error.validator_value)
         return f"{where}: {value} is not one of {choices} ({hint})"
     return f"{where}: {error.message} ({hint})"
+
+
+def with_speed_settings(lca: dict, config: dict) -> dict:
+    """`lca` (a job's params, which leave the speed settings out) with the speed settings of `config`."""
+    return {**lca, **{k: validate_config(config)["lca"][k] for k in SPEED_KEYS}}
 
 
 def validate_config(config: dict) -> dict:

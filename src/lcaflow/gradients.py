@@ -13,7 +13,7 @@ from .errors import ConfigError, CorruptFileError, DivergenceError
 from .integrate import Endpoint, integrate_segment
 from .io import atomic_h5, create_matrix
 from .models import build_model, layout_of
-from .objective import FullSetObjective
+from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
 from .training import read_trajectory_meta, resolve_device
 
@@ -21,7 +21,7 @@ CHUNK_FORMAT_VERSION = 2  # 2: per-layer LCA and gradient norms
 
 
 def lca_settings_fingerprint(lca: dict) -> str:
-    """The LCA settings that change a chunk's numbers (not the job size or storage switches)."""
+    """The LCA settings that change a chunk's numbers (not the job size, speed or storage settings)."""
     return fingerprint({k: lca[k] for k in ("tolerance", "max_splits", "eval_chunk_size")})
 
 
@@ -64,16 +64,9 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
     weight_decay = optimizer_settings(run)["weight_decay"]
     C, K, L = meta["num_classes"], layout.num_params, len(layout.layers)
     train_split, val_split = load_examples(data_path, [meta["train_indices"], meta["val_indices"]], device)
-    train_obj = FullSetObjective(model, layout, train_split, C, lca["eval_chunk_size"], weight_decay)
-    val_obj = FullSetObjective(
-        model,
-        layout,
-        val_split,
-        C,
-        lca["eval_chunk_size"],
-        weight_decay,
-        per_class=False,
-    )
+    speed = resolve_speed(lca, model, device)
+    train_obj = FullSetObjective(model, layout, train_split, C, lca["eval_chunk_size"], weight_decay, speed=speed)
+    val_obj = FullSetObjective(model, layout, val_split, C, lca["eval_chunk_size"], weight_decay, per_class=False, speed=speed)
 
     where = {"point": ""}  # names the point being evaluated, for the divergence message
 
@@ -94,14 +87,16 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
     B = stop - start
     log.info(
         f"run {run_name} chunk {chunk}: iterations {start}..{stop - 1} of {T}, K={K}, device={device}, "
-        f"{len(train_obj.chunks)} train / {len(val_obj.chunks)} val evaluation chunks"
+        f"{len(train_obj.chunks)} train / {len(val_obj.chunks)} val evaluation chunks, "
+        f"compute batch {train_obj.compute_batch or 'whole chunk'}, channels-last {train_obj.channels_last}"
     )
     progress = Progress(f"gradients {run_name} chunk {chunk}", B)
 
     with atomic_h5(out_path) as f:
-        d_lca = create_matrix(f, "lca", B, K)
-        d_lca_val = create_matrix(f, "lca_val", B, K)
-        d_grad = create_matrix(f, "grad", B + 1, K) if lca["store_gradients"] else None
+        compression = lca.get("compression", "none")
+        d_lca = create_matrix(f, "lca", B, K, compression)
+        d_lca_val = create_matrix(f, "lca_val", B, K, compression)
+        d_grad = create_matrix(f, "grad", B + 1, K, compression) if lca["store_gradients"] else None
         loss = np.empty(B + 1)
         loss_val = np.empty(B + 1)
         loss_class = np.empty((B + 1, C))
@@ -188,6 +183,8 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
                 "train_passes": train_obj.passes,
                 "val_passes": val_obj.passes,
                 "lca_config": json.dumps(lca, sort_keys=True),
+                "compute_batch": train_obj.compute_batch or 0,  # 0: whole chunks
+                "channels_last": train_obj.channels_last,
             }
         )
     log.info(
