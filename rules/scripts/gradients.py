@@ -1,7 +1,7 @@
 import torch
 
-from lcaflow.gradients import compute_chunk
 from lcaflow.config import with_speed_settings
+from lcaflow.gradients import compute_chunk
 from lcaflow.progress import stage
 
 with stage("gradients", snakemake.log[0]):
