@@ -40,6 +40,7 @@ include: "rules/summary.smk"
 include: "rules/analysis.smk"
 include: "rules/figures.smk"
 include: "rules/claims.smk"
+include: "rules/benchmark.smk"
 
 
 rule all:

@@ -1,158 +1,334 @@
-"""LCA cost against one plain full-set gradient pass, measured in one process on this machine.
+"""LCA cost per training iteration against one plain full-set gradient pass, for each network, measured in
+one process per network on this machine, beside the paper's S8 timings (one GTX 1080 Ti).
 
-    python benchmarks/bench_lca.py                       # default run of config.yaml, iterations 0..59
-    python benchmarks/bench_lca.py --start 400 --iterations 100 --threads 2
+    python benchmarks/bench_lca.py                                   # every network, sizes for this device
+    python benchmarks/bench_lca.py --networks mnist_fc lenet --iterations 10
+    python benchmarks/bench_lca.py --device cuda --examples 50000    # the paper's full CIFAR size on a GPU
+    snakemake --cores all benchmark                                  # the same, into results/benchmark/
 
-Uses the run's trajectory from the workflow if it exists, else trains the first iterations itself.
-Prints a markdown table and writes benchmarks/out/<run>.json."""
+MNIST-shaped networks use the real Fashion-MNIST (55,000 train + 5,000 validation examples); CIFAR-shaped
+ones a synthetic CIFAR-10-shaped set (random pixels and labels: the cost of a pass does not depend on the
+values) of --examples images, 5,000 of them validation. Each network: train `--skip + --iterations`
+iterations (not timed), time the plain pass (fastest of --repeats), then run the real gradient job twice,
+over --iterations and over a third of them, starting at --skip: full-set passes, Simpson refinement and HDF5
+writing included. The difference of the two is the cost of an iteration in a long job, without the job's
+start (loading data, the first point), which a 110-iteration job of the workflow spreads thin.
+Writes <out>/lca_speed.md and <out>/lca_speed.json."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
+import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import h5py
+import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+# Paper S8: time per iteration of gradient calculations and storage per iteration, one GTX 1080 Ti.
+PAPER_S8 = {
+    "mnist_fc": {"params": 84_060, "s_per_iteration": "0.4", "storage": "300 kB"},
+    "lenet": {"params": 808_970, "s_per_iteration": "2.4", "storage": "3.5 MB"},
+    "resnet20": {"params": 273_066, "s_per_iteration": "18-20", "storage": "1.2 MB"},
+    "allcnn": {"params": 1_371_658, "s_per_iteration": "36-42", "storage": "6 MB"},
+}
+DATASET = {"mnist_fc": "fashion_mnist", "lenet": "fashion_mnist", "resnet20": "cifar10", "allcnn": "cifar10", "vgg5": "cifar10", "vgg9": "cifar10"}
+PAPER_SGD = {"mnist_fc": (0.05, 250), "lenet": (0.02, 250), "resnet20": (0.1, 128), "allcnn": (0.1, 128), "vgg5": (0.05, 128), "vgg9": (0.05, 128)}
+VAL_SIZE = 5000
+# CPU sizes for the CIFAR nets: a full 50,000-image pass of AllCNN takes ~20 min on 2 cores. The ratio of
+# LCA time to a plain pass does not depend on the number of examples; per-example times scale linearly.
+CPU_CIFAR_EXAMPLES = {"resnet20": 10_000, "allcnn": 6_000, "vgg5": 10_000, "vgg9": 6_000}
 
 
-def plain_gradient_pass(model, x, y, chunk_size) -> None:
-    """What a plain PyTorch loop does for a full-set gradient: mean loss, backward, chunked."""
+def plain_gradient_pass(model, x, y, batch: int) -> None:
+    """What a plain PyTorch loop does for a full-set gradient: mean loss, backward, in batches."""
     model.zero_grad(set_to_none=True)
-    for start in range(0, len(y), chunk_size):
-        loss = F.cross_entropy(model(x[start : start + chunk_size]), y[start : start + chunk_size], reduction="sum") / len(y)
-        loss.backward()
+    for start in range(0, len(y), batch):
+        loss = F.cross_entropy(model(x[start : start + batch]), y[start : start + batch], reduction="sum")
+        (loss / len(y)).backward()
+
+
+def _timed(fn, device, repeats: int) -> float:
+    fn()  # warm-up: allocator, kernel choice
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)  # the pass at its best: makes the LCA ratio (an average over iterations) conservative
+
+
+def _data_file(dataset: str, examples: int, work: Path, cfg: dict) -> Path:
+    from lcaflow.data import load_official, write_data_file
+
+    if dataset == "fashion_mnist":
+        cached = REPO / cfg["results_dir"] / "data" / "fashion_mnist.h5"
+        if cached.exists():
+            return cached
+        d = cfg["data"]
+        arrays = load_official(dataset, d["root"], d["fashion_mnist_dir"], d["download"])
+    else:  # synthetic CIFAR-10-shaped images (timing does not depend on the pixel values); runs use `examples` of them
+        rng = np.random.default_rng(0)
+        arrays = {
+            "x_train": rng.integers(0, 256, (50_000, 3, 32, 32), dtype=np.uint8),
+            "y_train": rng.integers(0, 10, 50_000).astype(np.int64),
+            "x_test": np.zeros((0, 3, 32, 32), np.uint8),
+            "y_test": np.zeros(0, np.int64),
+            "classes": [f"class{i}" for i in range(10)],
+        }
+    path = work / f"{dataset}.h5"
+    write_data_file(path, dataset, arrays)
+    return path
+
+
+def measure(network: str, args) -> dict:
+    """One network, in this process (run through a subprocess per network, so peak memory is its own)."""
+    import h5py
+    import yaml
+
+    from lcaflow.config import validate_config
+    from lcaflow.data import load_examples
+    from lcaflow.gradients import compute_chunk
+    from lcaflow.models import build_model, layout_of, set_lca_mode
+    from lcaflow.objective import FullSetObjective, resolve_speed
+    from lcaflow.resources import model_cost
+    from lcaflow.training import read_trajectory_meta, resolve_device, train
+
+    torch.set_num_threads(args.threads)
+    cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    device = resolve_device(args.device)
+    dataset = DATASET[network]
+    examples = 60_000 if dataset == "fashion_mnist" else args.examples or (50_000 if device.type == "cuda" else CPU_CIFAR_EXAMPLES[network])
+    lr, batch_size = PAPER_SGD[network]
+    total = args.skip + args.iterations
+    work = Path(tempfile.mkdtemp(prefix=f"lca-bench-{network}-"))
+    data_path = _data_file(dataset, examples, work, cfg)
+    run = {
+        "dataset": dataset,
+        "architecture": network,
+        "optimizer": {"name": "sgd", "lr": lr, "momentum": 0.9},
+        "batch_size": batch_size,
+        "iterations": total,
+        "val_size": VAL_SIZE,
+        "device": args.device,
+    }
+    if dataset == "cifar10":
+        run["train_size"] = examples - VAL_SIZE
+    lca_settings = {"iterations_per_job": args.iterations, "store_gradients": args.store_gradients}
+    for key in ("compute_batch", "channels_last", "compression"):
+        if getattr(args, key) is not None:
+            lca_settings[key] = getattr(args, key)
+    cfg = validate_config({"runs": {network: run}, "lca": lca_settings})
+    run, lca = cfg["runs"][network], cfg["lca"]
+    trajectory = work / "trajectory.h5"
+    t0 = time.perf_counter()
+    train(network, run, str(data_path), str(trajectory), str(work / "checkpoints"))
+    train_s_per_iteration = (time.perf_counter() - t0) / total
+    meta = read_trajectory_meta(trajectory)
+
+    # plain full-set gradient passes over the training split: PyTorch defaults, and the engine's layout
+    model = set_lca_mode(build_model(network, meta["input_shape"], meta["num_classes"], run["seed"]).to(device))
+    (split,) = load_examples(data_path, [meta["train_indices"]], device)
+    speed = resolve_speed(lca, model, device)
+    # the engine's batches and layout (class-sorted examples, as it evaluates them)
+    engine = FullSetObjective(model, layout_of(model), split, meta["num_classes"], lca["eval_chunk_size"], speed=speed)
+    engine_batch = engine.compute_batch or lca["eval_chunk_size"]
+    # for comparison only (the slowest column: LeNet takes 37 s on 2 CPU cores): timed once after a warm-up
+    plain_default = _timed(lambda: plain_gradient_pass(model, split.x, split.y, lca["eval_chunk_size"]), device, 1)
+    model = model.to(memory_format=torch.channels_last) if speed.channels_last else model
+    plain = _timed(lambda: plain_gradient_pass(model, engine.x, engine.y, engine_batch), device, args.repeats)
+    split = engine = None  # free the copies before the job loads its own
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    # the real gradient job, long and short: the difference is the marginal cost of an iteration
+    jobs = {}
+    for length in (max(1, args.iterations // 3), args.iterations):  # short first: the peak memory after each
+        out = work / f"chunk{length}.h5"
+        job_lca = dict(lca, iterations_per_job=length)
+        t0 = time.perf_counter()
+        compute_chunk(network, run, job_lca, args.skip // length, str(trajectory), str(data_path), str(out))
+        seconds = time.perf_counter() - t0
+        with h5py.File(out) as f:
+            passes = int(f.attrs["train_passes"]), int(f.attrs["val_passes"])
+            # bytes that grow with the iterations, apart from the per-job sums (lca_class_param: C x K float64)
+            growing = sum(d.id.get_storage_size() for d in f.values() if d.shape and d.shape[0] in (length, length + 1))
+            jobs[length] = {"s": seconds, "passes": passes, "refined": int((f["num_splits"][()] > 1).sum()), "bytes": growing}
+        jobs[length]["peak_host_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if device.type == "cuda":
+            jobs[length]["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    (long, short), extra = sorted(jobs, reverse=True), args.iterations - max(1, args.iterations // 3)
+    lca_s = (jobs[long]["s"] - jobs[short]["s"]) / extra
+    train_passes, val_passes = (jobs[long]["passes"][i] - jobs[short]["passes"][i] for i in (0, 1))
+    with h5py.File(work / f"chunk{long}.h5") as f:
+        rows = f["lca"]
+        t0 = time.perf_counter()
+        for a in range(0, rows.shape[0], 16):
+            rows[a : a + 16]
+        read_mb_s = rows.nbytes / (time.perf_counter() - t0) / 1e6
+    K = meta["layout"].num_params
+    n_train, n_val = len(meta["train_indices"]), len(meta["val_indices"])
+    flops_per_example = model_cost(network, dataset)[1]  # forward + backward, counted by torch
+    return {
+        "network": network,
+        "dataset": dataset if dataset == "fashion_mnist" else "cifar10-shaped synthetic",
+        "params": K,
+        "paper_params": PAPER_S8.get(network, {}).get("params"),
+        "train_examples": n_train,
+        "val_examples": n_val,
+        "iterations_timed": [args.skip, total],
+        "job_lengths": [short, long],
+        "compute_batch": speed.compute_batch or lca["eval_chunk_size"],
+        "channels_last": speed.channels_last,
+        "train_s_per_iteration": train_s_per_iteration,
+        "plain_pass_s": plain,
+        "plain_pass_pytorch_defaults_s": plain_default,
+        "plain_pass_gflop_per_s": flops_per_example * n_train / plain / 1e9,
+        "plain_pass_fraction_of_peak": flops_per_example * n_train / plain / 1e9 / args.peak_gflops if args.peak_gflops else None,
+        "lca_s_per_iteration": lca_s,
+        "lca_s_per_iteration_whole_job": jobs[long]["s"] / long,
+        "ratio": lca_s / plain,
+        "train_passes_per_iteration": train_passes / extra,
+        "val_passes_per_iteration": val_passes / extra,
+        "pass_equivalents_per_iteration": (train_passes * n_train + val_passes * n_val) / n_train / extra,
+        "iterations_refined": jobs[long]["refined"],
+        "bytes_per_iteration": jobs[long]["bytes"] / long,
+        "lca_row_bytes": 4 * K,
+        "matrices_per_iteration": 3 if lca["store_gradients"] else 2,
+        "compression": lca["compression"],
+        "read_mb_per_s": read_mb_s,
+        # after the short and after the long job: equal when memory does not grow with the iterations
+        "peak_host_mb": [jobs[short]["peak_host_mb"], jobs[long]["peak_host_mb"]],
+        "peak_gpu_mb": [jobs[short]["peak_gpu_mb"], jobs[long]["peak_gpu_mb"]] if device.type == "cuda" else None,
+        "paper_s_per_iteration": PAPER_S8.get(network, {}).get("s_per_iteration"),
+        "paper_storage_per_iteration": PAPER_S8.get(network, {}).get("storage"),
+    }
+
+
+def device_name(device: str) -> str:
+    from lcaflow.training import resolve_device
+
+    d = resolve_device(device)
+    if d.type == "cuda":
+        return torch.cuda.get_device_name(d)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.machine())
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _pair(values) -> str:
+    return "-" if values is None else " / ".join(f"{v:.0f}" for v in values)
+
+
+def markdown(results: list[dict], header: dict) -> str:
+    def fmt(value, digits=3):
+        if value is None:
+            return "-"
+        return f"{value:.{digits}g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+
+    lines = [
+        f"# LCA speed: {header['device']} ({header['date']})",
+        "",
+        f"torch {header['torch']}, {header['threads']} CPU threads, float32; plain pass = one full-set gradient pass over the "
+        "training split by a plain PyTorch loop with the engine's batch and memory layout (the PyTorch-defaults column: "
+        "contiguous layout, eval_chunk_size batches). Ratio = LCA s/iteration over the plain pass; its floor is the "
+        "pass equivalents per iteration (2 Simpson points per iteration, on train plus validation split).",
+        "",
+        "| network | params (paper) | train + val examples | plain pass s | plain pass GFLOP/s (of peak) | plain pass, PyTorch defaults s | LCA s/iteration "
+        "| ratio | pass equivalents / iteration | refined | paper s/iteration (1080 Ti) | bytes/iteration (LCA row 4K) | paper storage "
+        "| block read MB/s | peak host MB (short / long job) | peak GPU MB (short / long job) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['network']} | {fmt(r['params'])} ({fmt(r['paper_params'])}) | {fmt(r['train_examples'])} + {fmt(r['val_examples'])} "
+            f"| {fmt(r['plain_pass_s'])} | {r['plain_pass_gflop_per_s']:.0f} ({_percent(r['plain_pass_fraction_of_peak'])}) | {fmt(r['plain_pass_pytorch_defaults_s'])} | {fmt(r['lca_s_per_iteration'])} | {r['ratio']:.2f} "
+            f"| {r['pass_equivalents_per_iteration']:.2f} | {r['iterations_refined']}/{r['job_lengths'][1]} "
+            f"| {fmt(r['paper_s_per_iteration'])} | {fmt(round(r['bytes_per_iteration']))} ({fmt(r['lca_row_bytes'])}) "
+            f"| {fmt(r['paper_storage_per_iteration'])} | {r['read_mb_per_s']:.0f} | {_pair(r['peak_host_mb'])} | {_pair(r['peak_gpu_mb'])} |"
+        )
+    lines += [
+        "",
+        "Bytes/iteration: what the gradient job writes per iteration (LCA on train and validation, plus the full-set "
+        "gradient when lca.store_gradients), against 4 bytes per parameter for one float32 LCA row; each job also writes "
+        "its per-class totals once (C x K float64). "
+        "LCA s/iteration: the difference between a long and a short gradient job over the difference in iterations, "
+        "so a job's start (loading data, its first point) is left out, as a 110-iteration workflow job spreads it thin. "
+        "Peak host MB: the whole process, data set and model included, after the short and after the long job "
+        "(the job streams the trajectory and its output, so memory does not grow with the iterations).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    from lcaflow.config import run_fingerprint, validate_config
-    from lcaflow.data import load_examples, load_official, write_data_file
-    from lcaflow.gradients import compute_chunk
-    from lcaflow.models import build_model
-    from lcaflow.training import read_trajectory_meta, resolve_device, train
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO / "config.yaml"))
-    parser.add_argument("--run", default=None, help="run name (default: the first run)")
-    parser.add_argument("--start", type=int, default=0)
-    parser.add_argument("--iterations", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=5, help="plain passes timed (the median is used)")
+    parser.add_argument("--networks", nargs="+", default=["mnist_fc", "lenet", "resnet20", "allcnn", "vgg5", "vgg9"], choices=list(DATASET))
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--iterations", type=int, default=None, help="iterations of the long timed job (default: 48 for MNIST-FC, 3 for the others)")
+    parser.add_argument("--skip", type=int, default=None, help="iterations trained before the timed ones (default: ~100)")
+    parser.add_argument("--examples", type=int, default=None, help="CIFAR-shaped set size (default: 50,000 on a GPU, smaller on CPU)")
+    parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
+    parser.add_argument("--repeats", type=int, default=5, help="plain passes timed; the fastest is reported")
+    parser.add_argument("--compute-batch", dest="compute_batch", default=None, help="lca.compute_batch (default: auto)")
+    parser.add_argument("--channels-last", dest="channels_last", default=None, help="lca.channels_last: true, false or auto")
+    parser.add_argument("--compression", default=None, choices=["none", "lzf", "gzip"])
+    parser.add_argument("--no-store-gradients", dest="store_gradients", action="store_false")
+    parser.add_argument("--peak-gflops", dest="peak_gflops", type=float, default=None, help="the device's float32 peak, for the fraction column (H100 SXM: 67,000)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "out"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one network, print JSON
     args = parser.parse_args()
+
+    if args.one:
+        args.iterations = args.iterations or (48 if args.one == "mnist_fc" else 3)  # 48, 16: whole 16-row HDF5 chunks
+        # past the first ~100 iterations, whose large steps need more Simpson refinement than the rest of a run
+        unit = math.lcm(args.iterations, max(1, args.iterations // 3))  # both jobs start at --skip
+        args.skip = unit * -(-100 // unit) if args.skip is None else args.skip
+        if args.skip % unit:
+            raise SystemExit(f"--skip must be a multiple of {unit} (both timed gradient jobs start there)")
+        print(json.dumps(measure(args.one, args)))
+        return
+
     torch.set_num_threads(args.threads)
-
-    cfg = validate_config(yaml.safe_load(Path(args.config).read_text()))
-    name = args.run or next(iter(cfg["runs"]))
-    run = cfg["runs"][name]
-    results = REPO / cfg["results_dir"]
-    stop = args.start + args.iterations
-    lca = dict(cfg["lca"], iterations_per_job=args.iterations)
-    work = Path(tempfile.mkdtemp(prefix="lca-bench-"))
-    data_path = results / "data" / f"{run['dataset']}.h5"
-    if not data_path.exists():
-        data_path = work / "data.h5"
-        d = cfg["data"]
-        write_data_file(
-            data_path, run["dataset"], load_official(run["dataset"], d["root"], d["fashion_mnist_dir"], d["download"])
-        )
-    trajectory = results / "runs" / name / "trajectory.h5"
-    if trajectory.exists() and read_trajectory_meta(trajectory)["fingerprint"] != run_fingerprint(run):
-        print(f"{trajectory} was made with another config or version: not used", file=sys.stderr)
-        trajectory = work / "missing.h5"
-    if not trajectory.exists():
-        print(f"no usable trajectory: training {stop} iterations for the benchmark", file=sys.stderr)
-        run = dict(run, iterations=stop)
-        trajectory = work / "trajectory.h5"
-        train(name, run, str(data_path), str(trajectory), str(work / "ckpt"))
-    meta = read_trajectory_meta(trajectory)
-    device = resolve_device(run["device"])
-
-    # one plain full-set gradient pass, timed after a warm-up
-    model = build_model(run["architecture"], meta["input_shape"], meta["num_classes"], run["seed"]).to(device)
-    (split,) = load_examples(data_path, [meta["train_indices"]], device)
-    plain_gradient_pass(model, split.x, split.y, lca["eval_chunk_size"])
-    times = []
-    for _ in range(args.repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        plain_gradient_pass(model, split.x, split.y, lca["eval_chunk_size"])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    plain = sorted(times)[len(times) // 2]
-
-    # LCA over [start, stop): the real gradient job, refinement and HDF5 writing included
-    chunk_index = args.start // args.iterations
-    if args.start % args.iterations:
-        raise SystemExit("--start must be a multiple of --iterations")
-    out = work / "chunk.h5"
-    t0 = time.perf_counter()
-    compute_chunk(
-        name,
-        run if meta["shape"][0] - 1 == run["iterations"] else dict(run, iterations=meta["shape"][0] - 1),
-        lca,
-        chunk_index,
-        str(trajectory),
-        str(data_path),
-        str(out),
-    )
-    lca_total = time.perf_counter() - t0
-    with h5py.File(out) as f:
-        train_passes = int(f.attrs["train_passes"])
-        val_passes = int(f.attrs["val_passes"])
-        splits = f["num_splits"][()]
-    per_iteration = lca_total / args.iterations
-    record = {
-        "run": name,
-        "architecture": run["architecture"],
-        "dataset": run["dataset"],
-        "train_examples": len(meta["train_indices"]),
-        "val_examples": len(meta["val_indices"]),
-        "num_params": meta["layout"].num_params,
-        "iterations": [args.start, stop],
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
+    results = []
+    for network in args.networks:
+        print(f"benchmarking {network} ...", file=sys.stderr, flush=True)
+        cmd = [sys.executable, __file__, "--one", network, *sys.argv[1:]]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{network}: benchmark failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    header = {
+        "device": device_name(args.device),
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
         "threads": args.threads,
-        "plain_full_set_gradient_pass_s": plain,
-        "lca_s_per_iteration": per_iteration,
-        "ratio_lca_iteration_to_plain_pass": per_iteration / plain,
-        "train_passes_per_iteration": train_passes / args.iterations,
-        "val_passes_per_iteration": val_passes / args.iterations,
-        "iterations_refined": int((splits > 1).sum()),
-        "bytes_written_per_iteration": out.stat().st_size / args.iterations,
-        "bytes_float32_lca_row": 4 * meta["layout"].num_params,
-        "peak_host_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "paper_s_per_iteration_gtx1080ti": {"mnist_fc": 0.4}.get(run["architecture"]),
     }
-    out_dir = REPO / "benchmarks" / "out"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"| measure ({name}, {record['device_name']}, {args.threads} threads) | value |\n|---|---|")
-    for key in (
-        "plain_full_set_gradient_pass_s",
-        "lca_s_per_iteration",
-        "ratio_lca_iteration_to_plain_pass",
-        "train_passes_per_iteration",
-        "val_passes_per_iteration",
-        "iterations_refined",
-        "bytes_written_per_iteration",
-        "bytes_float32_lca_row",
-        "peak_host_rss_mb",
-    ):
-        value = record[key]
-        print(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(results, header)
+    (out / "lca_speed.md").write_text(table)
+    (out / "lca_speed.json").write_text(json.dumps({**header, "results": results}, indent=2) + "\n")
+    print(table)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ RUNS = CONFIG["runs"]
 LCA = CONFIG["lca"]
 # Jobs get as params only the settings that change their numbers, so e.g. a new assembly threshold
 # or speed setting never recomputes gradients; scripts read the speed settings from the config.
-LCA_GRADIENTS = {k: v for k, v in LCA.items() if k not in ("max_cumulative_error_pct", *SPEED_KEYS)}
+LCA_GRADIENTS = {
+    k: v for k, v in LCA.items() if k not in ("max_cumulative_error_pct", *SPEED_KEYS)
+}
 LCA_ASSEMBLE = {k: v for k, v in LCA.items() if k not in SPEED_KEYS}
 DATA = CONFIG["data"]
 

@@ -121,3 +121,26 @@ def test_auto_speed_settings_follow_the_measurements():
     assert resolve_speed(auto, fc, cpu) == SpeedSettings(None, False)
     assert resolve_speed(auto, lenet, gpu) == SpeedSettings(None, False)
     assert resolve_speed({"compute_batch": 64, "channels_last": True}, fc, cpu) == SpeedSettings(64, False)
+
+
+@pytest.mark.parametrize("architecture", ["mnist_fc", "resnet20"])
+def test_validation_objective_without_class_parts_gives_the_same_loss(architecture):
+    """Without per-class parts, batches may span classes, except under batch norm, whose statistics are
+    per class-sorted chunk: there the batches must stay those of the per-class evaluation."""
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 32, 32) if architecture == "resnet20" else (1, 28, 28)
+    split = Split(x=torch.rand(90, *shape, generator=g), y=torch.randint(0, 10, (90,), generator=g))
+    model = build_model(architecture, shape, 10, seed=1)
+    layout = layout_of(model)
+    theta = flat_params(model, layout)
+    with_classes = FullSetObjective(model, layout, split, 10, 16)
+    without = FullSetObjective(model, layout, split, 10, 16, per_class=False)
+    a, b = with_classes(theta), without(theta)
+    if architecture == "resnet20":
+        assert without.batches == with_classes.batches
+        assert abs(float(a.loss - b.loss)) < 1e-12  # the same float32 batches; float64 sums in another order
+        assert float((a.grad - b.grad).abs().max()) < 1e-12
+    else:
+        assert len(without.batches) == 6 < len(with_classes.batches)  # 90 examples in batches of 16
+        assert abs(float(a.loss - b.loss)) < 1e-7
+        assert float((a.grad - b.grad).abs().max()) < 1e-6 * float(a.grad.abs().max())

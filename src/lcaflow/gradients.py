@@ -37,14 +37,17 @@ def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
         )
 
 
-def _read_rows(path, start: int, stop: int) -> torch.Tensor:
+def _iter_rows(path, start: int, stop: int, block: int = 16):
+    """Trajectory rows start..stop-1 as tensors, read 16 at a time (the file's chunk height), so a job holds
+    a block of rows whatever its number of iterations."""
     with open_h5(path, "trajectory (train stage)") as f:
-        try:
-            return torch.from_numpy(f["params"][start:stop])
-        except OSError as err:
-            raise CorruptFileError(
-                f"{path}: params rows {start}..{stop - 1} unreadable ({err}); delete it and rerun train"
-            ) from err
+        for a in range(start, stop, block):
+            b = min(a + block, stop)
+            try:
+                rows = torch.from_numpy(f["params"][a:b])
+            except OSError as err:
+                raise CorruptFileError(f"{path}: params rows {a}..{b - 1} unreadable ({err}); delete it and rerun train") from err
+            yield from rows
 
 
 def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str, out_path: str) -> None:
@@ -82,8 +85,11 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             )
         return point
 
-    layer_index = torch.from_numpy(layout.layer_index()).to(device)
-    thetas = _read_rows(trajectory_path, start, stop + 1)
+    param_spans = [
+        (slice(off, off + size), layout.layers.index(layer))
+        for off, size, layer in zip(layout.offsets, layout.sizes, layout.layer_of_param)
+    ]
+    thetas = _iter_rows(trajectory_path, start, stop + 1)
     B = stop - start
     log.info(
         f"run {run_name} chunk {chunk}: iterations {start}..{stop - 1} of {T}, K={K}, device={device}, "
@@ -108,29 +114,35 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         grad_norm_class_layer = np.empty((B + 1, C, L))
         class_param = torch.zeros(C, K, dtype=torch.float64, device=device)
 
-        def per_layer(values: torch.Tensor) -> torch.Tensor:
-            """Sum the last axis (K) by layer."""
+        def per_layer(values: torch.Tensor, squares: bool = False) -> torch.Tensor:
+            """Sum the last axis (K) by layer (of squares: for norms), one parameter tensor at a time
+            (an index_add over K costs as much as the rest of the bookkeeping of an iteration)."""
             out = torch.zeros(values.shape[:-1] + (L,), dtype=torch.float64, device=device)
-            return out.index_add_(values.dim() - 1, layer_index, values)
+            for span, layer in param_spans:
+                part = values[..., span]
+                out[..., layer] += torch.linalg.vector_norm(part, dim=-1).square() if squares else part.sum(-1)
+            return out
 
         def record_point(i: int, p: Endpoint) -> None:
             loss[i], loss_val[i] = float(p.train.loss), float(p.val.loss)
             loss_class[i] = p.train.loss_class.cpu().numpy()
             # gradient strength per layer (and per class), for the synchronisation analysis
-            grad_norm_layer[i] = per_layer(p.train.grad.square()).sqrt().cpu().numpy()
-            grad_norm_class_layer[i] = per_layer(p.train.grad_class.square()).sqrt().cpu().numpy()
+            grad_norm_layer[i] = per_layer(p.train.grad, squares=True).sqrt().cpu().numpy()
+            grad_norm_class_layer[i] = per_layer(p.train.grad_class, squares=True).sqrt().cpu().numpy()
             if d_grad is not None:
                 d_grad[i] = p.train.grad.float().cpu().numpy()
 
         where["point"] = f"at theta_{start}"
-        previous = evaluate(thetas[0])
+        theta = next(thetas)
+        previous = evaluate(theta)
         record_point(0, previous)
         for i in range(B):
             where["point"] = f"at theta_{start + i + 1}"
-            following = evaluate(thetas[i + 1])
+            theta_next = next(thetas)
+            following = evaluate(theta_next)
             where["point"] = f"between theta_{start + i} and theta_{start + i + 1}"
             record_point(i + 1, following)
-            seg = integrate_segment(evaluate, thetas[i], thetas[i + 1], previous, following, lca["tolerance"], lca["max_splits"])
+            seg = integrate_segment(evaluate, theta, theta_next, previous, following, lca["tolerance"], lca["max_splits"])
             d_lca[i] = seg.lca.float().cpu().numpy()
             d_lca_val[i] = seg.lca_val.float().cpu().numpy()
             class_layer[i] = per_layer(seg.lca_class).cpu().numpy()
@@ -150,7 +162,7 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
                     f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
                     f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels (max_splits)"
                 )
-            previous = following
+            previous, theta = following, theta_next
             progress.update(
                 i + 1,
                 f"(max |error| {np.abs(scalars['error'][: i + 1]).max():.1e}, refined {int((num_splits[: i + 1] > 1).sum())})",

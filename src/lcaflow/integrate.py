@@ -49,35 +49,52 @@ def integrate_segment(
     """Composite Simpson with n panels (weights 1,4,2,4,...,4,1 over 6n), doubling n until the
     allocation matches the real loss change within `tolerance` on train and validation, or n would
     exceed `max_splits`. Doubling reuses every point: old interior points get weight 2, the n new
-    midpoints weight 4, so only running sums are kept (memory independent of n)."""
+    midpoints weight 4, so only running sums are kept (memory independent of n). The sums are updated
+    in place: the per-class payload is C x K float64, and temporaries of it cost as much as a small pass."""
     t0, t1 = theta0.double(), theta1.double()
     delta = (t1 - t0).to(start.train.grad.device)
     d_loss = float(end.train.loss - start.train.loss)
     d_loss_val = float(end.val.loss - start.val.loss)
+    first_order = float(delta.dot(start.train.grad))
+    first_order_val = float(delta.dot(start.val.grad))
     ends = [a + b for a, b in zip(_payload(start), _payload(end))]
-    old_interior = [torch.zeros_like(a) for a in ends]
+    old_interior: list[torch.Tensor] | None = None
     n, evaluated = 1, 0
     while True:
-        new_points = [torch.zeros_like(a) for a in ends]
+        new_points: list[torch.Tensor] | None = None
         for j in range(n):
             alpha = (2 * j + 1) / (2 * n)
-            point = evaluate(((1 - alpha) * t0 + alpha * t1).to(theta0.dtype))
-            for acc, value in zip(new_points, _payload(point)):
-                acc += value
+            payload = _payload(evaluate(((1 - alpha) * t0 + alpha * t1).to(theta0.dtype)))
+            if new_points is None:
+                new_points = payload  # fresh tensors of this point: safe to accumulate into
+            else:
+                for acc, value in zip(new_points, payload):
+                    acc += value
             evaluated += 1
-        mean_grad = [(e + 2 * o + 4 * m) / (6 * n) for e, o, m in zip(ends, old_interior, new_points)]
+        allocation = []  # delta * mean gradient, per payload
+        for e, m, o in zip(ends, new_points, old_interior or [None] * len(ends)):
+            acc = e.clone()
+            if o is not None:
+                acc.add_(o, alpha=2.0)
+            acc.add_(m, alpha=4.0).mul_(delta / (6 * n))
+            allocation.append(acc)
+        lca, lca_class, lca_val = allocation
         segment = Segment(
-            lca=delta * mean_grad[0],
-            lca_val=delta * mean_grad[2],
-            lca_class=delta * mean_grad[1],
-            first_order=float(delta.dot(start.train.grad)),
-            first_order_val=float(delta.dot(start.val.grad)),
+            lca=lca,
+            lca_val=lca_val,
+            lca_class=lca_class,
+            first_order=first_order,
+            first_order_val=first_order_val,
             num_splits=n,
-            error=float(delta.dot(mean_grad[0])) - d_loss,
-            error_val=float(delta.dot(mean_grad[2])) - d_loss_val,
+            error=float(lca.sum()) - d_loss,
+            error_val=float(lca_val.sum()) - d_loss_val,
             interior_points=evaluated,
         )
         if segment.converged(tolerance) or 2 * n > max_splits:
             return segment
-        old_interior = [o + m for o, m in zip(old_interior, new_points)]
+        if old_interior is None:
+            old_interior = new_points
+        else:
+            for o, m in zip(old_interior, new_points):
+                o += m
         n *= 2

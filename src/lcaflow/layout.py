@@ -4,6 +4,7 @@ Kept free of torch so that the analysis and figure stages start quickly."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ class Layout:
     layer_of_param: tuple[str, ...]
     layers: tuple[str, ...]
 
-    @property
+    @functools.cached_property
     def sizes(self) -> tuple[int, ...]:
         return tuple(int(np.prod(s)) for s in self.shapes)
 

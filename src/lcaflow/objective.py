@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from .data import Split
 from .models import Layout, param_views, set_lca_mode
@@ -77,7 +78,8 @@ class FullSetObjective:
         per_class: bool = True,
         speed: SpeedSettings = SpeedSettings(),
     ):
-        self.model = set_lca_mode(model)
+        # a private copy: its parameters are overwritten with theta at every call, and laid out channels-last
+        self.model = set_lca_mode(copy.deepcopy(model))
         self.layout = layout
         self.num_classes = num_classes
         self.n_examples = len(split.y)
@@ -90,14 +92,24 @@ class FullSetObjective:
         self.passes = 0  # full-set passes done, for cost accounting
         self.channels_last = speed.channels_last and self.x.dim() == 4
         if self.channels_last:
+            # `.to` restrides even one-input-channel conv weights, whose NCHW and NHWC strides coincide;
+            # mkldnn and cuDNN pick the layout from the weight as well as the input
+            self.model.to(memory_format=torch.channels_last)
             self.x = self.x.contiguous(memory_format=torch.channels_last)
-        split_chunks = speed.compute_batch is not None and not uses_batch_statistics(self.model)
-        self.compute_batch = speed.compute_batch if split_chunks else None
-        self.batches = [
-            (c, a, min(a + (self.compute_batch or stop - start), stop))
-            for c, start, stop in self.chunks
-            for a in range(start, stop, self.compute_batch or stop - start)
-        ]
+        named = dict(self.model.named_parameters())
+        self.params = [named[name] for name in layout.names]
+        batch_statistics = uses_batch_statistics(self.model)
+        self.compute_batch = speed.compute_batch if speed.compute_batch is not None and not batch_statistics else None
+        if per_class or batch_statistics:
+            self.batches = [
+                (c, a, min(a + (self.compute_batch or stop - start), stop))
+                for c, start, stop in self.chunks
+                for a in range(start, stop, self.compute_batch or stop - start)
+            ]
+        else:  # no per-class parts and no batch statistics: batches may span classes (500-example class
+            # batches of a 5,000-example validation split run at half the speed of 5,000-example ones)
+            size = min(self.compute_batch or chunk_size, chunk_size)
+            self.batches = [(0, a, min(a + size, self.n_examples)) for a in range(0, self.n_examples, size)]
 
     @staticmethod
     def _class_chunks(y_sorted: np.ndarray, chunk_size: int) -> list[tuple[int, int, int]]:
@@ -109,35 +121,27 @@ class FullSetObjective:
             chunks.extend((int(c), int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]))
         return chunks
 
-    def _laid_out(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Conv weights restrided to channels-last. `.to` forces NHWC strides even where they are ambiguous
-        (one input channel), which `.contiguous(memory_format=...)` would leave NCHW; mkldnn and cuDNN pick
-        the layout from the weight as well as the input."""
-        if not self.channels_last:
-            return views
-        return {k: v.to(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in views.items()}
-
     def __call__(self, theta: torch.Tensor) -> Point:
         device = self.x.device
-        flat = theta.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
-        views = param_views(flat, self.layout)
+        flat = theta.detach().to(device=device, dtype=torch.float32)
+        # the module's own parameters as leaves (no functional_call): what a plain training loop runs
+        with torch.no_grad():
+            torch._foreach_copy_(self.params, list(param_views(flat, self.layout).values()))
         rows = self.num_classes if self.per_class else 1
         grad_acc = torch.zeros(rows, flat.numel(), dtype=torch.float64, device=device)
         loss_acc = torch.zeros(rows, dtype=torch.float64, device=device)
+        row_views = [list(param_views(grad_acc[r], self.layout).values()) for r in range(rows)]
         for c, start, stop in self.batches:
-            params = self._laid_out(views)  # per batch: the backward frees this graph
-            logits = functional_call(self.model, params, (self.x[start:stop],))
-            loss_sum = F.cross_entropy(logits, self.y[start:stop], reduction="sum")
-            (g,) = torch.autograd.grad(loss_sum, flat)
+            loss_sum = F.cross_entropy(self.model(self.x[start:stop]), self.y[start:stop], reduction="sum")
+            # the batch's share of the mean gradient (scaled before the backward: no pass over C x K afterwards)
+            grads = torch.autograd.grad(loss_sum / self.n_examples, self.params)
             row = c if self.per_class else 0
-            grad_acc[row] += g
-            loss_acc[row] += loss_sum.detach()
+            torch._foreach_add_(row_views[row], grads)  # float32 batch sums into float64 totals
+            loss_acc[row] += loss_sum.detach().double() / self.n_examples
         self.passes += 1
-        grad_acc /= self.n_examples
-        loss_acc /= self.n_examples
         loss, grad = loss_acc.sum(), grad_acc.sum(0)
         if self.weight_decay:
-            theta64 = flat.detach().double()
+            theta64 = flat.double()
             loss = loss + 0.5 * self.weight_decay * theta64.dot(theta64)
             grad = grad + self.weight_decay * theta64
         if self.per_class:
