@@ -46,10 +46,10 @@ PAPER_S8 = {
 }
 DATASET = {"mnist_fc": "fashion_mnist", "lenet": "fashion_mnist", "resnet20": "cifar10", "allcnn": "cifar10", "vgg5": "cifar10", "vgg9": "cifar10"}
 PAPER_SGD = {"mnist_fc": (0.05, 250), "lenet": (0.02, 250), "resnet20": (0.1, 128), "allcnn": (0.1, 128), "vgg5": (0.05, 128), "vgg9": (0.05, 128)}
-VAL_SIZE = 5000
+VAL_FRACTION = 0.1  # the paper's split: 5,000 of 50,000 (CIFAR) or 60,000 (MNIST) images held out
 # CPU sizes for the CIFAR nets: a full 50,000-image pass of AllCNN takes ~20 min on 2 cores. The ratio of
 # LCA time to a plain pass does not depend on the number of examples; per-example times scale linearly.
-CPU_CIFAR_EXAMPLES = {"resnet20": 10_000, "allcnn": 6_000, "vgg5": 10_000, "vgg9": 6_000}
+CPU_CIFAR_EXAMPLES = {"resnet20": 10_000, "allcnn": 5_000, "vgg5": 10_000, "vgg9": 5_000}
 
 
 def plain_gradient_pass(model, x, y, batch: int) -> None:
@@ -125,11 +125,11 @@ def measure(network: str, args) -> dict:
         "optimizer": {"name": "sgd", "lr": lr, "momentum": 0.9},
         "batch_size": batch_size,
         "iterations": total,
-        "val_size": VAL_SIZE,
+        "val_size": 5000 if examples >= 50_000 else int(examples * VAL_FRACTION),
         "device": args.device,
     }
     if dataset == "cifar10":
-        run["train_size"] = examples - VAL_SIZE
+        run["train_size"] = examples - run["val_size"]
     lca_settings = {"iterations_per_job": args.iterations, "store_gradients": args.store_gradients}
     for key in ("compute_batch", "channels_last", "compression"):
         if getattr(args, key) is not None:
@@ -141,21 +141,6 @@ def measure(network: str, args) -> dict:
     train(network, run, str(data_path), str(trajectory), str(work / "checkpoints"))
     train_s_per_iteration = (time.perf_counter() - t0) / total
     meta = read_trajectory_meta(trajectory)
-
-    # plain full-set gradient passes over the training split: PyTorch defaults, and the engine's layout
-    model = set_lca_mode(build_model(network, meta["input_shape"], meta["num_classes"], run["seed"]).to(device))
-    (split,) = load_examples(data_path, [meta["train_indices"]], device)
-    speed = resolve_speed(lca, model, device)
-    # the engine's batches and layout (class-sorted examples, as it evaluates them)
-    engine = FullSetObjective(model, layout_of(model), split, meta["num_classes"], lca["eval_chunk_size"], speed=speed)
-    engine_batch = engine.compute_batch or lca["eval_chunk_size"]
-    # for comparison only (the slowest column: LeNet takes 37 s on 2 CPU cores): timed once after a warm-up
-    plain_default = _timed(lambda: plain_gradient_pass(model, split.x, split.y, lca["eval_chunk_size"]), device, 1)
-    model = model.to(memory_format=torch.channels_last) if speed.channels_last else model
-    plain = _timed(lambda: plain_gradient_pass(model, engine.x, engine.y, engine_batch), device, args.repeats)
-    split = engine = None  # free the copies before the job loads its own
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
     # the real gradient job, long and short: the difference is the marginal cost of an iteration
     jobs = {}
@@ -182,6 +167,18 @@ def measure(network: str, args) -> dict:
         for a in range(0, rows.shape[0], 16):
             rows[a : a + 16]
         read_mb_s = rows.nbytes / (time.perf_counter() - t0) / 1e6
+    # plain full-set gradient passes over the training split: PyTorch defaults, and the engine's layout
+    model = set_lca_mode(build_model(network, meta["input_shape"], meta["num_classes"], run["seed"]).to(device))
+    (split,) = load_examples(data_path, [meta["train_indices"]], device)
+    speed = resolve_speed(lca, model, device)
+    # the engine's batches and layout (class-sorted examples, as it evaluates them)
+    engine = FullSetObjective(model, layout_of(model), split, meta["num_classes"], lca["eval_chunk_size"], speed=speed)
+    engine_batch = engine.compute_batch or lca["eval_chunk_size"]
+    # for comparison only (the slowest column: LeNet takes 37 s on 2 CPU cores): timed once after a warm-up
+    plain_default = _timed(lambda: plain_gradient_pass(model, split.x, split.y, lca["eval_chunk_size"]), device, 1)
+    model = model.to(memory_format=torch.channels_last) if speed.channels_last else model
+    plain = _timed(lambda: plain_gradient_pass(model, engine.x, engine.y, engine_batch), device, args.repeats)
+
     K = meta["layout"].num_params
     n_train, n_val = len(meta["train_indices"]), len(meta["val_indices"])
     flops_per_example = model_cost(network, dataset)[1]  # forward + backward, counted by torch
@@ -284,7 +281,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", nargs="+", default=["mnist_fc", "lenet", "resnet20", "allcnn", "vgg5", "vgg9"], choices=list(DATASET))
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--iterations", type=int, default=None, help="iterations of the long timed job (default: 48 for MNIST-FC, 3 for the others)")
+    parser.add_argument("--iterations", type=int, default=None, help="iterations of the long timed job (default: 48 for MNIST-FC, 6 for LeNet, 3 for the others)")
     parser.add_argument("--skip", type=int, default=None, help="iterations trained before the timed ones (default: ~100)")
     parser.add_argument("--examples", type=int, default=None, help="CIFAR-shaped set size (default: 50,000 on a GPU, smaller on CPU)")
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
@@ -299,7 +296,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.one:
-        args.iterations = args.iterations or (48 if args.one == "mnist_fc" else 3)  # 48, 16: whole 16-row HDF5 chunks
+        args.iterations = args.iterations or (48 if args.one == "mnist_fc" else 6 if args.one == "lenet" else 3)  # 48, 16: whole HDF5 chunks
         # past the first ~100 iterations, whose large steps need more Simpson refinement than the rest of a run
         unit = math.lcm(args.iterations, max(1, args.iterations // 3))  # both jobs start at --skip
         args.skip = unit * -(-100 // unit) if args.skip is None else args.skip
