@@ -70,6 +70,16 @@ def test_weight_decay_is_part_of_the_analysed_loss():
     assert torch.allclose(decayed.grad - plain.grad, 0.01 * t64, atol=1e-10)
 
 
+def _random_problem(architecture: str, n: int):
+    """Random images of the architecture's input size (CIFAR-shaped for ResNet-20), random labels."""
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 32, 32) if architecture == "resnet20" else (1, 28, 28)
+    split = Split(x=torch.rand(n, *shape, generator=g), y=torch.randint(0, 10, (n,), generator=g))
+    model = build_model(architecture, shape, 10, seed=1)
+    layout = layout_of(model)
+    return model, layout, split, flat_params(model, layout)
+
+
 def _plain_loop_gradient(model, split, dtype):
     """Per-class gradients the textbook way: the module itself, one class at a time, loss / N, backward."""
     model = copy.deepcopy(model).to(dtype)
@@ -88,12 +98,7 @@ def test_speed_settings_give_the_plain_loop_gradient(architecture):
     """Compute batches and channels-last change only float32 rounding: every variant is as close to the
     float64 answer as the plain module loop is (a few 1e-6 of the largest entry), and batch norm's
     statistics stay per evaluation chunk (its compute batch is the chunk, so the result is bitwise the same)."""
-    g = torch.Generator().manual_seed(0)
-    shape = (3, 32, 32) if architecture == "resnet20" else (1, 28, 28)
-    split = Split(x=torch.rand(120, *shape, generator=g), y=torch.randint(0, 10, (120,), generator=g))
-    model = build_model(architecture, shape, 10, seed=1)
-    layout = layout_of(model)
-    theta = flat_params(model, layout)
+    model, layout, split, theta = _random_problem(architecture, 120)
     chunk = 10_000  # one chunk per class: what the plain loop does
     plain = FullSetObjective(model, layout, split, 10, chunk)(theta)
     fast = FullSetObjective(model, layout, split, 10, chunk, speed=SpeedSettings(compute_batch=5, channels_last=True))
@@ -127,12 +132,7 @@ def test_auto_speed_settings_follow_the_measurements():
 def test_validation_objective_without_class_parts_gives_the_same_loss(architecture):
     """Without per-class parts, batches may span classes, except under batch norm, whose statistics are
     per class-sorted chunk: there the batches must stay those of the per-class evaluation."""
-    g = torch.Generator().manual_seed(0)
-    shape = (3, 32, 32) if architecture == "resnet20" else (1, 28, 28)
-    split = Split(x=torch.rand(90, *shape, generator=g), y=torch.randint(0, 10, (90,), generator=g))
-    model = build_model(architecture, shape, 10, seed=1)
-    layout = layout_of(model)
-    theta = flat_params(model, layout)
+    model, layout, split, theta = _random_problem(architecture, 90)
     with_classes = FullSetObjective(model, layout, split, 10, 16)
     without = FullSetObjective(model, layout, split, 10, 16, per_class=False)
     a, b = with_classes(theta), without(theta)

@@ -104,7 +104,7 @@ def assemble(
     # Pass 2: stream the big blocks, checking that the stored float32 rows still sum to the allocation.
     max_row_sum_gap = 0.0
     with atomic_h5(out_path) as out:
-        compression = lca.get("compression", "none")
+        compression = lca["compression"]
         big = {key: create_matrix(out, key, T, K, compression) for key in ("lca", "lca_val")}
         grad = None
         for path, (small, attrs) in zip(chunk_paths, parts):

@@ -139,7 +139,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def with_speed_settings(lca: dict, config: dict) -> dict:
     """`lca` (a job's params, which leave the speed settings out) with the speed settings of `config`."""
-    return {**lca, **{k: validate_config(config)["lca"][k] for k in SPEED_KEYS}}
+    configured = validate_config(config)["lca"]
+    return {**lca, **{k: configured[k] for k in SPEED_KEYS}}
 
 
 def validate_config(config: dict) -> dict:

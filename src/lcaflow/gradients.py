@@ -99,7 +99,7 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
     progress = Progress(f"gradients {run_name} chunk {chunk}", B)
 
     with atomic_h5(out_path) as f:
-        compression = lca.get("compression", "none")
+        compression = lca["compression"]
         d_lca = create_matrix(f, "lca", B, K, compression)
         d_lca_val = create_matrix(f, "lca_val", B, K, compression)
         d_grad = create_matrix(f, "grad", B + 1, K, compression) if lca["store_gradients"] else None

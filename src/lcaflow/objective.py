@@ -39,10 +39,10 @@ def has_convolutions(model: torch.nn.Module) -> bool:
 def resolve_speed(lca: dict, model: torch.nn.Module, device: torch.device) -> SpeedSettings:
     """The config's compute_batch / channels_last with `auto` decided by model and device (as measured)."""
     conv = has_convolutions(model)
-    batch = lca.get("compute_batch", "auto")
+    batch = lca["compute_batch"]
     if batch == "auto":
         batch = CPU_CONV_COMPUTE_BATCH if conv and device.type == "cpu" else None
-    channels_last = lca.get("channels_last", "auto")
+    channels_last = lca["channels_last"]
     if channels_last == "auto":
         channels_last = conv and device.type == "cpu"  # not yet measured on GPUs: off there
     return SpeedSettings(compute_batch=batch, channels_last=bool(channels_last and conv))
