@@ -37,6 +37,9 @@ def test_good_config_gets_defaults():
     assert cfg["lca"]["tolerance"] == 0.001 and cfg["lca"]["max_splits"] == 32
     assert cfg["runs"]["a"]["val_size"] == 5000 and cfg["runs"]["a"]["device"] == "auto"
     assert "betas" not in cfg["runs"]["a"]["optimizer"]  # optimizer-specific defaults are not forced on sgd
+    assert cfg["lca"]["quadrature"] == "simpson" and cfg["lca"]["trapezoid_tolerance"] == 0.0005  # half the tolerance
+    adaptive = validate_config(with_change(["lca"], {"quadrature": "adaptive", "tolerance": 0.01, "trapezoid_tolerance": 0.002}))
+    assert adaptive["lca"]["trapezoid_tolerance"] == 0.002
 
 
 BAD = [
@@ -53,6 +56,8 @@ BAD = [
     (with_change(["runs", "a", "optimizer", "name"], "adam"), "runs.a.optimizer.momentum applies to sgd only"),
     (with_change(["runs", "a", "device"], "gpu"), "runs.a.device"),
     (with_change(["lca", "max_splits"], 3), "lca.max_splits: 3 is not one of"),
+    (with_change(["lca", "quadrature"], "trapezoid"), 'lca.quadrature: "trapezoid" is not one of "simpson", "adaptive"'),
+    (with_change(["lca", "trapezoid_tolerance"], 0), "lca.trapezoid_tolerance: 0 is out of range, must be > 0"),
     (with_change(["lca", "iterations_per_job"], 0), "lca.iterations_per_job: 0 is out of range"),
     (with_change(["lca", "eval_chunk_size"], 0), "lca.eval_chunk_size: 0 is out of range"),
     (with_change(["runs", "a", "batch_size"], 60000), "runs.a.batch_size: 60000 exceeds"),

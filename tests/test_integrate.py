@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from lcaflow.integrate import Endpoint, integrate_segment
+from lcaflow.grounding import TRAPEZOID
+from lcaflow.integrate import Endpoint, integrate_segment, make_quadrature
 from lcaflow.objective import Point
 
 
@@ -130,3 +131,81 @@ def test_float32_trajectories_stay_within_float32_rounding():
     t0, t1 = theta0.double(), theta1.double()
     assert seg.num_splits == 1 and abs(seg.error) < 1e-5
     assert torch.allclose(seg.lca, (t1 - t0) * (0.5 * (t0 + t1) + b), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Adaptive quadrature: the trapezoid from the end points where its (exactly known) error is small, Simpson elsewhere
+
+
+def adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance, tol=1e-6, max_splits=32, val_fn=None):
+    evaluate, calls = make_evaluator(loss_fn, val_fn=val_fn)
+    theta0, theta1 = theta0.double(), theta1.double()
+    start, end = evaluate(theta0), evaluate(theta1)
+    calls.clear()
+    rule = make_quadrature({"quadrature": "adaptive", "tolerance": tol, "max_splits": max_splits, "trapezoid_tolerance": trapezoid_tolerance})
+    return rule(evaluate, theta0, theta1, start, end), calls, (start, end)
+
+
+def test_adaptive_takes_the_trapezoid_without_evaluating_where_it_is_exact():
+    torch.manual_seed(2)
+    K = 30
+    b = torch.randn(K, dtype=torch.float64)
+    loss_fn = lambda th: 0.5 * th**2 + b * th  # gradient linear along any segment: the trapezoid is exact
+    theta0, theta1 = torch.randn(K), torch.randn(K)
+    seg, calls, _ = adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance=1e-9)
+    t0, t1 = theta0.double(), theta1.double()
+    assert seg.num_splits == TRAPEZOID and seg.interior_points == 0 and calls == []
+    assert abs(seg.trapezoid_error) < 1e-12
+    assert torch.allclose(seg.lca, (t1 - t0) * (0.5 * (t0 + t1) + b), atol=1e-12)
+
+
+def test_adaptive_falls_back_to_the_same_simpson_where_the_trapezoid_misses():
+    K = 20
+    w = torch.linspace(1.0, 3.0, K, dtype=torch.float64)
+    loss_fn = lambda th: torch.cos(w * th)
+    theta0, theta1 = torch.zeros(K), torch.full((K,), 1.0)
+    seg, calls, _ = adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance=1e-3)
+    simpson, _ = segment(loss_fn, theta0, theta1, tol=1e-6, max_splits=32)
+    assert abs(seg.trapezoid_error) > 1e-3 and seg.num_splits == simpson.num_splits > 1
+    assert len(calls) == seg.interior_points == simpson.interior_points
+    for key in ("lca", "lca_val", "lca_class"):
+        assert torch.equal(getattr(seg, key), getattr(simpson, key)), key
+    assert seg.trapezoid_error == simpson.trapezoid_error
+
+
+def test_accepted_trapezoid_rows_sum_to_their_real_loss_changes_without_sign_changes():
+    K = 40
+    w = torch.linspace(0.5, 1.5, K, dtype=torch.float64)
+    loss_fn = lambda th: torch.cos(w * th) + 0.1 * th**2
+    val_fn = lambda th: torch.sin(w * th)
+    theta0, theta1 = torch.linspace(-0.3, 0.3, K), torch.linspace(-0.25, 0.4, K)
+    seg, calls, (start, end) = adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance=1e-2, val_fn=val_fn)
+    assert seg.num_splits == TRAPEZOID and calls == []
+    assert 1e-6 < abs(seg.trapezoid_error) <= 1e-2, "the test step must leave the trapezoid a visible error to remove"
+    delta = theta1.double() - theta0.double()
+    plain = delta * (start.train.grad + end.train.grad) / 2
+    plain_val = delta * (start.val.grad + end.val.grad) / 2
+    assert float(plain.sum() - (end.train.loss - start.train.loss)) == pytest.approx(seg.trapezoid_error, rel=1e-12)
+    # every row now sums to its own real loss change: training, validation and each class
+    assert abs(seg.error) < 1e-12 and abs(seg.error_val) < 1e-12
+    assert torch.allclose(seg.lca_class.sum(1), end.train.loss_class - start.train.loss_class, atol=1e-12)
+    assert torch.allclose(seg.lca_class.sum(0), seg.lca, atol=1e-12)
+    # the error is taken from each entry in proportion to its magnitude: no sign changes, zeros stay zero
+    assert torch.equal(torch.sign(seg.lca), torch.sign(plain)) and torch.equal(torch.sign(seg.lca_val), torch.sign(plain_val))
+    ratio = (seg.lca_val - plain_val) / plain_val.abs()
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), atol=1e-12)
+    # and it is closer to the exact per-parameter integral than the plain trapezoid
+    exact = torch.cos(w * theta1.double()) - torch.cos(w * theta0.double()) + 0.1 * (theta1.double() ** 2 - theta0.double() ** 2)
+    assert (seg.lca - exact).abs().sum() < (plain - exact).abs().sum()
+
+
+def test_an_error_larger_than_the_allocation_is_not_redistributed():
+    K = 6
+    loss_fn = lambda th: torch.cos(3 * th)
+    # a step over almost a full period: the trapezoid's error exceeds the whole |allocation|, so removing it in
+    # proportion to |LCA| would flip signs; within the (loose) tolerance, the midpoint is evaluated all the same
+    theta0, theta1 = torch.zeros(K), torch.full((K,), 2 * math.pi / 3 * 0.97)
+    seg, calls, (start, end) = adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance=10.0)
+    plain = (theta1 - theta0).double() * (start.train.grad + end.train.grad) / 2
+    assert abs(seg.trapezoid_error) <= 10.0 and abs(seg.trapezoid_error) > plain.abs().sum()
+    assert seg.num_splits >= 1 and len(calls) == seg.interior_points > 0

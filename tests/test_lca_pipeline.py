@@ -252,3 +252,39 @@ def test_convolutional_networks_are_grounded_and_frozen_layers_get_no_credit(tmp
         per_layer = f["lca_layer"][()]
         assert np.all(per_layer[:, layers.index(frozen)] == 0)
         assert np.abs(per_layer).sum() > 0
+
+
+def test_adaptive_quadrature_against_simpson_on_a_real_run(lca_run):
+    """Trapezoid-first quadrature on the same trajectory: fewer evaluations, every row still sums to its real
+    loss change, and per-layer, per-class and per-parameter LCA close to Simpson's."""
+    adaptive = dict(lca_run["lca"], quadrature="adaptive", trapezoid_tolerance=lca_run["lca"]["tolerance"])
+    out, report, _ = run_lca(lca_run["tmp"], "adaptive", lca_run["run"], adaptive, lca_run["trajectory"], lca_run["data"])
+    simpson = lca_run["report"]
+    assert simpson["quadrature"] == "simpson" and report["quadrature"] == "adaptive" and "iterations_trapezoid" not in simpson
+    assert 0 < report["iterations_trapezoid"] < report["iterations"], "the short run must exercise both rules"
+    assert report["iterations_over_tolerance"] == 0
+    assert abs(report["train"]["cumulative_error_pct"]) <= abs(simpson["train"]["cumulative_error_pct"]) + 1e-9
+    with h5py.File(out) as a, h5py.File(lca_run["out"]) as s, h5py.File(lca_run["trajectory"]) as t:
+        splits, simpson_splits, trap = a["num_splits"][()], s["num_splits"][()], a["trapezoid_error"][()]
+        by_trapezoid = splits == 0
+        # evaluations: 1 end point, plus 1 midpoint (2n - 1 points for n panels) where Simpson was needed
+        assert simpson["evaluations_per_iteration"] == pytest.approx(1 + np.mean(2 * simpson_splits - 1))
+        saved = np.sum(2 * simpson_splits[by_trapezoid] - 1) / len(splits)
+        assert report["evaluations_per_iteration"] == pytest.approx(simpson["evaluations_per_iteration"] - saved)
+        # the trapezoid's error is that of delta * (g_t + g_t+1) / 2 (here from the stored float32 gradients)
+        delta = np.diff(t["params"][()].astype(np.float64), axis=0)
+        grad = s["grad"][()].astype(np.float64)
+        plain = (delta * (grad[:-1] + grad[1:]) / 2).sum(1) - np.diff(s["loss"][()])
+        assert np.allclose(trap, plain, atol=1e-6)
+        assert np.all(np.abs(trap[by_trapezoid]) <= adaptive["trapezoid_tolerance"]) and np.all(np.abs(trap[~by_trapezoid]) > 0)
+        assert np.abs(a["error"][()][by_trapezoid]).max() < 1e-9  # what the corrected trapezoid removed
+        x, y = a["lca"][()].astype(np.float64), s["lca"][()].astype(np.float64)
+        # where the midpoint was evaluated, the two methods compute the same thing
+        assert np.array_equal(x[~by_trapezoid], y[~by_trapezoid])
+        assert np.array_equal(x[delta == 0], y[delta == 0])  # parameters that did not move get exactly 0
+        both = (x != 0) & (y != 0)
+        assert np.mean(np.sign(x[both]) != np.sign(y[both])) < 0.02
+        assert np.corrcoef(x.sum(0), y.sum(0))[0, 1] > 0.999
+        layer = a["lca_layer"][()].sum(0) / s["lca_layer"][()].sum(0) - 1
+        assert np.abs(layer).max() < 0.01, layer
+        assert np.allclose(a["lca_class_layer"][()].sum((0, 2)), s["lca_class_layer"][()].sum((0, 2)), rtol=0.01)

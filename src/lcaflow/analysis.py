@@ -15,7 +15,7 @@ from scipy import stats as sps
 
 from . import stats
 from .errors import CorruptFileError
-from .grounding import grounding_report
+from .grounding import TRAPEZOID_ERRORS, grounding_report
 from .io import open_h5, require
 from .layout import Layout
 from .summary import iter_row_blocks, write_tsv
@@ -66,13 +66,14 @@ def _finite(x: float) -> float | None:
 
 
 def grounding(lca_path, out_tsv) -> dict:
-    """Per-iteration table of real loss change, Simpson and first-order sums and their errors; returns
-    the run's summary (the numbers of the assemble stage's grounding.json)."""
+    """Per-iteration table of real loss change, LCA and first-order sums and their errors (with adaptive
+    quadrature also the trapezoid's error before its removal); returns the run's summary (the numbers of the
+    assemble stage's grounding.json)."""
     keys = ("loss", "loss_val", "error", "error_val", "lca_first_order", "lca_first_order_val", "num_splits")
     with _open_lca(lca_path) as f:
         require(f, keys, lca_path, "assemble")
-        d = {k: f[k][()] for k in keys}
-        tolerance = json.loads(f.attrs["lca_config"])["tolerance"]
+        d = {k: f[k][()] for k in keys + TRAPEZOID_ERRORS if k in f}
+        lca_config = json.loads(f.attrs["lca_config"])
     rows = {"iteration": np.arange(len(d["error"]))}
     for sfx in ("", "_val"):
         d_loss = np.diff(d["loss" + sfx])
@@ -86,9 +87,12 @@ def grounding(lca_path, out_tsv) -> dict:
                 f"first_order_error{sfx}": d["lca_first_order" + sfx] - d_loss,
             }
         )
+        if "trapezoid_error" + sfx in d:
+            rows[f"trapezoid_error{sfx}"] = d["trapezoid_error" + sfx]
     rows["num_splits"] = d["num_splits"]
     write_tsv(out_tsv, rows)
-    return grounding_report(d, tolerance)
+    # lca.h5 files written before lca.quadrature existed were all Simpson
+    return grounding_report(d, lca_config["tolerance"], lca_config.get("quadrature", "simpson"))
 
 
 # ----------------------------------------------------------------------------------------------

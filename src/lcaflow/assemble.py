@@ -12,7 +12,7 @@ from .config import chunk_range, n_chunks
 from .data import open_h5
 from .errors import CorruptFileError, GroundingError
 from .gradients import CHUNK_FORMAT_VERSION, check_trajectory, lca_settings_fingerprint
-from .grounding import grounding_report
+from .grounding import QUADRATURE_NAMES, TRAPEZOID_ERRORS, grounding_report
 from .io import atomic_h5, create_matrix, require
 from .progress import log
 from .training import read_trajectory_meta
@@ -30,8 +30,12 @@ PER_ITERATION = (
 PER_POINT = ("loss", "loss_val", "loss_class", "grad_norm_layer", "grad_norm_class_layer")
 
 
+def _per_iteration(lca: dict) -> tuple[str, ...]:
+    return PER_ITERATION + (TRAPEZOID_ERRORS if lca["quadrature"] != "simpson" else ())
+
+
 def _check_chunk(f: h5py.File, path, run_name: str, meta: dict, lca: dict, chunk: int, T: int, K: int) -> None:
-    require(f, ("lca", "lca_val", "lca_class_param") + PER_ITERATION + PER_POINT, path, "gradients")
+    require(f, ("lca", "lca_val", "lca_class_param") + _per_iteration(lca) + PER_POINT, path, "gradients")
     attrs = f.attrs
     start, stop = chunk_range(chunk, T, lca["iterations_per_job"])
     problems = []
@@ -43,7 +47,7 @@ def _check_chunk(f: h5py.File, path, run_name: str, meta: dict, lca: dict, chunk
             f"not run {run_name!r} trajectory {meta['fingerprint']}"
         )
     if attrs.get("lca_fingerprint") != lca_settings_fingerprint(lca):
-        problems.append("it was computed with other LCA settings (tolerance, max_splits or eval_chunk_size)")
+        problems.append("it was computed with other LCA settings (tolerance, max_splits, eval_chunk_size or quadrature)")
     if (attrs.get("start"), attrs.get("stop")) != (start, stop):
         problems.append(f"it covers iterations {attrs.get('start')}..{attrs.get('stop')} instead of {start}..{stop}")
     if f["lca"].shape != (stop - start, K):
@@ -57,7 +61,7 @@ def _read_small(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
     with open_h5(path, "gradient chunk") as f:
         _check_chunk(f, path, run_name, meta, lca, k, T, K)
         try:
-            small = {key: f[key][()] for key in PER_ITERATION + PER_POINT + ("lca_class_param",)}
+            small = {key: f[key][()] for key in _per_iteration(lca) + PER_POINT + ("lca_class_param",)}
         except OSError as err:
             raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
         attrs = {key: int(f.attrs[key]) for key in ("start", "stop", "train_passes", "val_passes")}
@@ -76,7 +80,7 @@ def assemble(
 
     # Pass 1: every chunk checked and the grounding judged before any T x K block is copied.
     parts = [_read_small(path, run_name, meta, lca, k, T, K) for k, path in enumerate(chunk_paths)]
-    arrays = {key: np.concatenate([p[0][key] for p in parts]) for key in PER_ITERATION}
+    arrays = {key: np.concatenate([p[0][key] for p in parts]) for key in _per_iteration(lca)}
     for key in PER_POINT:  # neighbouring chunks share their boundary point: keep it once
         arrays[key] = np.concatenate([p[0][key][:-1] for p in parts] + [parts[-1][0][key][-1:]])
     for (prev, _), (path, (nxt, attrs)) in zip(parts, zip(chunk_paths[1:], parts[1:])):
@@ -85,14 +89,14 @@ def assemble(
                 f"{path}: loss at theta_{attrs['start']} differs from the previous chunk's "
                 f"({nxt['loss'][0]!r} vs {prev['loss'][-1]!r}); non-deterministic evaluation?"
             )
-    report = grounding_report(arrays, lca["tolerance"])
+    report = grounding_report(arrays, lca["tolerance"], lca["quadrature"])
     report["train_passes_per_iteration"] = sum(p[1]["train_passes"] for p in parts) / T
     report["val_passes_per_iteration"] = sum(p[1]["val_passes"] for p in parts) / T
     log.info("grounding: " + json.dumps(report, indent=1))
     cum = report["train"]["cumulative_error_pct"]
     if not abs(cum) <= lca["max_cumulative_error_pct"]:
         raise GroundingError(
-            f"run {run_name}: cumulative Simpson error {cum:.3g}% of the total loss change exceeds "
+            f"run {run_name}: cumulative {QUADRATURE_NAMES[lca['quadrature']]} error {cum:.3g}% of the total loss change exceeds "
             f"lca.max_cumulative_error_pct={lca['max_cumulative_error_pct']}; lower lca.tolerance or raise lca.max_splits"
         )
     if report["iterations_over_tolerance"]:

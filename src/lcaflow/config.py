@@ -159,6 +159,9 @@ def validate_config(config: dict) -> dict:
     for name, run in cfg["runs"].items():
         _check_run(name, run)
     _check_analysis(cfg)
+    lca = cfg["lca"]
+    if lca["trapezoid_tolerance"] is None:
+        lca["trapezoid_tolerance"] = lca["tolerance"] / 2
     return cfg
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .grounding import QUADRATURE_NAMES
 from .summary import HELP_COLOR, HURT_COLOR
 from .tables import read_tsv
 
 ZERO_COLOR, SYNC_COLOR, TRAIN_COLOR, VAL_COLOR = "#d9d9d9", "#d55e00", "black", "#0072b2"
-FIRST_ORDER_COLOR, MOMENT_COLOR = "#e69f00", "#7f7f7f"
+FIRST_ORDER_COLOR, MOMENT_COLOR, TRAPEZOID_COLOR = "#e69f00", "#7f7f7f", "#7f7f7f"
 DIVERGING = "PRGn_r"  # green = negative (helped), purple = positive (hurt)
 
 
@@ -83,32 +84,34 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
     with figure(out_png, 1, 2, (12, 4.2)) as (fig, axes):
         ax = axes[0, 0]
         ax.plot(t, measured, color=TRAIN_COLOR, lw=2.2, label="measured L(θ_t)")
-        ax.plot(t, loss0 + np.concatenate([[0], np.cumsum(rows["lca_sum"])]), color=HELP_COLOR, lw=1.2, ls="--", label="L(θ_0) + cumulative LCA (Simpson)")
+        rule = QUADRATURE_NAMES[g.get("quadrature", "simpson")]
+        ax.plot(t, loss0 + np.concatenate([[0], np.cumsum(rows["lca_sum"])]), color=HELP_COLOR, lw=1.2, ls="--", label=f"L(θ_0) + cumulative LCA ({rule})")
         ax.plot(t, loss0 + np.concatenate([[0], np.cumsum(rows["first_order_sum"])]), color=FIRST_ORDER_COLOR, lw=1.2, label="L(θ_0) + cumulative first order")
         ax.set_xlabel("iteration")
         ax.set_ylabel("full training-set loss (nats)")
         tr = g["train"]
         ax.set_title(
-            f"{run}: loss rebuilt from LCA. Total error: Simpson {_num(tr['cumulative_error_pct'], '.3g', '%')}, "
+            f"{run}: loss rebuilt from LCA. Total error: {rule} {_num(tr['cumulative_error_pct'], '.3g', '%')}, "
             f"first order {_num(tr['first_order_cumulative_error_pct'], '.4g', '%')}"
         )
         ax.legend(frameon=False)
         ax = axes[0, 1]
-        for key, label, color, ls in (
-            ("error", "Simpson, train", HELP_COLOR, "-"),
-            ("error_val", "Simpson, validation", VAL_COLOR, "-"),
-            ("first_order_error", "first order, train", FIRST_ORDER_COLOR, "-"),
-        ):
-            ax.semilogy(rows["iteration"], np.maximum(np.abs(rows[key]), 1e-12), color=color, lw=0.8, ls=ls, label=label)
+        curves = [("error", f"{rule}, train", HELP_COLOR), ("error_val", f"{rule}, validation", VAL_COLOR)]
+        if "trapezoid_error" in rows:
+            curves.append(("trapezoid_error", "trapezoid before its error's removal, train", TRAPEZOID_COLOR))
+        curves.append(("first_order_error", "first order, train", FIRST_ORDER_COLOR))
+        for key, label, color in curves:
+            ax.semilogy(rows["iteration"], np.maximum(np.abs(rows[key]), 1e-12), color=color, lw=0.8, label=label)
         ax.axhline(g["tolerance"], color="black", ls=":", lw=1, label=f"tolerance {g['tolerance']:g}")
         refined = rows["iteration"][rows["num_splits"] > 1]
         if refined.size:
             ax.plot(refined, np.full(refined.size, g["tolerance"]), "v", color="black", ms=4, label="refined iterations")
         ax.set_xlabel("iteration")
         ax.set_ylabel("|Σ LCA − ΔL| per iteration (nats)")
+        by_trapezoid = f", {g['iterations_trapezoid']} by the trapezoid" if "iterations_trapezoid" in g else ""
         ax.set_title(
-            f"Per-iteration error: mean Simpson {tr['mean_abs_iteration_error']:.2g}, first order "
-            f"{tr['first_order_mean_abs_iteration_error']:.2g} nats; {g['iterations_refined']} refined"
+            f"Per-iteration error: mean {rule} {tr['mean_abs_iteration_error']:.2g}, first order "
+            f"{tr['first_order_mean_abs_iteration_error']:.2g} nats; {g['iterations_refined']} refined{by_trapezoid}"
         )
         ax.legend(frameon=False, fontsize=8)
 

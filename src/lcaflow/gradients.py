@@ -10,7 +10,8 @@ import torch
 from .config import chunk_range, fingerprint, optimizer_settings, run_fingerprint
 from .data import load_examples, open_h5
 from .errors import ConfigError, CorruptFileError, DivergenceError
-from .integrate import Endpoint, integrate_segment
+from .grounding import TRAPEZOID, TRAPEZOID_ERRORS
+from .integrate import Endpoint, make_quadrature
 from .io import atomic_h5, create_matrix
 from .models import build_model, layout_of
 from .objective import FullSetObjective, resolve_speed
@@ -21,8 +22,12 @@ CHUNK_FORMAT_VERSION = 2  # 2: per-layer LCA and gradient norms
 
 
 def lca_settings_fingerprint(lca: dict) -> str:
-    """The LCA settings that change a chunk's numbers (not the job size, speed or storage settings)."""
-    return fingerprint({k: lca[k] for k in ("tolerance", "max_splits", "eval_chunk_size")})
+    """The LCA settings that change a chunk's numbers (not the job size, speed or storage settings). The
+    quadrature's settings count only when it is not the default Simpson, whose chunks keep their fingerprint."""
+    keys = ("tolerance", "max_splits", "eval_chunk_size")
+    if lca["quadrature"] != "simpson":
+        keys += ("quadrature", "trapezoid_tolerance")
+    return fingerprint({k: lca[k] for k in keys})
 
 
 def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
@@ -106,7 +111,9 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         loss = np.empty(B + 1)
         loss_val = np.empty(B + 1)
         loss_class = np.empty((B + 1, C))
-        scalars = {k: np.empty(B) for k in ("lca_first_order", "lca_first_order_val", "error", "error_val")}
+        adaptive = lca["quadrature"] != "simpson"
+        scalar_keys = ("lca_first_order", "lca_first_order_val", "error", "error_val") + (TRAPEZOID_ERRORS if adaptive else ())
+        scalars = {k: np.empty(B) for k in scalar_keys}
         num_splits = np.empty(B, dtype=np.int32)
         class_layer = np.empty((B, C, L))
         layer_lca = {"lca_layer": np.empty((B, L)), "lca_val_layer": np.empty((B, L))}
@@ -132,6 +139,7 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             if d_grad is not None:
                 d_grad[i] = p.train.grad.float().cpu().numpy()
 
+        quadrature = make_quadrature(lca)
         where["point"] = f"at theta_{start}"
         theta = next(thetas)
         previous = evaluate(theta)
@@ -142,20 +150,15 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             following = evaluate(theta_next)
             where["point"] = f"between theta_{start + i} and theta_{start + i + 1}"
             record_point(i + 1, following)
-            seg = integrate_segment(evaluate, theta, theta_next, previous, following, lca["tolerance"], lca["max_splits"])
+            seg = quadrature(evaluate, theta, theta_next, previous, following)
             d_lca[i] = seg.lca.float().cpu().numpy()
             d_lca_val[i] = seg.lca_val.float().cpu().numpy()
             class_layer[i] = per_layer(seg.lca_class).cpu().numpy()
             layer_lca["lca_layer"][i] = per_layer(seg.lca).cpu().numpy()
             layer_lca["lca_val_layer"][i] = per_layer(seg.lca_val).cpu().numpy()
             class_param += seg.lca_class
-            for key, value in (
-                ("lca_first_order", seg.first_order),
-                ("lca_first_order_val", seg.first_order_val),
-                ("error", seg.error),
-                ("error_val", seg.error_val),
-            ):
-                scalars[key][i] = value
+            for key in scalar_keys:
+                scalars[key][i] = getattr(seg, key.removeprefix("lca_"))
             num_splits[i] = seg.num_splits
             if not seg.converged(lca["tolerance"]):
                 log.warning(
@@ -163,10 +166,7 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
                     f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels (max_splits)"
                 )
             previous, theta = following, theta_next
-            progress.update(
-                i + 1,
-                f"(max |error| {np.abs(scalars['error'][: i + 1]).max():.1e}, refined {int((num_splits[: i + 1] > 1).sum())})",
-            )
+            progress.update(i + 1, _progress_note(scalars["error"][: i + 1], num_splits[: i + 1]))
 
         for key, value in (
             ("loss", loss),
@@ -201,5 +201,12 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         )
     log.info(
         f"wrote {out_path}: {train_obj.passes} train passes for {B} iterations "
-        f"({train_obj.passes / B:.2f} per iteration), {int((num_splits > 1).sum())} refined"
+        f"({train_obj.passes / B:.2f} per iteration), {int((num_splits > 1).sum())} refined, "
+        f"{int((num_splits == TRAPEZOID).sum())} by the trapezoid"
     )
+
+
+def _progress_note(errors: np.ndarray, num_splits: np.ndarray) -> str:
+    note = f"(max |error| {np.abs(errors).max():.1e}, refined {int((num_splits > 1).sum())}"
+    trapezoid = int((num_splits == TRAPEZOID).sum())
+    return note + (f", trapezoid {trapezoid})" if trapezoid else ")")

@@ -6,10 +6,23 @@ from __future__ import annotations
 
 import numpy as np
 
+QUADRATURE_NAMES = {"simpson": "Simpson", "adaptive": "adaptive-quadrature"}
+# per-iteration datasets that only adaptive quadrature writes: the plain trapezoid's error, which it removed from
+# the iterations it allocated by the trapezoid (num_splits TRAPEZOID)
+TRAPEZOID_ERRORS = ("trapezoid_error", "trapezoid_error_val")
+TRAPEZOID = 0  # num_splits of an iteration that adaptive quadrature allocated by the corrected trapezoid (no interior point)
 
-def grounding_report(lca_file: dict, tolerance: float) -> dict:
-    """How well the LCA sums to the real loss changes (the paper's Table S1 quantities), train and val."""
-    report = {"tolerance": tolerance}
+
+def evaluations(num_splits):
+    """Full-set evaluations inside each iteration's segment: 0 for the trapezoid, 2n - 1 for n Simpson panels
+    (doubling reuses every point). Works on ints and on numpy arrays."""
+    return 2 * num_splits - 1 + (num_splits == TRAPEZOID)
+
+
+def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpson") -> dict:
+    """How well the LCA sums to the real loss changes (the paper's Table S1 quantities), train and val; the
+    cost of the quadrature, and with adaptive quadrature the trapezoid errors it removed."""
+    report = {"tolerance": tolerance, "quadrature": quadrature}
     for split, sfx in (("train", ""), ("val", "_val")):
         loss = lca_file["loss" + sfx]
         d_loss = np.diff(loss)
@@ -34,6 +47,16 @@ def grounding_report(lca_file: dict, tolerance: float) -> dict:
     report["iterations"] = int(len(splits))
     report["iterations_refined"] = int((splits > 1).sum())
     report["max_splits_used"] = int(splits.max())
+    # training-split gradient evaluations per iteration, each end point counted once (theta_0's left out)
+    report["evaluations_per_iteration"] = float(1 + evaluations(splits).mean())
+    if "trapezoid_error" in lca_file:
+        report["iterations_trapezoid"] = int((splits == TRAPEZOID).sum())
+        for split, sfx in (("train", ""), ("val", "_val")):
+            removed = np.where(splits == TRAPEZOID, lca_file["trapezoid_error" + sfx], 0.0)
+            total = report[split]["total_loss_change"]
+            report[split]["trapezoid_error_removed"] = float(removed.sum())
+            report[split]["trapezoid_error_removed_pct"] = float(100 * removed.sum() / abs(total)) if total else float("nan")
+            report[split]["trapezoid_max_abs_error_removed"] = float(np.abs(removed).max())
     report["iterations_over_tolerance"] = int(
         ((np.abs(lca_file["error"]) > tolerance) | (np.abs(lca_file["error_val"]) > tolerance)).sum()
     )

@@ -1,4 +1,5 @@
-"""Per-iteration LCA by composite Simpson quadrature of the gradient along the segment theta_t -> theta_t+1."""
+"""Per-iteration LCA: the gradient averaged along the segment theta_t -> theta_t+1, by composite Simpson
+quadrature (the paper's method) or trapezoid-first adaptive quadrature (Simpson only where needed)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .grounding import TRAPEZOID
 from .objective import Point
 
 
@@ -23,10 +25,12 @@ class Segment:
     lca_class: torch.Tensor  # (C, K) float64, per class of the training split (data loss only)
     first_order: float  # grad(theta_t) . delta, training split
     first_order_val: float
-    num_splits: int  # Simpson panels used (1 = plain (1,4,1)/6 Simpson)
+    num_splits: int  # Simpson panels used (1 = plain (1,4,1)/6 Simpson); TRAPEZOID (0): corrected trapezoid
     error: float  # sum(lca) - (L(theta_t+1) - L(theta_t)), training split
     error_val: float
     interior_points: int  # full-set evaluations made inside the segment
+    trapezoid_error: float  # sum of the plain trapezoid allocation - real loss change (known for every iteration)
+    trapezoid_error_val: float
 
     def converged(self, tolerance: float) -> bool:
         """Both splits within tolerance; a NaN error never counts as converged."""
@@ -35,6 +39,34 @@ class Segment:
 
 def _payload(p: Endpoint) -> list[torch.Tensor]:
     return [p.train.grad, p.train.grad_class, p.val.grad]
+
+
+@dataclass(frozen=True)
+class _Ends:
+    """What both rules know from the two end points alone."""
+
+    delta: torch.Tensor  # theta_t+1 - theta_t, float64, exact
+    d_loss: float
+    d_loss_val: float
+    first_order: float
+    first_order_val: float
+    trapezoid_error: float
+    trapezoid_error_val: float
+
+
+def _ends(theta0: torch.Tensor, theta1: torch.Tensor, start: Endpoint, end: Endpoint) -> _Ends:
+    delta = (theta1.double() - theta0.double()).to(start.train.grad.device)
+    d_loss = float(end.train.loss - start.train.loss)
+    d_loss_val = float(end.val.loss - start.val.loss)
+    return _Ends(
+        delta=delta,
+        d_loss=d_loss,
+        d_loss_val=d_loss_val,
+        first_order=float(delta.dot(start.train.grad)),
+        first_order_val=float(delta.dot(start.val.grad)),
+        trapezoid_error=float(delta.dot(start.train.grad + end.train.grad)) / 2 - d_loss,
+        trapezoid_error_val=float(delta.dot(start.val.grad + end.val.grad)) / 2 - d_loss_val,
+    )
 
 
 def integrate_segment(
@@ -51,13 +83,12 @@ def integrate_segment(
     exceed `max_splits`. Doubling reuses every point: old interior points get weight 2, the n new
     midpoints weight 4, so only running sums are kept (memory independent of n). The sums are updated
     in place: the per-class payload is C x K float64, and temporaries of it cost as much as a small pass."""
-    t0, t1 = theta0.double(), theta1.double()
-    delta = (t1 - t0).to(start.train.grad.device)
-    d_loss = float(end.train.loss - start.train.loss)
-    d_loss_val = float(end.val.loss - start.val.loss)
-    first_order = float(delta.dot(start.train.grad))
-    first_order_val = float(delta.dot(start.val.grad))
-    ends = [a + b for a, b in zip(_payload(start), _payload(end))]
+    return _simpson(evaluate, theta0, theta1, start, end, _ends(theta0, theta1, start, end), tolerance, max_splits)
+
+
+def _simpson(evaluate, theta0, theta1, start, end, ends: _Ends, tolerance: float, max_splits: int) -> Segment:
+    t0, t1, delta = theta0.double(), theta1.double(), ends.delta
+    end_sums = [a + b for a, b in zip(_payload(start), _payload(end))]
     old_interior: list[torch.Tensor] | None = None
     n, evaluated = 1, 0
     while True:
@@ -72,24 +103,14 @@ def integrate_segment(
                     acc += value
             evaluated += 1
         allocation = []  # delta * mean gradient, per payload
-        for e, m, o in zip(ends, new_points, old_interior or [None] * len(ends)):
+        for e, m, o in zip(end_sums, new_points, old_interior or [None] * len(end_sums)):
             acc = e.clone()
             if o is not None:
                 acc.add_(o, alpha=2.0)
             acc.add_(m, alpha=4.0).mul_(delta / (6 * n))
             allocation.append(acc)
         lca, lca_class, lca_val = allocation
-        segment = Segment(
-            lca=lca,
-            lca_val=lca_val,
-            lca_class=lca_class,
-            first_order=first_order,
-            first_order_val=first_order_val,
-            num_splits=n,
-            error=float(lca.sum()) - d_loss,
-            error_val=float(lca_val.sum()) - d_loss_val,
-            interior_points=evaluated,
-        )
+        segment = _segment(ends, lca, lca_val, lca_class, num_splits=n, interior_points=evaluated)
         if segment.converged(tolerance) or 2 * n > max_splits:
             return segment
         if old_interior is None:
@@ -98,3 +119,85 @@ def integrate_segment(
             for o, m in zip(old_interior, new_points):
                 o += m
         n *= 2
+
+
+def _segment(ends: _Ends, lca, lca_val, lca_class, num_splits: int, interior_points: int) -> Segment:
+    return Segment(
+        lca=lca,
+        lca_val=lca_val,
+        lca_class=lca_class,
+        first_order=ends.first_order,
+        first_order_val=ends.first_order_val,
+        num_splits=num_splits,
+        error=float(lca.sum()) - ends.d_loss,
+        error_val=float(lca_val.sum()) - ends.d_loss_val,
+        interior_points=interior_points,
+        trapezoid_error=ends.trapezoid_error,
+        trapezoid_error_val=ends.trapezoid_error_val,
+    )
+
+
+def _remove_error(allocation: torch.Tensor, error: torch.Tensor) -> bool:
+    """Subtract each row's known `error` from it in proportion to the magnitude of its entries, in place: the
+    row then sums to the real loss change and an entry's share of the correction is its share of the row's
+    total |LCA|. Done only if every row's |error| is below its total |LCA| (or both are 0: nothing moved), so
+    that no entry changes sign; returns whether it was done."""
+    magnitude = allocation.abs()
+    total = magnitude.sum(-1, keepdim=True)
+    error = error.reshape(total.shape)
+    if not bool(((error.abs() < total) | ((error == 0) & (total == 0))).all()):
+        return False
+    allocation.sub_(magnitude.mul_(torch.where(total > 0, error / total, 0.0)))
+    return True
+
+
+def corrected_trapezoid(theta0: torch.Tensor, theta1: torch.Tensor, start: Endpoint, end: Endpoint) -> Segment | None:
+    """LCA from the end-point gradients alone, delta * (g_t + g_t+1) / 2, with the rule's error removed;
+    None where the error is too large to remove (see _remove_error).
+
+    The real loss change of the step is known (the loss is evaluated at both ends), so the trapezoid's error is
+    known exactly: per split, and per class from the per-class losses. Each class row and the validation row
+    give up their own error in proportion to |LCA|; the training row is the class rows plus the regulariser's
+    part, whose gradient is linear in theta, so that the trapezoid is exact for it. Every row therefore sums to
+    its real loss change; how well the correction places the error on single parameters is measured against
+    Simpson (docs/quadrature.md), not assumed."""
+    return _corrected_trapezoid(start, end, _ends(theta0, theta1, start, end))
+
+
+def _corrected_trapezoid(start: Endpoint, end: Endpoint, ends: _Ends) -> Segment | None:
+    half = ends.delta / 2
+    lca_class = (start.train.grad_class + end.train.grad_class).mul_(half)
+    regulariser = (start.train.grad + end.train.grad).mul_(half).sub_(lca_class.sum(0))
+    class_error = lca_class.sum(-1) - (end.train.loss_class - start.train.loss_class)
+    lca_val = (start.val.grad + end.val.grad).mul_(half)
+    val_error = torch.tensor(ends.trapezoid_error_val, dtype=lca_val.dtype, device=lca_val.device)
+    if not (_remove_error(lca_class, class_error) and _remove_error(lca_val, val_error)):
+        return None
+    return _segment(ends, regulariser.add_(lca_class.sum(0)), lca_val, lca_class, num_splits=TRAPEZOID, interior_points=0)
+
+
+Quadrature = Callable[[Callable[[torch.Tensor], Endpoint], torch.Tensor, torch.Tensor, Endpoint, Endpoint], Segment]
+
+
+def make_quadrature(lca: dict) -> Quadrature:
+    """The rule of `lca.quadrature`: `simpson` (the paper's) or `adaptive`, which accepts the corrected
+    trapezoid when the plain trapezoid's error is within `lca.trapezoid_tolerance` on both splits and
+    otherwise evaluates the midpoint and refines exactly as `simpson` does."""
+    tolerance, max_splits = lca["tolerance"], lca["max_splits"]
+
+    if lca["quadrature"] == "simpson":
+        return lambda evaluate, theta0, theta1, start, end: integrate_segment(
+            evaluate, theta0, theta1, start, end, tolerance, max_splits
+        )
+    accept = lca["trapezoid_tolerance"]
+
+    def adaptive(evaluate, theta0, theta1, start, end) -> Segment:
+        ends = _ends(theta0, theta1, start, end)
+        segment = None
+        if abs(ends.trapezoid_error) <= accept and abs(ends.trapezoid_error_val) <= accept:
+            segment = _corrected_trapezoid(start, end, ends)
+        if segment is None:
+            segment = _simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits)
+        return segment
+
+    return adaptive
