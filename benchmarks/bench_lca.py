@@ -97,6 +97,54 @@ def _data_file(dataset: str, examples: int, work: Path, cfg: dict) -> Path:
     return path
 
 
+QUADRATURES = ("simpson", "adaptive")
+
+
+def _time_jobs(network, run, lca, trajectory, data_path, work, args, device) -> dict:
+    """Two real gradient jobs of one quadrature starting at --skip, a short and a long one; per iteration of the
+    long one beyond the short one: seconds, full-set passes, evaluations, iterations refined or by the trapezoid."""
+    import h5py
+
+    from lcaflow.gradients import compute_chunk
+    from lcaflow.grounding import TRAPEZOID, evaluations
+
+    jobs = {}
+    for length in (max(1, args.iterations // 3), args.iterations):  # short first: the peak memory after each
+        out = work / f"{lca['quadrature']}_chunk{length}.h5"
+        t0 = time.perf_counter()
+        compute_chunk(network, run, dict(lca, iterations_per_job=length), args.skip // length, str(trajectory), str(data_path), str(out))
+        seconds = time.perf_counter() - t0
+        with h5py.File(out) as f:
+            splits = f["num_splits"][()]
+            # bytes that grow with the iterations, apart from the per-job sums (lca_class_param: C x K float64)
+            growing = sum(d.id.get_storage_size() for d in f.values() if d.shape and d.shape[0] in (length, length + 1))
+            jobs[length] = {
+                "s": seconds,
+                "passes": (int(f.attrs["train_passes"]), int(f.attrs["val_passes"])),
+                "splits": splits,
+                "bytes": growing,
+                "peak_host_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        if device.type == "cuda":
+            jobs[length]["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    short, long = sorted(jobs)
+    extra = long - short
+    splits = jobs[long]["splits"]
+    return {
+        "job_lengths": [short, long],
+        "lca_s_per_iteration": (jobs[long]["s"] - jobs[short]["s"]) / extra,
+        "lca_s_per_iteration_whole_job": jobs[long]["s"] / long,
+        "train_passes_per_iteration": (jobs[long]["passes"][0] - jobs[short]["passes"][0]) / extra,
+        "val_passes_per_iteration": (jobs[long]["passes"][1] - jobs[short]["passes"][1]) / extra,
+        "evaluations_per_iteration": float(1 + evaluations(splits).mean()),  # of the long job, end points counted once
+        "iterations_refined": int((splits > 1).sum()),
+        "iterations_trapezoid": int((splits == TRAPEZOID).sum()),
+        "bytes_per_iteration": jobs[long]["bytes"] / long,
+        "peak_host_mb": [jobs[short]["peak_host_mb"], jobs[long]["peak_host_mb"]],
+        "peak_gpu_mb": [jobs[short]["peak_gpu_mb"], jobs[long]["peak_gpu_mb"]] if device.type == "cuda" else None,
+    }
+
+
 def measure(network: str, args) -> dict:
     """One network, in this process (run through a subprocess per network, so peak memory is its own)."""
     import h5py
@@ -104,7 +152,6 @@ def measure(network: str, args) -> dict:
 
     from lcaflow.config import validate_config
     from lcaflow.data import load_examples
-    from lcaflow.gradients import compute_chunk
     from lcaflow.models import build_model, layout_of, set_lca_mode
     from lcaflow.objective import FullSetObjective, resolve_speed
     from lcaflow.resources import model_cost
@@ -142,26 +189,11 @@ def measure(network: str, args) -> dict:
     train_s_per_iteration = (time.perf_counter() - t0) / total
     meta = read_trajectory_meta(trajectory)
 
-    # the real gradient job, long and short: the difference is the marginal cost of an iteration
-    jobs = {}
-    for length in (max(1, args.iterations // 3), args.iterations):  # short first: the peak memory after each
-        out = work / f"chunk{length}.h5"
-        job_lca = dict(lca, iterations_per_job=length)
-        t0 = time.perf_counter()
-        compute_chunk(network, run, job_lca, args.skip // length, str(trajectory), str(data_path), str(out))
-        seconds = time.perf_counter() - t0
-        with h5py.File(out) as f:
-            passes = int(f.attrs["train_passes"]), int(f.attrs["val_passes"])
-            # bytes that grow with the iterations, apart from the per-job sums (lca_class_param: C x K float64)
-            growing = sum(d.id.get_storage_size() for d in f.values() if d.shape and d.shape[0] in (length, length + 1))
-            jobs[length] = {"s": seconds, "passes": passes, "refined": int((f["num_splits"][()] > 1).sum()), "bytes": growing}
-        jobs[length]["peak_host_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if device.type == "cuda":
-            jobs[length]["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    (long, short), extra = sorted(jobs, reverse=True), args.iterations - max(1, args.iterations // 3)
-    lca_s = (jobs[long]["s"] - jobs[short]["s"]) / extra
-    train_passes, val_passes = (jobs[long]["passes"][i] - jobs[short]["passes"][i] for i in (0, 1))
-    with h5py.File(work / f"chunk{long}.h5") as f:
+    # the real gradient job, long and short, with each quadrature in turn: the difference is an iteration's cost
+    methods = {q: _time_jobs(network, run, dict(lca, quadrature=q), trajectory, data_path, work, args, device) for q in QUADRATURES}
+    simpson = methods["simpson"]
+    long, short = simpson["job_lengths"][1], simpson["job_lengths"][0]
+    with h5py.File(work / f"simpson_chunk{long}.h5") as f:
         rows = f["lca"]
         t0 = time.perf_counter()
         for a in range(0, rows.shape[0], 16):
@@ -198,21 +230,20 @@ def measure(network: str, args) -> dict:
         "plain_pass_pytorch_defaults_s": plain_default,
         "plain_pass_gflop_per_s": flops_per_example * n_train / plain / 1e9,
         "plain_pass_fraction_of_peak": flops_per_example * n_train / plain / 1e9 / args.peak_gflops if args.peak_gflops else None,
-        "lca_s_per_iteration": lca_s,
-        "lca_s_per_iteration_whole_job": jobs[long]["s"] / long,
-        "ratio": lca_s / plain,
-        "train_passes_per_iteration": train_passes / extra,
-        "val_passes_per_iteration": val_passes / extra,
-        "pass_equivalents_per_iteration": (train_passes * n_train + val_passes * n_val) / n_train / extra,
-        "iterations_refined": jobs[long]["refined"],
-        "bytes_per_iteration": jobs[long]["bytes"] / long,
         "lca_row_bytes": 4 * K,
         "matrices_per_iteration": 3 if lca["store_gradients"] else 2,
         "compression": lca["compression"],
         "read_mb_per_s": read_mb_s,
-        # after the short and after the long job: equal when memory does not grow with the iterations
-        "peak_host_mb": [jobs[short]["peak_host_mb"], jobs[long]["peak_host_mb"]],
-        "peak_gpu_mb": [jobs[short]["peak_gpu_mb"], jobs[long]["peak_gpu_mb"]] if device.type == "cuda" else None,
+        # per quadrature; peak memory after the short and after the long job (equal when memory does not grow
+        # with the iterations; the adaptive jobs run after the Simpson ones, so theirs include Simpson's peak)
+        "methods": {
+            q: {
+                **m,
+                "ratio": m["lca_s_per_iteration"] / plain,
+                "pass_equivalents_per_iteration": (m["train_passes_per_iteration"] * n_train + m["val_passes_per_iteration"] * n_val) / n_train,
+            }
+            for q, m in methods.items()
+        },
         "paper_s_per_iteration": PAPER_S8.get(network, {}).get("s_per_iteration"),
         "paper_storage_per_iteration": PAPER_S8.get(network, {}).get("storage"),
     }
@@ -248,21 +279,27 @@ def markdown(results: list[dict], header: dict) -> str:
         f"torch {header['torch']}, {header['threads']} CPU threads, float32; plain pass = one full-set gradient pass over the "
         "training split by a plain PyTorch loop with the engine's batch and memory layout (the PyTorch-defaults column: "
         "contiguous layout, eval_chunk_size batches). Ratio = LCA s/iteration over the plain pass; its floor is the "
-        "pass equivalents per iteration (2 Simpson points per iteration, on train plus validation split).",
+        "pass equivalents per iteration (train evaluations per iteration on train plus validation split: 2 for Simpson, "
+        "1 plus the share of iterations whose midpoint was needed for adaptive quadrature). Both quadratures are timed in "
+        "the same process on the same trajectory iterations.",
         "",
-        "| network | params (paper) | train + val examples | plain pass s | plain pass GFLOP/s (of peak) | plain pass, PyTorch defaults s | LCA s/iteration "
-        "| ratio | pass equivalents / iteration | refined | paper s/iteration (1080 Ti) | bytes/iteration (LCA row 4K) | paper storage "
-        "| block read MB/s | peak host MB (short / long job) | peak GPU MB (short / long job) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| network | quadrature | params (paper) | train + val examples | plain pass s | plain pass GFLOP/s (of peak) | plain pass, PyTorch defaults s "
+        "| LCA s/iteration | ratio | train evaluations / iteration | pass equivalents / iteration | refined | by trapezoid "
+        "| paper s/iteration (1080 Ti) | bytes/iteration (LCA row 4K) | paper storage | block read MB/s "
+        "| peak host MB (short / long job) | peak GPU MB (short / long job) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        lines.append(
-            f"| {r['network']} | {fmt(r['params'])} ({fmt(r['paper_params'])}) | {fmt(r['train_examples'])} + {fmt(r['val_examples'])} "
-            f"| {fmt(r['plain_pass_s'])} | {r['plain_pass_gflop_per_s']:.0f} ({_percent(r['plain_pass_fraction_of_peak'])}) | {fmt(r['plain_pass_pytorch_defaults_s'])} | {fmt(r['lca_s_per_iteration'])} | {r['ratio']:.2f} "
-            f"| {r['pass_equivalents_per_iteration']:.2f} | {r['iterations_refined']}/{r['job_lengths'][1]} "
-            f"| {fmt(r['paper_s_per_iteration'])} | {fmt(round(r['bytes_per_iteration']))} ({fmt(r['lca_row_bytes'])}) "
-            f"| {fmt(r['paper_storage_per_iteration'])} | {r['read_mb_per_s']:.0f} | {_pair(r['peak_host_mb'])} | {_pair(r['peak_gpu_mb'])} |"
-        )
+        for q, m in r["methods"].items():
+            lines.append(
+                f"| {r['network']} | {q} | {fmt(r['params'])} ({fmt(r['paper_params'])}) | {fmt(r['train_examples'])} + {fmt(r['val_examples'])} "
+                f"| {fmt(r['plain_pass_s'])} | {r['plain_pass_gflop_per_s']:.0f} ({_percent(r['plain_pass_fraction_of_peak'])}) "
+                f"| {fmt(r['plain_pass_pytorch_defaults_s'])} | {fmt(m['lca_s_per_iteration'])} | {m['ratio']:.2f} "
+                f"| {m['evaluations_per_iteration']:.2f} | {m['pass_equivalents_per_iteration']:.2f} "
+                f"| {m['iterations_refined']}/{m['job_lengths'][1]} | {m['iterations_trapezoid']}/{m['job_lengths'][1]} "
+                f"| {fmt(r['paper_s_per_iteration'])} | {fmt(round(m['bytes_per_iteration']))} ({fmt(r['lca_row_bytes'])}) "
+                f"| {fmt(r['paper_storage_per_iteration'])} | {r['read_mb_per_s']:.0f} | {_pair(m['peak_host_mb'])} | {_pair(m['peak_gpu_mb'])} |"
+            )
     lines += [
         "",
         "Bytes/iteration: what the gradient job writes per iteration (LCA on train and validation, plus the full-set "

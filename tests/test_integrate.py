@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lcaflow.grounding import TRAPEZOID
-from lcaflow.integrate import Endpoint, integrate_segment, make_quadrature
+from lcaflow.integrate import SPLITS, Endpoint, integrate_segment, make_quadrature
 from lcaflow.objective import Point
 
 
@@ -21,19 +21,22 @@ def make_evaluator(loss_fn, n_classes=2, val_fn=None):
     """Endpoint of an analytic loss; 'class c' owns the coordinates i with i % n_classes == c."""
     calls = []
 
-    def evaluate(theta):
+    def evaluate(theta, splits=SPLITS):
+        """Both splits are computed (they are cheap here); `calls` records which were asked for."""
         theta = theta.double().detach().requires_grad_(True)
         per_coord = loss_fn(theta)
         (grad,) = torch.autograd.grad(per_coord.sum(), theta)
         owner = torch.arange(theta.numel()) % n_classes
         grad_class = torch.stack([torch.where(owner == c, grad, 0.0) for c in range(n_classes)])
         loss_class = torch.stack([per_coord.detach()[owner == c].sum() for c in range(n_classes)])
-        calls.append(theta.detach())
+        calls.append((theta.detach(), tuple(splits)))
         point = Point(loss=per_coord.detach().sum(), grad=grad, loss_class=loss_class, grad_class=grad_class)
         if val_fn is None:
-            return Endpoint(train=point, val=Point(loss=point.loss * 0.5, grad=grad * 0.5))
-        val_values, val_grad = _grad(val_fn, theta)
-        return Endpoint(train=point, val=Point(loss=val_values.sum(), grad=val_grad))
+            val = Point(loss=point.loss * 0.5, grad=grad * 0.5)
+        else:
+            val_values, val_grad = _grad(val_fn, theta)
+            val = Point(loss=val_values.sum(), grad=val_grad)
+        return Endpoint(train=point if "train" in splits else None, val=val if "val" in splits else None)
 
     return evaluate, calls
 
@@ -209,3 +212,14 @@ def test_an_error_larger_than_the_allocation_is_not_redistributed():
     plain = (theta1 - theta0).double() * (start.train.grad + end.train.grad) / 2
     assert abs(seg.trapezoid_error) <= 10.0 and abs(seg.trapezoid_error) > plain.abs().sum()
     assert seg.num_splits >= 1 and len(calls) == seg.interior_points > 0
+
+
+def test_only_the_validation_split_is_evaluated_where_only_it_needs_the_midpoint():
+    K = 10
+    train_fn = lambda th: 0.5 * th**2  # the trapezoid is exact for the training split
+    val_fn = lambda th: torch.cos(3 * th)  # but misses on the validation split
+    seg, calls, _ = adaptive_segment(train_fn, torch.zeros(K), torch.ones(K), trapezoid_tolerance=1e-3, val_fn=val_fn)
+    assert seg.num_splits == TRAPEZOID and seg.num_splits_val > 1 and abs(seg.error_val) <= 1e-6
+    assert calls and all(splits == ("val",) for _, splits in calls)
+    assert torch.allclose(seg.lca_val, torch.cos(torch.full((K,), 3.0, dtype=torch.float64)) - 1, atol=1e-6)
+    assert torch.allclose(seg.lca, torch.full((K,), 0.5, dtype=torch.float64), atol=1e-12)

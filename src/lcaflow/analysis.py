@@ -15,7 +15,7 @@ from scipy import stats as sps
 
 from . import stats
 from .errors import CorruptFileError
-from .grounding import TRAPEZOID_ERRORS, grounding_report
+from .grounding import ADAPTIVE_ONLY, grounding_report
 from .io import open_h5, require
 from .layout import Layout
 from .summary import iter_row_blocks, write_tsv
@@ -72,7 +72,7 @@ def grounding(lca_path, out_tsv) -> dict:
     keys = ("loss", "loss_val", "error", "error_val", "lca_first_order", "lca_first_order_val", "num_splits")
     with _open_lca(lca_path) as f:
         require(f, keys, lca_path, "assemble")
-        d = {k: f[k][()] for k in keys + TRAPEZOID_ERRORS if k in f}
+        d = {k: f[k][()] for k in keys + ADAPTIVE_ONLY if k in f}
         lca_config = json.loads(f.attrs["lca_config"])
     rows = {"iteration": np.arange(len(d["error"]))}
     for sfx in ("", "_val"):
@@ -90,6 +90,8 @@ def grounding(lca_path, out_tsv) -> dict:
         if "trapezoid_error" + sfx in d:
             rows[f"trapezoid_error{sfx}"] = d["trapezoid_error" + sfx]
     rows["num_splits"] = d["num_splits"]
+    if "num_splits_val" in d:
+        rows["num_splits_val"] = d["num_splits_val"]
     write_tsv(out_tsv, rows)
     # lca.h5 files written before lca.quadrature existed were all Simpson
     return grounding_report(d, lca_config["tolerance"], lca_config.get("quadrature", "simpson"))

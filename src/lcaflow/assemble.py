@@ -12,7 +12,7 @@ from .config import chunk_range, n_chunks
 from .data import open_h5
 from .errors import CorruptFileError, GroundingError
 from .gradients import CHUNK_FORMAT_VERSION, check_trajectory, lca_settings_fingerprint
-from .grounding import QUADRATURE_NAMES, TRAPEZOID_ERRORS, grounding_report
+from .grounding import ADAPTIVE_ONLY, QUADRATURE_NAMES, grounding_report
 from .io import atomic_h5, create_matrix, require
 from .progress import log
 from .training import read_trajectory_meta
@@ -31,7 +31,7 @@ PER_POINT = ("loss", "loss_val", "loss_class", "grad_norm_layer", "grad_norm_cla
 
 
 def _per_iteration(lca: dict) -> tuple[str, ...]:
-    return PER_ITERATION + (TRAPEZOID_ERRORS if lca["quadrature"] != "simpson" else ())
+    return PER_ITERATION + (ADAPTIVE_ONLY if lca["quadrature"] != "simpson" else ())
 
 
 def _check_chunk(f: h5py.File, path, run_name: str, meta: dict, lca: dict, chunk: int, T: int, K: int) -> None:

@@ -10,8 +10,8 @@ import torch
 from .config import chunk_range, fingerprint, optimizer_settings, run_fingerprint
 from .data import load_examples, open_h5
 from .errors import ConfigError, CorruptFileError, DivergenceError
-from .grounding import TRAPEZOID, TRAPEZOID_ERRORS
-from .integrate import Endpoint, make_quadrature
+from .grounding import TRAPEZOID
+from .integrate import SPLITS, Endpoint, make_quadrature
 from .io import atomic_h5, create_matrix
 from .models import build_model, layout_of
 from .objective import FullSetObjective, resolve_speed
@@ -78,15 +78,15 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
 
     where = {"point": ""}  # names the point being evaluated, for the divergence message
 
-    def evaluate(theta: torch.Tensor) -> Endpoint:
-        """Both splits at theta; every point, interior ones included, must be finite."""
-        point = Endpoint(train=train_obj(theta), val=val_obj(theta))
-        values = torch.stack([point.train.loss, point.val.loss, point.train.grad.sum(), point.val.grad.sum()])
-        if not torch.isfinite(values).all():
+    def evaluate(theta: torch.Tensor, splits=SPLITS) -> Endpoint:
+        """The splits asked for at theta; every point, interior ones included, must be finite."""
+        point = Endpoint(train=train_obj(theta) if "train" in splits else None, val=val_obj(theta) if "val" in splits else None)
+        parts = [p for p in (point.train, point.val) if p is not None]
+        if not torch.isfinite(torch.stack([v for p in parts for v in (p.loss, p.grad.sum())])).all():
+            losses = ", ".join(f"{name} loss {float(p.loss)}" for name, p in zip(splits, parts))
             raise DivergenceError(
-                f"run {run_name}: full-set loss or gradient is not finite {where['point']} "
-                f"(train loss {float(point.train.loss)}, val loss {float(point.val.loss)}); the training diverged there: "
-                f"lower the learning rate"
+                f"run {run_name}: full-set loss or gradient is not finite {where['point']} ({losses}); "
+                f"the training diverged there: lower the learning rate"
             )
         return point
 
@@ -112,9 +112,11 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         loss_val = np.empty(B + 1)
         loss_class = np.empty((B + 1, C))
         adaptive = lca["quadrature"] != "simpson"
-        scalar_keys = ("lca_first_order", "lca_first_order_val", "error", "error_val") + (TRAPEZOID_ERRORS if adaptive else ())
+        scalar_keys = ("lca_first_order", "lca_first_order_val", "error", "error_val")
+        scalar_keys += ("trapezoid_error", "trapezoid_error_val") if adaptive else ()
         scalars = {k: np.empty(B) for k in scalar_keys}
         num_splits = np.empty(B, dtype=np.int32)
+        num_splits_val = np.empty(B, dtype=np.int32)
         class_layer = np.empty((B, C, L))
         layer_lca = {"lca_layer": np.empty((B, L)), "lca_val_layer": np.empty((B, L))}
         grad_norm_layer = np.empty((B + 1, L))
@@ -160,6 +162,7 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             for key in scalar_keys:
                 scalars[key][i] = getattr(seg, key.removeprefix("lca_"))
             num_splits[i] = seg.num_splits
+            num_splits_val[i] = seg.num_splits if seg.num_splits_val is None else seg.num_splits_val
             if not seg.converged(lca["tolerance"]):
                 log.warning(
                     f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
@@ -182,6 +185,8 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             f.create_dataset(key, data=value)
         for key, value in scalars.items():
             f.create_dataset(key, data=value)
+        if adaptive:
+            f.create_dataset("num_splits_val", data=num_splits_val)
         f.create_dataset("lca_class_param", data=class_param.cpu().numpy())
         f.attrs.update(
             {

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 QUADRATURE_NAMES = {"simpson": "Simpson", "adaptive": "adaptive-quadrature"}
-# per-iteration datasets that only adaptive quadrature writes: the plain trapezoid's error, which it removed from
-# the iterations it allocated by the trapezoid (num_splits TRAPEZOID)
-TRAPEZOID_ERRORS = ("trapezoid_error", "trapezoid_error_val")
+# per-iteration datasets that only adaptive quadrature writes: the plain trapezoid's error of each split, which
+# it removed where it allocated that split by the trapezoid (num_splits, num_splits_val TRAPEZOID), and the
+# validation split's own panel count (it may need its midpoint where the training split does not)
+ADAPTIVE_ONLY = ("trapezoid_error", "trapezoid_error_val", "num_splits_val")
 TRAPEZOID = 0  # num_splits of an iteration that adaptive quadrature allocated by the corrected trapezoid (no interior point)
 
 
@@ -51,8 +52,9 @@ def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpso
     report["evaluations_per_iteration"] = float(1 + evaluations(splits).mean())
     if "trapezoid_error" in lca_file:
         report["iterations_trapezoid"] = int((splits == TRAPEZOID).sum())
+        report["val_evaluations_per_iteration"] = float(1 + evaluations(lca_file["num_splits_val"]).mean())
         for split, sfx in (("train", ""), ("val", "_val")):
-            removed = np.where(splits == TRAPEZOID, lca_file["trapezoid_error" + sfx], 0.0)
+            removed = np.where(lca_file["num_splits" + sfx] == TRAPEZOID, lca_file["trapezoid_error" + sfx], 0.0)
             total = report[split]["total_loss_change"]
             report[split]["trapezoid_error_removed"] = float(removed.sum())
             report[split]["trapezoid_error_removed_pct"] = float(100 * removed.sum() / abs(total)) if total else float("nan")
