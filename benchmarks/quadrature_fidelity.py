@@ -22,19 +22,26 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from lcaflow.grounding import evaluations  # noqa: E402
+from lcaflow.tables import read_tsv  # noqa: E402
+
 BLOCK = 64  # rows of the T x K matrices read at a time
 
 
 def neuron_index(f: h5py.File) -> tuple[np.ndarray, int]:
-    """The output unit (neuron, channel) of every parameter: a tensor's entries grouped by its first axis, so a
-    weight row and its bias entry belong to the same unit of that tensor. Returns (index (K,), units)."""
+    """The output unit (neuron, channel) of every parameter, as the paper's per-neuron sums: a layer's weight
+    entries grouped by their first axis, and its bias (and normalisation scale / shift) entries by theirs, onto the
+    same units. Returns (index (K,), number of units)."""
     shapes = json.loads(f["layout"].attrs["shapes"])
-    index, base = [], 0
-    for shape in shapes:
+    owners = f["layout/layer_of_param"].asstr()[()]
+    index, first_unit, base = [], {}, 0
+    for shape, layer in zip(shapes, owners):
         units = shape[0] if shape else 1
         size = int(np.prod(shape)) if shape else 1
-        index.append(base + np.repeat(np.arange(units), size // units))
-        base += units
+        if layer not in first_unit:
+            first_unit[layer] = base
+            base += units
+        index.append(first_unit[layer] + np.repeat(np.arange(units), size // units))
     return np.concatenate(index), base
 
 
@@ -42,6 +49,11 @@ def _max_rel_pct(x: np.ndarray, y: np.ndarray, floor: float = 0.0) -> float:
     """Largest |x - y| / |y| in percent over entries with |y| above `floor` times the largest |y|."""
     keep = np.abs(y) > floor * np.abs(y).max()
     return float(100 * np.max(np.abs(x - y)[keep] / np.abs(y)[keep]))
+
+
+def _rel_percentiles(x: np.ndarray, y: np.ndarray, floor: float) -> list[float]:
+    keep = np.abs(y) >= floor * np.abs(y).max()
+    return [float(v) for v in np.percentile(100 * np.abs(x - y)[keep] / np.abs(y)[keep], [50, 90])]
 
 
 def compare_run(simpson_dir: Path, adaptive_dir: Path, run: str) -> dict:
@@ -79,13 +91,15 @@ def compare_run(simpson_dir: Path, adaptive_dir: Path, run: str) -> dict:
         neuron, units = neuron_index(s)
         neurons = np.bincount(neuron, totals["adaptive"], units), np.bincount(neuron, totals["simpson"], units)
         g = {"adaptive": json.loads(a.attrs["grounding"]), "simpson": json.loads(s.attrs["grounding"])}
+        # from num_splits, so that Simpson runs made before grounding.json counted evaluations compare too
+        cost = {method: float(1 + evaluations(f["num_splits"][()]).mean()) for method, f in (("adaptive", a), ("simpson", s))}
     with h5py.File(simpson_dir / "runs" / run / "trajectory.h5") as f:
         n_train, n_val = len(f["split/train_indices"]), len(f["split/val_indices"])
     methods = {}
     for method in ("simpson", "adaptive"):
         gm = g[method]
         methods[method] = {
-            "evaluations_per_iteration": gm["evaluations_per_iteration"],
+            "evaluations_per_iteration": cost[method],
             "pass_equivalents_per_iteration": gm["train_passes_per_iteration"] + gm["val_passes_per_iteration"] * n_val / n_train,
             "cumulative_error_pct": gm["train"]["cumulative_error_pct"],
             "cumulative_error_val_pct": gm["val"]["cumulative_error_pct"],
@@ -102,8 +116,12 @@ def compare_run(simpson_dir: Path, adaptive_dir: Path, run: str) -> dict:
         "layer_totals": {"layers": layers, "simpson": layer[1].tolist(), "adaptive": layer[0].tolist()},
         "layer_max_rel_diff_pct": _max_rel_pct(*layer),
         "class_max_rel_diff_pct": _max_rel_pct(*classes),
-        # units whose total is at least 1% of the largest: the relative difference of near-zero totals says little
-        "neuron_max_rel_diff_pct": _max_rel_pct(*neurons, floor=0.01),
+        # per-neuron totals: the largest difference relative to the largest |total|, and the median and 90th
+        # percentile of the relative difference over units whose total is at least 1% of the largest
+        "neuron_max_diff_of_largest_pct": float(100 * np.abs(neurons[0] - neurons[1]).max() / np.abs(neurons[1]).max()),
+        "neuron_rel_diff_pct_median_p90": _rel_percentiles(*neurons, floor=0.01),
+        "neuron_sign_differs": int((np.sign(neurons[0]) != np.sign(neurons[1])).sum()),
+        "neurons": int(units),
         "neuron_corr": float(np.corrcoef(*neurons)[0, 1]),
         "param_total_corr": float(np.corrcoef(totals["adaptive"], totals["simpson"])[0, 1]),
         "rel_diff_by_decile_trapezoid_rows": deciles,
@@ -112,8 +130,6 @@ def compare_run(simpson_dir: Path, adaptive_dir: Path, run: str) -> dict:
 
 def claims_changed(simpson_dir: Path, adaptive_dir: Path) -> tuple[int, list[str]]:
     """(claims compared, the ones whose verdict differs, with both measured values)."""
-    from lcaflow.tables import read_tsv
-
     s, a = (read_tsv(d / "claims.tsv") for d in (simpson_dir, adaptive_dir))
     changed = [
         f"{claim}: {hs} ({ms}) -> {ha} ({ma})"
@@ -127,7 +143,7 @@ def markdown(rows: list[dict], claims: tuple[int, list[str]]) -> str:
     lines = [
         "| run | method | evaluations / iteration (train) | pass equivalents / iteration (train + val) | cumulative error, train (val) "
         "| iterations by trapezoid | % helping | sign differs | largest per-layer diff | largest per-class diff "
-        "| largest per-neuron diff | corr. of per-parameter totals |",
+        "| per-neuron diff: median / 90th pct (largest, of the largest total) | corr. of per-parameter totals |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -143,7 +159,9 @@ def markdown(rows: list[dict], claims: tuple[int, list[str]]) -> str:
             ]
             if method == "adaptive":
                 cells += [f"{r['sign_differs_pct']:.3f}%"]
-                cells += [f"{r[k]:.2f}%" for k in ("layer_max_rel_diff_pct", "class_max_rel_diff_pct", "neuron_max_rel_diff_pct")]
+                cells += [f"{r[k]:.2f}%" for k in ("layer_max_rel_diff_pct", "class_max_rel_diff_pct")]
+                median, p90 = r["neuron_rel_diff_pct_median_p90"]
+                cells += [f"{median:.2f}% / {p90:.2f}% ({r['neuron_max_diff_of_largest_pct']:.2f}%)"]
                 cells += [f"{r['param_total_corr']:.6f}"]
             else:
                 cells += ["-", "-", "-", "-", "1"]

@@ -285,3 +285,28 @@ def test_every_analysis_and_figure_survives_edge_cases(tmp_path, layout, T, kind
         assert png.read_bytes()[:4] == b"\x89PNG", png
     for path in set(d.glob("*.json")) - {d / "grounding.json"}:  # the assemble stage's file writes NaN for a zero loss change
         assert not any(word in path.read_text() for word in ("NaN", "Infinity")), path.name  # JSON has no NaN
+
+
+def test_grounding_of_an_adaptive_run_reports_the_trapezoid(tmp_path):
+    """An lca.h5 of adaptive quadrature: iterations by the trapezoid (num_splits 0) with their removed error,
+    the validation split's own panel counts; the table, summary and figure show them."""
+    lca, _, _ = make_run(tmp_path)
+    rng = np.random.default_rng(5)
+    splits = np.where(np.arange(T) % 4 == 0, 1, 0).astype(np.int32)  # every 4th iteration needed its midpoint
+    trapezoid = rng.uniform(-4e-4, 4e-4, T)
+    trapezoid[splits == 1] = 3e-3
+    with h5py.File(lca, "r+") as f:
+        f["num_splits"][...] = splits
+        f["num_splits_val"] = np.where(np.arange(T) % 2 == 0, 1, 0).astype(np.int32)
+        f["trapezoid_error"], f["trapezoid_error_val"] = trapezoid, trapezoid / 2
+        f.attrs["lca_config"] = json.dumps({"tolerance": 1e-3, "quadrature": "adaptive"})
+    g = analysis.grounding(lca, tmp_path / "g.tsv")
+    assert g["quadrature"] == "adaptive" and g["iterations_trapezoid"] == 180
+    assert g["evaluations_per_iteration"] == pytest.approx(1.25) and g["val_evaluations_per_iteration"] == pytest.approx(1.5)
+    assert g["train"]["trapezoid_error_removed"] == pytest.approx(trapezoid[splits == 0].sum())
+    assert g["val"]["trapezoid_error_removed"] == pytest.approx(trapezoid[1::2].sum() / 2)
+    rows = read_tsv(tmp_path / "g.tsv")
+    assert np.allclose(rows["trapezoid_error"], trapezoid, rtol=1e-6) and np.array_equal(rows["num_splits_val"], np.arange(T) % 2 == 0)
+    (tmp_path / "grounding.json").write_text(json.dumps({**g, "train_passes_per_iteration": 1.25}))
+    figures.grounding_figure(tmp_path / "g.tsv", tmp_path / "grounding.json", tmp_path / "g.png", "r")
+    assert (tmp_path / "g.png").stat().st_size > 10_000

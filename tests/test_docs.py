@@ -20,8 +20,6 @@ from conftest import REPO
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_BLOCKS = {"bash", "sh", "shell", "console"}
 PROGRAMS = ("snakemake", ".venv/bin/snakemake")
-# Files the docs show but the repository does not hold: the workflow makes them.
-GENERATED = {REPO / "docs" / "images" / "overview.png": "the default workflow's summary/overview.png, copied there"}
 # Commands that name something the reader makes first: checked on what it is made from.
 STAND_INS = {"profiles/mycluster": "profiles/slurm"}  # `cp -r profiles/slurm profiles/mycluster`
 # Commands that are not dry runs of the workflow, by option: run for real in the temporary
@@ -210,8 +208,6 @@ def test_relative_links_point_to_existing_files(page):
             continue  # http(s), mailto
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
-        if file in GENERATED:
-            continue
         if not file.exists():
             broken.append(target)
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):

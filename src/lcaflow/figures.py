@@ -101,19 +101,26 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
             curves.append(("trapezoid_error", "trapezoid before its error's removal, train", TRAPEZOID_COLOR))
         curves.append(("first_order_error", "first order, train", FIRST_ORDER_COLOR))
         for key, label, color in curves:
-            ax.semilogy(rows["iteration"], np.maximum(np.abs(rows[key]), 1e-12), color=color, lw=0.8, label=label)
+            error = np.maximum(np.abs(rows[key]), 1e-12)
+            splits = rows.get("num_splits_val" if key == "error_val" else "num_splits")
+            if "trapezoid_error" in rows and key in ("error", "error_val"):
+                # adaptive: an iteration allocated by the trapezoid has no error left (it was removed); the
+                # Simpson iterations, scattered among them, are drawn as points
+                ax.semilogy(rows["iteration"][splits > 0], error[splits > 0], ".", color=color, ms=3, label=f"{label} (Simpson iterations)")
+            else:
+                ax.semilogy(rows["iteration"], error, color=color, lw=0.8, label=label)
         ax.axhline(g["tolerance"], color="black", ls=":", lw=1, label=f"tolerance {g['tolerance']:g}")
         refined = rows["iteration"][rows["num_splits"] > 1]
         if refined.size:
             ax.plot(refined, np.full(refined.size, g["tolerance"]), "v", color="black", ms=4, label="refined iterations")
         ax.set_xlabel("iteration")
         ax.set_ylabel("|Σ LCA − ΔL| per iteration (nats)")
-        by_trapezoid = f", {g['iterations_trapezoid']} by the trapezoid" if "iterations_trapezoid" in g else ""
+        by_trapezoid = f",\n{g['iterations_trapezoid']} of {len(rows['iteration'])} by the trapezoid" if "iterations_trapezoid" in g else ""
         ax.set_title(
             f"Per-iteration error: mean {rule} {tr['mean_abs_iteration_error']:.2g}, first order "
             f"{tr['first_order_mean_abs_iteration_error']:.2g} nats; {g['iterations_refined']} refined{by_trapezoid}"
         )
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=bool(by_trapezoid), framealpha=0.85, fontsize=8)  # framed over the trapezoid's curve
 
 
 def noise_figure(iterations_tsv, layers_tsv, hist_tsv, fraction_tsv, json_path, out_png, run: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-QUADRATURE_NAMES = {"simpson": "Simpson", "adaptive": "adaptive-quadrature"}
+QUADRATURE_NAMES = {"simpson": "Simpson", "adaptive": "adaptive"}
 # per-iteration datasets that only adaptive quadrature writes: the plain trapezoid's error of each split, which
 # it removed where it allocated that split by the trapezoid (num_splits, num_splits_val TRAPEZOID), and the
 # validation split's own panel count (it may need its midpoint where the training split does not)

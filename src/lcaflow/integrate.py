@@ -108,7 +108,7 @@ def _composite_simpson(evaluate, theta0, theta1, start, end, ends: _Ends, tolera
     t0, t1, delta = theta0.double(), theta1.double(), ends.delta
     end_sums = [a + b for a, b in zip(_payload(start, splits), _payload(end, splits))]
     changes = {"train": ends.d_loss, "val": ends.d_loss_val}
-    totals = {"train": 0, "val": -1}  # position of each split's total gradient in its payload list, from the end
+    totals = {"train": 0, "val": -1}  # where each split's total gradient is in the payload list: first / last
     old_interior: list[torch.Tensor] | None = None
     n, evaluated = 1, 0
     while True:
