@@ -166,7 +166,9 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             if not seg.converged(lca["tolerance"]):
                 log.warning(
                     f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
-                    f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels (max_splits)"
+                    f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels"
+                    + (f" (validation {seg.num_splits_val})" if seg.num_splits_val is not None else "")
+                    + " (max_splits)"
                 )
             previous, theta = following, theta_next
             progress.update(i + 1, _progress_note(scalars["error"][: i + 1], num_splits[: i + 1]))
