@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from lcaflow.grounding import evaluations  # noqa: E402
+from lcaflow.grounding import TRAPEZOID, evaluations  # noqa: E402
 from lcaflow.tables import read_tsv  # noqa: E402
 
 BLOCK = 64  # rows of the T x K matrices read at a time
@@ -60,7 +60,7 @@ def compare_run(simpson_dir: Path, adaptive_dir: Path, run: str) -> dict:
     """One run, streamed: the adaptive LCA matrix against Simpson's."""
     with h5py.File(adaptive_dir / "runs" / run / "lca.h5") as a, h5py.File(simpson_dir / "runs" / run / "lca.h5") as s:
         T, K = s["lca"].shape
-        trapezoid_rows = a["num_splits"][()] == 0
+        trapezoid_rows = a["num_splits"][()] == TRAPEZOID
         totals = {"adaptive": np.zeros(K), "simpson": np.zeros(K)}
         helping = {"adaptive": [0, 0], "simpson": [0, 0]}  # helping, non-zero
         sign_differs = both_non_zero = 0

@@ -2,7 +2,7 @@
 import re
 import sys
 
-from lcaflow.config import SPEED_KEYS, n_chunks, numerics_of, validate_config
+from lcaflow.config import job_lca_settings, n_chunks, numerics_of, validate_config
 from lcaflow.errors import ConfigError
 from lcaflow import resources as size
 
@@ -17,11 +17,9 @@ THREADS = CONFIG["threads"]
 RUNS = CONFIG["runs"]
 LCA = CONFIG["lca"]
 # Jobs get as params only the settings that change their numbers, so e.g. a new assembly threshold
-# or speed setting never recomputes gradients; scripts read the speed settings from the config.
-LCA_GRADIENTS = {
-    k: v for k, v in LCA.items() if k not in ("max_cumulative_error_pct", *SPEED_KEYS)
-}
-LCA_ASSEMBLE = {k: v for k, v in LCA.items() if k not in SPEED_KEYS}
+# or speed setting never recomputes gradients; scripts read the others from the config.
+LCA_GRADIENTS = job_lca_settings(LCA, leave_out=("max_cumulative_error_pct",))
+LCA_ASSEMBLE = job_lca_settings(LCA)
 DATA = CONFIG["data"]
 
 

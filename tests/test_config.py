@@ -112,3 +112,18 @@ def test_command_line_strings_are_read_as_their_schema_types():
     assert out["runs"]["a"]["train_size"] is None
     with pytest.raises(ConfigError, match="lca.tolerance"):
         validate_config(with_change(["lca"], {"tolerance": "small"}))
+
+
+def test_simpson_jobs_get_the_params_they_had_before_quadrature_existed():
+    """The quadrature's settings are job params only when they change the numbers (adaptive), so Snakemake does
+    not rerun Simpson jobs made before lca.quadrature existed; the jobs get them back from the config."""
+    from lcaflow.config import job_lca_settings, with_left_out_settings
+
+    lca = validate_config(GOOD)["lca"]
+    params = job_lca_settings(lca, leave_out=("max_cumulative_error_pct",))
+    assert sorted(params) == ["eval_chunk_size", "iterations_per_job", "max_splits", "store_gradients", "tolerance"]
+    assert with_left_out_settings(params, GOOD) == {k: v for k, v in lca.items() if k != "max_cumulative_error_pct"}
+    adaptive = with_change(["lca"], {"quadrature": "adaptive", "compute_batch": 64})
+    params = job_lca_settings(validate_config(adaptive)["lca"])
+    assert params["quadrature"] == "adaptive" and params["trapezoid_tolerance"] == 0.0005 and "compute_batch" not in params
+    assert with_left_out_settings(params, adaptive)["compute_batch"] == 64

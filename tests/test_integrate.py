@@ -223,3 +223,50 @@ def test_only_the_validation_split_is_evaluated_where_only_it_needs_the_midpoint
     assert calls and all(splits == ("val",) for _, splits in calls)
     assert torch.allclose(seg.lca_val, torch.cos(torch.full((K,), 3.0, dtype=torch.float64)) - 1, atol=1e-6)
     assert torch.allclose(seg.lca, torch.full((K,), 0.5, dtype=torch.float64), atol=1e-12)
+
+
+def test_trapezoid_with_overlapping_classes_a_regulariser_and_a_frozen_parameter():
+    """Classes share every parameter and weight decay belongs to no class: each class row sums to its own loss
+    change and keeps its signs, the training row is the class rows plus the regulariser's exact trapezoid, and a
+    parameter that did not move gets exactly 0."""
+    torch.manual_seed(3)
+    K, C, wd = 12, 3, 0.01
+    a, b = torch.rand(C, K, dtype=torch.float64), 0.5 + torch.rand(C, K, dtype=torch.float64)
+
+    def evaluate(theta, splits=SPLITS):
+        theta = theta.double().detach().requires_grad_(True)
+        per_class = (a * torch.cos(b * theta)).sum(1)
+        grad_class = torch.stack([torch.autograd.grad(per_class[c], theta, retain_graph=True)[0] for c in range(C)])
+        reg = 0.5 * wd * theta.detach().dot(theta.detach())
+        train = Point(
+            loss=per_class.detach().sum() + reg,
+            grad=grad_class.sum(0) + wd * theta.detach(),
+            loss_class=per_class.detach(),
+            grad_class=grad_class,
+        )
+        return Endpoint(train=train, val=Point(loss=train.loss.clone(), grad=train.grad.clone()))
+
+    theta0 = torch.linspace(-0.4, 0.4, K, dtype=torch.float64)
+    theta1 = theta0 + torch.linspace(0.05, 0.12, K, dtype=torch.float64)
+    theta1[4] = theta0[4]  # a frozen parameter
+    start, end = evaluate(theta0), evaluate(theta1)
+    rule = make_quadrature({"quadrature": "adaptive", "tolerance": 1e-6, "max_splits": 32, "trapezoid_tolerance": 1e-2})
+    seg = rule(evaluate, theta0, theta1, start, end)
+    assert seg.num_splits == TRAPEZOID and abs(seg.trapezoid_error) > 1e-7
+    delta = theta1 - theta0
+    plain_class = delta * (start.train.grad_class + end.train.grad_class) / 2
+    assert torch.allclose(seg.lca_class.sum(1), end.train.loss_class - start.train.loss_class, atol=1e-13)
+    assert torch.equal(torch.sign(seg.lca_class), torch.sign(plain_class))
+    regulariser = delta * wd * (theta0 + theta1) / 2
+    assert torch.allclose(seg.lca, seg.lca_class.sum(0) + regulariser, atol=1e-15)
+    assert abs(seg.error) < 1e-13 and abs(seg.error_val) < 1e-13
+    assert seg.lca[4] == 0 and torch.all(seg.lca_class[:, 4] == 0) and seg.lca_val[4] == 0
+
+
+def test_both_splits_are_evaluated_where_the_training_split_needs_the_midpoint():
+    K = 10
+    train_fn = lambda th: torch.cos(3 * th)  # the trapezoid misses on the training split
+    val_fn = lambda th: 0.5 * th**2  # but is exact on the validation split
+    seg, calls, _ = adaptive_segment(train_fn, torch.zeros(K), torch.ones(K), trapezoid_tolerance=1e-3, val_fn=val_fn)
+    assert seg.num_splits > 1 and seg.num_splits_val is None  # Simpson for both, refined together
+    assert calls and all(splits == SPLITS for _, splits in calls)

@@ -1,12 +1,12 @@
 from lcaflow.assemble import assemble
-from lcaflow.config import with_speed_settings
+from lcaflow.config import with_left_out_settings
 from lcaflow.progress import stage
 
 with stage("assemble", snakemake.log[0]):
     assemble(
         snakemake.wildcards.run,
         snakemake.params.run,
-        with_speed_settings(snakemake.params.lca, snakemake.config),
+        with_left_out_settings(snakemake.params.lca, snakemake.config),
         snakemake.input.trajectory,
         list(snakemake.input.chunks),
         snakemake.output.lca,

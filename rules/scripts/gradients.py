@@ -1,6 +1,6 @@
 import torch
 
-from lcaflow.config import with_speed_settings
+from lcaflow.config import with_left_out_settings
 from lcaflow.gradients import compute_chunk
 from lcaflow.progress import stage
 
@@ -9,7 +9,7 @@ with stage("gradients", snakemake.log[0]):
     compute_chunk(
         snakemake.wildcards.run,
         snakemake.params.run,
-        with_speed_settings(snakemake.params.lca, snakemake.config),
+        with_left_out_settings(snakemake.params.lca, snakemake.config),
         int(snakemake.wildcards.chunk),
         snakemake.input.trajectory,
         snakemake.input.data,

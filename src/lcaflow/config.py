@@ -31,6 +31,8 @@ PAPER_LR = {
 # lca settings that change how results are computed or stored, never the numbers beyond float32
 # rounding: changing one must not recompute finished jobs.
 SPEED_KEYS = ("compute_batch", "channels_last", "compression")
+# lca settings of the quadrature rule: they change the numbers only when it is not the default Simpson
+QUADRATURE_KEYS = ("quadrature", "trapezoid_tolerance")
 # Size of the official training set of each dataset (the split is carved out of it).
 OFFICIAL_TRAIN_SIZE = {"fashion_mnist": 60000, "mnist": 60000, "cifar10": 50000}
 
@@ -137,10 +139,19 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message} ({hint})"
 
 
-def with_speed_settings(lca: dict, config: dict) -> dict:
-    """`lca` (a job's params, which leave the speed settings out) with the speed settings of `config`."""
+def job_lca_settings(lca: dict, leave_out: tuple[str, ...] = ()) -> dict:
+    """The lca settings a job gets as params: those that change its output. The speed settings never do, nor
+    does `leave_out`; the quadrature's settings only when it is not the default Simpson (so that Simpson runs
+    made before lca.quadrature existed are not recomputed)."""
+    leave_out = (*SPEED_KEYS, *leave_out, *(QUADRATURE_KEYS if lca["quadrature"] == "simpson" else ()))
+    return {k: v for k, v in lca.items() if k not in leave_out}
+
+
+def with_left_out_settings(lca: dict, config: dict) -> dict:
+    """`lca` (a job's params, see job_lca_settings) with the speed and quadrature settings of `config` that it
+    leaves out."""
     configured = validate_config(config)["lca"]
-    return {**lca, **{k: configured[k] for k in SPEED_KEYS}}
+    return {**lca, **{k: configured[k] for k in (*SPEED_KEYS, *QUADRATURE_KEYS) if k not in lca}}
 
 
 def validate_config(config: dict) -> dict:

@@ -166,8 +166,8 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             if not seg.converged(lca["tolerance"]):
                 log.warning(
                     f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
-                    f"tolerance {lca['tolerance']} with {seg.num_splits} Simpson panels"
-                    + (f" (validation {seg.num_splits_val})" if seg.num_splits_val is not None else "")
+                    f"tolerance {lca['tolerance']} with {_rule(seg.num_splits)}"
+                    + (f", validation {_rule(seg.num_splits_val)}" if seg.num_splits_val is not None else "")
                     + " (max_splits)"
                 )
             previous, theta = following, theta_next
@@ -211,6 +211,10 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         f"({train_obj.passes / B:.2f} per iteration), {int((num_splits > 1).sum())} refined, "
         f"{int((num_splits == TRAPEZOID).sum())} by the trapezoid"
     )
+
+
+def _rule(num_splits: int) -> str:
+    return "the trapezoid" if num_splits == TRAPEZOID else f"{num_splits} Simpson panels"
 
 
 def _progress_note(errors: np.ndarray, num_splits: np.ndarray) -> str:

@@ -52,7 +52,10 @@ def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpso
     report["evaluations_per_iteration"] = float(1 + evaluations(splits).mean())
     if "trapezoid_error" in lca_file:
         report["iterations_trapezoid"] = int((splits == TRAPEZOID).sum())
-        report["val_evaluations_per_iteration"] = float(1 + evaluations(lca_file["num_splits_val"]).mean())
+        splits_val = lca_file["num_splits_val"]
+        report["val_evaluations_per_iteration"] = float(1 + evaluations(splits_val).mean())
+        report["val_iterations_refined"] = int((splits_val > 1).sum())  # refined on the validation split alone too
+        report["max_splits_used"] = int(max(splits.max(), splits_val.max()))
         for split, sfx in (("train", ""), ("val", "_val")):
             removed = np.where(lca_file["num_splits" + sfx] == TRAPEZOID, lca_file["trapezoid_error" + sfx], 0.0)
             total = report[split]["total_loss_change"]

@@ -158,9 +158,9 @@ def _segment(ends: _Ends, lca, lca_val, lca_class, num_splits: int, interior_poi
 
 def _remove_error(allocation: torch.Tensor, error: torch.Tensor) -> bool:
     """Subtract each row's known `error` from it in proportion to the magnitude of its entries, in place: the
-    row then sums to the real loss change and an entry's share of the correction is its share of the row's
-    total |LCA|. Done only if every row's |error| is below its total |LCA| (or both are 0: nothing moved), so
-    that no entry changes sign; returns whether it was done."""
+    row then sums to the real loss change, an entry's share of the correction is its share of the row's total
+    |LCA|, and no entry of the row changes sign. Done only if every row's |error| is below its total |LCA| (or
+    both are 0: nothing moved); returns whether it was done."""
     magnitude = allocation.abs()
     total = magnitude.sum(-1, keepdim=True)
     error = error.reshape(total.shape)
@@ -170,31 +170,29 @@ def _remove_error(allocation: torch.Tensor, error: torch.Tensor) -> bool:
     return True
 
 
-def corrected_trapezoid(theta0: torch.Tensor, theta1: torch.Tensor, start: Endpoint, end: Endpoint) -> Segment | None:
-    """LCA from the end-point gradients alone, delta * (g_t + g_t+1) / 2, with the rule's error removed;
-    None where the error is too large to remove (see _remove_error).
+def _trapezoid_train(start: Endpoint, end: Endpoint, ends: _Ends) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The training split's LCA from the end-point gradients alone, delta * (g_t + g_t+1) / 2, with the rule's
+    error removed: (lca, lca_class), or None where an error is too large to remove (see _remove_error).
 
     The real loss change of the step is known (the loss is evaluated at both ends), so the trapezoid's error is
-    known exactly: per split, and per class from the per-class losses. Each class row and the validation row
-    give up their own error in proportion to |LCA|; the training row is the class rows plus the regulariser's
-    part, whose gradient is linear in theta, so that the trapezoid is exact for it. Every row therefore sums to
-    its real loss change; how well the correction places the error on single parameters is measured against
-    Simpson (docs/quadrature.md), not assumed."""
-    return _corrected_trapezoid(start, end, _ends(theta0, theta1, start, end))
-
-
-def _corrected_trapezoid(start: Endpoint, end: Endpoint, ends: _Ends, val: bool = True) -> Segment | None:
-    """The corrected trapezoid of the training split and, with `val`, of the validation split (else its row is
-    left to the caller)."""
+    known exactly, for every class from the per-class losses. Each class row gives up its own error in proportion
+    to |LCA|; the training row is the class rows plus the regulariser's part, whose gradient is linear in theta,
+    so that the trapezoid is exact for it. Every row therefore sums to its real loss change. The class rows keep
+    their signs; an entry of the training row, their sum, can change sign where classes pull it opposite ways.
+    How well this places the error on single parameters is measured against Simpson (docs/quadrature.md)."""
     half = ends.delta / 2
     lca_class = (start.train.grad_class + end.train.grad_class).mul_(half)
     regulariser = (start.train.grad + end.train.grad).mul_(half).sub_(lca_class.sum(0))
     class_error = lca_class.sum(-1) - (end.train.loss_class - start.train.loss_class)
-    lca_val = (start.val.grad + end.val.grad).mul_(half)
-    val_error = torch.tensor(ends.trapezoid_error_val, dtype=lca_val.dtype, device=lca_val.device)
-    if not (_remove_error(lca_class, class_error) and (not val or _remove_error(lca_val, val_error))):
+    if not _remove_error(lca_class, class_error):
         return None
-    return _segment(ends, regulariser.add_(lca_class.sum(0)), lca_val, lca_class, num_splits=TRAPEZOID, interior_points=0)
+    return regulariser.add_(lca_class.sum(0)), lca_class
+
+
+def _trapezoid_val(start: Endpoint, end: Endpoint, ends: _Ends) -> torch.Tensor | None:
+    """The validation split's corrected trapezoid (one row, no classes), or None (see _remove_error)."""
+    lca_val = (start.val.grad + end.val.grad).mul_(ends.delta / 2)
+    return lca_val if _remove_error(lca_val, lca_val.sum() - ends.d_loss_val) else None
 
 
 Quadrature = Callable[[Callable[[torch.Tensor], Endpoint], torch.Tensor, torch.Tensor, Endpoint, Endpoint], Segment]
@@ -215,17 +213,16 @@ def make_quadrature(lca: dict) -> Quadrature:
 
     def adaptive(evaluate, theta0, theta1, start, end) -> Segment:
         ends = _ends(theta0, theta1, start, end)
-        val_ok = abs(ends.trapezoid_error_val) <= accept
-        segment = None
-        if abs(ends.trapezoid_error) <= accept:
-            segment = _corrected_trapezoid(start, end, ends, val=val_ok)
-        if segment is None:  # the training split needs its midpoint: both splits as Simpson does
+        train = _trapezoid_train(start, end, ends) if abs(ends.trapezoid_error) <= accept else None
+        if train is None:  # the training split needs its midpoint: both splits as Simpson does
             return _simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits)
-        if not val_ok:  # only the validation split needs its midpoint: evaluate that split alone (~1/10 of the cost)
+        lca_val = _trapezoid_val(start, end, ends) if abs(ends.trapezoid_error_val) <= accept else None
+        num_splits_val = TRAPEZOID
+        if lca_val is None:  # only the validation split needs its midpoint: that split alone (~1/10 of the cost)
             panels = _composite_simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits, ("val",))
-            (segment.lca_val,) = panels.allocation
-            segment.error_val = float(segment.lca_val.sum()) - ends.d_loss_val
-            segment.num_splits_val = panels.n
+            (lca_val,), num_splits_val = panels.allocation, panels.n
+        segment = _segment(ends, train[0], lca_val, train[1], num_splits=TRAPEZOID, interior_points=0)
+        segment.num_splits_val = num_splits_val
         return segment
 
     return adaptive
