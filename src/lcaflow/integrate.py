@@ -30,7 +30,7 @@ class Segment:
     num_splits: int  # Simpson panels used (1 = plain (1,4,1)/6 Simpson); TRAPEZOID (0): corrected trapezoid
     error: float  # sum(lca) - (L(theta_t+1) - L(theta_t)), training split
     error_val: float
-    interior_points: int  # full-set evaluations made inside the segment
+    interior_points: int  # full-set evaluations of both splits inside the segment (not the validation-only ones)
     trapezoid_error: float  # sum of the plain trapezoid allocation - real loss change (known for every iteration)
     trapezoid_error_val: float
     num_splits_val: int | None = None  # the validation split's own rule where it differs (adaptive quadrature)
