@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .grounding import QUADRATURE_NAMES
+from .grounding import QUADRATURE_NAMES, TRAPEZOID
 from .summary import HELP_COLOR, HURT_COLOR
 from .tables import read_tsv
 
@@ -106,7 +106,8 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
             if "trapezoid_error" in rows and key in ("error", "error_val"):
                 # adaptive: an iteration allocated by the trapezoid has no error left (it was removed); the
                 # Simpson iterations, scattered among them, are drawn as points
-                ax.semilogy(rows["iteration"][splits > 0], error[splits > 0], ".", color=color, ms=3, label=f"{label} (Simpson iterations)")
+                simpson = splits != TRAPEZOID
+                ax.semilogy(rows["iteration"][simpson], error[simpson], ".", color=color, ms=3, label=f"{label} (Simpson iterations)")
             else:
                 ax.semilogy(rows["iteration"], error, color=color, lw=0.8, label=label)
         ax.axhline(g["tolerance"], color="black", ls=":", lw=1, label=f"tolerance {g['tolerance']:g}")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from .config import chunk_range, fingerprint, optimizer_settings, run_fingerprint
+from .config import QUADRATURE_KEYS, chunk_range, fingerprint, optimizer_settings, run_fingerprint
 from .data import load_examples, open_h5
 from .errors import ConfigError, CorruptFileError, DivergenceError
 from .grounding import TRAPEZOID
@@ -26,7 +26,7 @@ def lca_settings_fingerprint(lca: dict) -> str:
     quadrature's settings count only when it is not the default Simpson, whose chunks keep their fingerprint."""
     keys = ("tolerance", "max_splits", "eval_chunk_size")
     if lca["quadrature"] != "simpson":
-        keys += ("quadrature", "trapezoid_tolerance")
+        keys += QUADRATURE_KEYS
     return fingerprint({k: lca[k] for k in keys})
 
 
