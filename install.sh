@@ -10,6 +10,7 @@ SUDO=""
 if command -v apt-get >/dev/null 2>&1; then
   want=()
   dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || want+=(dataset-fashion-mnist)
+  dpkg -s fortunes >/dev/null 2>&1 || want+=(fortunes)  # English text for the language-model example
   "$PYTHON" -c "import ensurepip" >/dev/null 2>&1 || want+=(python3-venv)
   if [ ${#want[@]} -gt 0 ]; then
     $SUDO apt-get update -qq

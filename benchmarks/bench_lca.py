@@ -155,7 +155,9 @@ def measure(network: str, args) -> dict:
     from lcaflow.models import build_model, layout_of, set_lca_mode
     from lcaflow.objective import FullSetObjective, resolve_speed
     from lcaflow.resources import model_cost
-    from lcaflow.training import read_trajectory_meta, resolve_device, train
+    from lcaflow.spec import resolve_device
+    from lcaflow.training import train
+    from lcaflow.trajectory import read_trajectory_meta
 
     torch.set_num_threads(args.threads)
     cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
@@ -250,7 +252,7 @@ def measure(network: str, args) -> dict:
 
 
 def device_name(device: str) -> str:
-    from lcaflow.training import resolve_device
+    from lcaflow.spec import resolve_device
 
     d = resolve_device(device)
     if d.type == "cuda":

@@ -4,6 +4,8 @@ import sys
 
 from lcaflow.config import job_lca_settings, n_chunks, numerics_of, validate_config
 from lcaflow.errors import ConfigError
+from lcaflow.catalog import data_key, is_builtin_dataset
+from lcaflow.plugins import source_file
 from lcaflow import resources as size
 
 try:
@@ -21,11 +23,23 @@ LCA = CONFIG["lca"]
 LCA_GRADIENTS = job_lca_settings(LCA, leave_out=("max_cumulative_error_pct",))
 LCA_ASSEMBLE = job_lca_settings(LCA)
 DATA = CONFIG["data"]
+# Data files by name: a built-in dataset's own name, or a key for a dataset given by import path
+DATASETS = {
+    data_key(r["dataset"], r["dataset_args"]): (r["dataset"], r["dataset_args"])
+    for r in RUNS.values()
+}
+# Runs trained by the train rule, and runs recorded by the user's own loop (runs.<run>.trajectory)
+TRAINED = sorted(r for r in RUNS if RUNS[r]["trajectory"] is None)
+RECORDED = sorted(r for r in RUNS if RUNS[r]["trajectory"] is not None)
+
+
+def one_of(names):
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 wildcard_constraints:
-    run="|".join(re.escape(r) for r in sorted(RUNS)),
-    dataset="fashion_mnist|mnist|cifar10",
+    run=one_of(sorted(RUNS)),
+    dataset=one_of(sorted(DATASETS)),
     chunk=r"\d+",
 
 
@@ -41,7 +55,24 @@ def chunk_ids(run):
 
 
 def data_file(wildcards):
-    return f"{RESULTS}/data/{RUNS[wildcards.run]['dataset']}.h5"
+    run = RUNS[wildcards.run]
+    return f"{RESULTS}/data/{data_key(run['dataset'], run['dataset_args'])}.h5"
+
+
+def dataset_source(wildcards):
+    """The .py file of a dataset given by file path: editing it remakes the data file."""
+    ref = DATASETS[wildcards.dataset][0]
+    return [] if is_builtin_dataset(ref) else [f for f in [source_file(ref)] if f]
+
+
+def run_sources(wildcards):
+    """The .py files of a run's model and loss given by file path: editing one recomputes the run."""
+    run = RUNS[wildcards.run]
+    return [f for f in (source_file(run["architecture"]), source_file(run["loss"])) if f]
+
+
+def recorded_trajectory(wildcards):
+    return RUNS[wildcards.run]["trajectory"]
 
 
 def run_config(wildcards):
@@ -68,29 +99,30 @@ def gpus_wanted(wildcards):
 # Cluster requests derived from the run's size (parameters, FLOPs, examples); a retry after a
 # failure (e.g. out of memory or time) asks for proportionally more.
 def train_mem_mb(wildcards, attempt):
-    return size.train_mem_mb(RUNS[wildcards.run]) * attempt
+    return size.train_mem_mb(RUNS[wildcards.run], data_file(wildcards)) * attempt
 
 
 def train_runtime(wildcards, attempt):
     gpu = gpus_wanted(wildcards) > 0
-    return f"{size.train_runtime_min(RUNS[wildcards.run], THREADS, gpu) * attempt}m"
+    return f"{size.train_runtime_min(RUNS[wildcards.run], THREADS, gpu, data_file(wildcards)) * attempt}m"
 
 
 def gradient_mem_mb(wildcards, attempt):
-    return size.gradient_mem_mb(RUNS[wildcards.run], LCA) * attempt
+    return size.gradient_mem_mb(RUNS[wildcards.run], LCA, data_file(wildcards)) * attempt
 
 
 def gradient_runtime(wildcards, attempt):
     gpu = gpus_wanted(wildcards) > 0
-    return f"{size.gradient_runtime_min(RUNS[wildcards.run], LCA, THREADS, gpu) * attempt}m"
+    return f"{size.gradient_runtime_min(RUNS[wildcards.run], LCA, THREADS, gpu, data_file(wildcards)) * attempt}m"
 
 
 def analysis_mem_mb(wildcards, attempt):
-    return size.analysis_mem_mb(RUNS[wildcards.run]) * attempt
+    groups = len(RUNS[wildcards.run]["groups"]) or 12
+    return size.analysis_mem_mb(RUNS[wildcards.run], data_file(wildcards), groups) * attempt
 
 
 def analysis_runtime(wildcards, attempt):
-    return f"{size.analysis_runtime_min(RUNS[wildcards.run]) * attempt}m"
+    return f"{size.analysis_runtime_min(RUNS[wildcards.run], data_file(wildcards)) * attempt}m"
 
 
 def train_outputs():

@@ -2,6 +2,7 @@ rule gradients:
     input:
         trajectory=f"{RESULTS}/runs/{{run}}/trajectory.h5",
         data=data_file,
+        sources=run_sources,
     output:
         f"{RESULTS}/runs/{{run}}/chunks/{{chunk}}.h5",
     log:

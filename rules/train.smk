@@ -1,6 +1,9 @@
 rule train:
+    wildcard_constraints:
+        run=one_of(TRAINED),
     input:
         data=data_file,
+        sources=run_sources,
     output:
         f"{RESULTS}/runs/{{run}}/trajectory.h5",
     log:
@@ -20,6 +23,31 @@ rule train:
         threads=THREADS,
     script:
         "scripts/train.py"
+
+
+# A run of your own training loop (runs.<run>.trajectory): the recording is checked against the run's
+# model and data and becomes the run's trajectory file, as if the train rule had made it.
+rule adopt_trajectory:
+    wildcard_constraints:
+        run=one_of(RECORDED),
+    input:
+        recorded=recorded_trajectory,
+        data=data_file,
+        sources=run_sources,
+    output:
+        f"{RESULTS}/runs/{{run}}/trajectory.h5",
+    log:
+        f"{RESULTS}/logs/train/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    conda:
+        "../envs/lca.yaml"
+    resources:
+        mem_mb=train_mem_mb,
+    params:
+        run=run_config,
+    script:
+        "scripts/adopt_trajectory.py"
 
 
 rule train_all:

@@ -51,7 +51,7 @@ BAD = [
     (with_change(["runs", "a", "batch_size"], 2.5), "runs.a.batch_size: 2.5 has the wrong type"),
     (with_change(["runs", "a", "iterations"], 0), "runs.a.iterations: 0 is out of range"),
     (with_change(["runs"], {}), "runs: must declare at least one entry"),
-    (with_change(["runs", "a", "dataset"], "imagenet"), 'runs.a.dataset: "imagenet" is not one of'),
+    (with_change(["runs", "a", "dataset"], "imagenet"), 'runs.a.dataset: "imagenet" is not valid'),
     (with_change(["runs", "a", "architecture"], "resnet9000"), "runs.a.architecture: unknown architecture 'resnet9000'"),
     (with_change(["runs", "a", "optimizer", "name"], "adam"), "runs.a.optimizer.momentum applies to sgd only"),
     (with_change(["runs", "a", "device"], "gpu"), "runs.a.device"),

@@ -68,7 +68,7 @@ def test_kill_9_and_resume_gives_the_identical_trajectory(tmp_path, fashion_data
 def test_trajectory_records_layout_split_and_config(tmp_path, fashion_data_file):
     run = tiny_run()
     subprocess.run(train_cmd(run, fashion_data_file, tmp_path / "t.h5", tmp_path / "c"), check=True, capture_output=True)
-    from lcaflow.training import read_trajectory_meta
+    from lcaflow.trajectory import read_trajectory_meta
 
     meta = read_trajectory_meta(tmp_path / "t.h5")
     assert meta["shape"] == (13, 84060)

@@ -416,6 +416,7 @@ def synchronization(
         layout = _layout(f, lca_path)
         T = f["lca_layer"].shape[0]
         classes = list(f["classes"].asstr()[()])
+        per_class = has_classes(f)
         signals = {
             # name: (series (groups, T, L), kind of extremum, group names)
             "lca": (f["lca_layer"][()][None], "min", ["all classes"]),
@@ -423,6 +424,8 @@ def synchronization(
             "gradient": (f["grad_norm_layer"][:T][None], "max", ["all classes"]),
             "gradient_by_class": (f["grad_norm_class_layer"][:T].transpose(1, 0, 2), "max", classes),
         }
+        if not per_class:
+            del signals["lca_by_class"], signals["gradient_by_class"]
     signals["motion"] = (layer_motion(trajectory_path, layout)[None], "max", ["all classes"])
     rows = {k: [] for k in ("signal", "group", "layer", "iteration", "value", "synchronized")}
     need = stats.required_layers(len(layout.layers), min_fraction)
@@ -434,6 +437,7 @@ def synchronization(
         "min_layers": need,
         "layers": list(layout.layers),
         "signals": {},
+        **({} if per_class else {"skipped": {"lca_by_class": NO_CLASSES_REASON, "gradient_by_class": NO_CLASSES_REASON}}),
     }
     for k, (name, (series, kind, groups)) in enumerate(signals.items()):
         moment_groups = []
@@ -468,6 +472,29 @@ def synchronization(
 
 # ----------------------------------------------------------------------------------------------
 # Neurons and classes (S6, Fig. S1, S2, S20-S22)
+
+
+NO_CLASSES_REASON = "the run's loss has no classes (per-class LCA needs cross_entropy on class indices)"
+
+
+def has_classes(f: h5py.File) -> bool:
+    """Whether a run's lca.h5 has per-class LCA (runs made before the attribute existed all do)."""
+    return bool(f.attrs.get("per_class", True))
+
+
+def units_of(layout: Layout, layer: str) -> tuple[int | None, str]:
+    """(number of output units, "") of a group whose tensors all share their first axis with its kernel
+    (a Linear, Conv or Embedding weight with its bias and norm), else (None, why not)."""
+    members = [j for j, owner in enumerate(layout.layer_of_param) if owner == layer]
+    kernel = kernel_of(layout, layer)
+    if len(layout.shapes[kernel]) < 2:
+        return None, "no weight with an output-unit axis (only vectors)"
+    units = layout.shapes[kernel][0]
+    odd = [j for j in members if layout.shapes[j][0] != units]
+    if odd:
+        j = odd[0]
+        return None, f"its tensors do not share an output-unit axis ({layout.names[kernel]} has {units} rows, {layout.names[j]} {layout.shapes[j][0]})"
+    return units, ""
 
 
 def neuron_sums(rows: np.ndarray, layout: Layout, layer: str) -> np.ndarray:
@@ -508,8 +535,12 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
         require(f, ("lca", "lca_class_param", "layout", "classes"), lca_path, "assemble")
         layout = _layout(f, lca_path)
         classes = list(f["classes"].asstr()[()])
+        per_class = has_classes(f)
         dset = f["lca"]
         T, K = dset.shape
+        units = {name: units_of(layout, name) for name in layout.layers}
+        with_units = [name for name in layout.layers if units[name][0] is not None]
+        skipped = {name: f"skipped: {why}" for name, (n, why) in units.items() if n is None}
         layer_index = layout.layer_index()
         cols = {name: np.flatnonzero(layer_index == j) for j, name in enumerate(layout.layers)}
         # which kernel weights to follow for the correlation test
@@ -521,7 +552,7 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
             groups = _correlation_groups(layout.shapes[kernel], rng, nodes, per_node)
             corr_cols[name] = {g: [layout.offsets[kernel] + idx for idx in v] for g, v in groups.items()}
         followed = np.unique(np.concatenate([np.concatenate(v) for d in corr_cols.values() for v in d.values()] or [np.empty(0, int)]))
-        neuron_lca = {name: np.zeros((T, layout.shapes[kernel_of(layout, name)][0])) for name in layout.layers}
+        neuron_lca = {name: np.zeros((T, units[name][0])) for name in with_units}
         totals = np.zeros(K)
         traces = np.zeros((T, followed.size), dtype=np.float32)  # T x (a few thousand): float32 halves it
         for start, block in iter_row_blocks(dset):
@@ -529,7 +560,7 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
             block64 = block.astype(np.float64)
             totals += block64.sum(0)
             traces[start:stop] = block[:, followed]
-            for name in layout.layers:
+            for name in with_units:
                 neuron_lca[name][start:stop] = neuron_sums(block64, layout, name)
         # S2: cumulative LCA of the most helpful and of random parameters of the first layer
         first = cols[layout.layers[0]]
@@ -567,7 +598,7 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
     spec_rows = {k: [] for k in ("layer", "neuron", "help_total", "top1_share", "top2_share", "top3_share", "top_classes")}
     spec_summary = {}
     examples = {}
-    for name in layout.layers:
+    for name in with_units if per_class else []:
         help_by_class = np.clip(-neuron_sums(class_param, layout, name).T, 0, None)  # (neurons, C) amount helped
         shares = stats.top_class_shares(help_by_class, 3)
         order = np.argsort(-help_by_class, axis=1, kind="stable")[:, :3]
@@ -580,7 +611,7 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
             spec_rows["top_classes"].append(",".join(classes[c] for c in order[n]))
         valid = np.isfinite(shares[:, 0])
         spec_summary[name] = {f"pct_neurons_top{k + 1}_over_80pct": _finite(100 * (shares[valid, k] > 0.8).mean()) if valid.any() else None for k in range(3)}
-        if name == layout.layers[0]:
+        if name == with_units[0]:
             # S22: the first layer's most specialised neurons (among the half that helped most)
             helped = help_by_class.sum(1)
             candidates = np.flatnonzero(helped >= np.median(helped))
@@ -618,10 +649,14 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
             e.attrs["incoming_shape"] = d["incoming_shape"]
             e.create_dataset("help_by_class", data=d["help_by_class"])
             e.create_dataset("incoming_lca", data=d["incoming_lca"])
-        out.attrs["layers"] = json.dumps(list(layout.layers))
+        out.attrs["layers"] = json.dumps(with_units)
         out.attrs["classes"] = json.dumps(classes)
         out.attrs["first_layer"] = layout.layers[0]
+        out.attrs["first_neuron_layer"] = with_units[0] if with_units else ""
+        out.attrs["skipped"] = json.dumps(skipped)
     tmp.replace(out_h5)
-    result = {"correlation": corr_summary, "specialization": spec_summary, "n_top": n_top}
+    result = {"correlation": corr_summary, "specialization": spec_summary, "n_top": n_top, "skipped_layers": skipped}
+    if not per_class:
+        result["specialization_skipped"] = f"skipped: {NO_CLASSES_REASON}"
     _write_json(out_json, result)
     return result

@@ -15,7 +15,7 @@ from .gradients import CHUNK_FORMAT_VERSION, check_trajectory, lca_settings_fing
 from .grounding import ADAPTIVE_ONLY, QUADRATURE_NAMES, grounding_report
 from .io import atomic_h5, create_matrix, require
 from .progress import log
-from .training import read_trajectory_meta
+from .trajectory import read_trajectory_meta
 
 PER_ITERATION = (
     "lca_first_order",
@@ -141,6 +141,7 @@ def assemble(
                 "lca_config": json.dumps(lca, sort_keys=True),
                 "trajectory_fingerprint": meta["fingerprint"],
                 "grounding": json.dumps(report, sort_keys=True),
+                "per_class": meta["per_class"],
             }
         )
     Path(grounding_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

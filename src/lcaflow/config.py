@@ -10,7 +10,8 @@ from typing import Any
 
 import jsonschema
 
-from .errors import ConfigError
+from .catalog import OFFICIAL_TRAIN_SIZE, is_builtin_dataset, is_import_path
+from .errors import ConfigError, LCAError
 
 SCHEMA: dict = json.loads(resources.files(__package__).joinpath("config.schema.json").read_text())
 
@@ -33,8 +34,7 @@ PAPER_LR = {
 SPEED_KEYS = ("compute_batch", "channels_last", "compression")
 # lca settings of the quadrature rule: they change the numbers only when it is not the default Simpson
 QUADRATURE_KEYS = ("quadrature", "trapezoid_tolerance")
-# Size of the official training set of each dataset (the split is carved out of it).
-OFFICIAL_TRAIN_SIZE = {"fashion_mnist": 60000, "mnist": 60000, "cifar10": 50000}
+__all__ = ["OFFICIAL_TRAIN_SIZE", "validate_config"]
 
 
 def _resolve(schema: dict) -> dict:
@@ -159,6 +159,7 @@ def validate_config(config: dict) -> dict:
     if not isinstance(config, dict):
         raise ConfigError("config: the top level must be a mapping with a 'runs' key")
     cfg = _coerce_strings(copy.deepcopy(config), SCHEMA)
+    _recorded_runs(cfg)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
@@ -174,6 +175,28 @@ def validate_config(config: dict) -> dict:
     if lca["trapezoid_tolerance"] is None:
         lca["trapezoid_tolerance"] = lca["tolerance"] / 2
     return cfg
+
+
+def _recorded_runs(cfg: dict) -> None:
+    """A run of a recorded trajectory has as many iterations as the file has steps, and its optimizer
+    only matters for its weight_decay (the L2 term of the analysed loss)."""
+    from .trajectory import read_recorded
+
+    runs = cfg.get("runs") if isinstance(cfg, dict) else None
+    for name, run in (runs if isinstance(runs, dict) else {}).items():
+        if isinstance(run, dict) and isinstance(run.get("trajectory"), str):
+            if isinstance(run.setdefault("optimizer", {}), dict):
+                run["optimizer"].setdefault("name", "sgd")
+                run["optimizer"].setdefault("lr", 0.05)
+            where = f"config: runs.{name}.trajectory"
+            try:
+                steps = read_recorded(run["trajectory"], where)["shape"][0] - 1
+            except ConfigError:
+                raise
+            except LCAError as err:
+                raise ConfigError(str(err)) from err
+            if run.setdefault("iterations", steps) != steps:
+                raise ConfigError(f"config: runs.{name}.iterations: {run['iterations']}, but {run['trajectory']} holds {steps} steps; remove iterations")
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -246,47 +269,62 @@ def _check_analysis(cfg: dict) -> None:
 
 def _check_run(name: str, run: dict) -> None:
     from .models import ARCHITECTURES  # late import: torch is heavy and not needed for the schema
+    from .spec import RunSpec
 
     where = f"runs.{name}"
     opt = run["optimizer"]
+    custom = is_import_path(run["architecture"])
     if opt["lr"] == "paper":
         key = (run["architecture"], opt["name"], opt["name"] == "sgd" and not opt.get("momentum"))
         if key not in PAPER_LR:
             raise ConfigError(f"config: {where}.optimizer.lr: the paper gives no rate for {run['architecture']} with {opt['name']}; give a number")
         opt["lr"] = PAPER_LR[key]
-    if run["architecture"] not in ARCHITECTURES:
+    if not custom and run["architecture"] not in ARCHITECTURES:
         raise ConfigError(
             f"config: {where}.architecture: unknown architecture {run['architecture']!r}; "
-            f"choose one of {', '.join(sorted(ARCHITECTURES))}"
+            f"choose one of {', '.join(sorted(ARCHITECTURES))}, or give <file.py>:<callable>"
         )
+    for key in ("architecture_args", "dataset_args"):
+        if run[key] and not is_import_path(run[key.removesuffix("_args")]):
+            raise ConfigError(f"config: {where}.{key}: only applies to a {key.removesuffix('_args')} given by import path")
     opt = run["optimizer"]
     for key, owner in _OPTIMIZER_ONLY.items():
         if key in opt and opt["name"] != owner:
             raise ConfigError(f"config: {where}.optimizer.{key} applies to {owner} only; remove it for {opt['name']}")
-    _check_layers(where, run)
-    official = OFFICIAL_TRAIN_SIZE[run["dataset"]]
-    if run["val_size"] >= official:
-        raise ConfigError(f"config: {where}.val_size: {run['val_size']} leaves no training data out of {official}")
-    available = official - run["val_size"]
+    spec = RunSpec.of(name, run)
+    spec.loss  # imports a loss given by path: one line now rather than in a job
+    # a model given by path is imported and the groups applied now: one line rather than in a job
+    layout = spec.meta_layout() if custom or run["groups"] or run.get("layers") else None
+    _check_layers(where, run, layout)
+    if is_builtin_dataset(run["dataset"]):
+        _check_sizes(where, run, OFFICIAL_TRAIN_SIZE[run["dataset"]])  # a user's dataset: checked when it is read
+
+
+def _check_sizes(where: str, run: dict, official: int) -> None:
+    if run["validation"] == "test":
+        available = official
+    else:
+        if run["val_size"] >= official:
+            raise ConfigError(f"config: {where}.val_size: {run['val_size']} leaves no training data out of {official}")
+        available = official - run["val_size"]
     if run["train_size"] is not None and run["train_size"] > available:
         raise ConfigError(
             f"config: {where}.train_size: {run['train_size']} exceeds the {available} examples left after the split"
         )
     n_train = run["train_size"] or available
-    if run["batch_size"] > n_train:
+    if run["batch_size"] > n_train and not run["trajectory"]:
         raise ConfigError(f"config: {where}.batch_size: {run['batch_size']} exceeds the {n_train} training examples")
 
 
-def _check_layers(where: str, run: dict) -> None:
+def _check_layers(where: str, run: dict, layout) -> None:
     overrides = run.get("layers") or {}
     if not overrides:
         return
-    from .models import layer_names
-
-    known = layer_names(run["architecture"], run["dataset"])
+    if run["trajectory"]:
+        raise ConfigError(f"config: {where}.layers: per-layer optimiser settings apply to training; a recorded run was trained by your loop")
     for layer, setting in overrides.items():
-        if layer not in known:
-            raise ConfigError(f"config: {where}.layers.{layer}: no such layer in {run['architecture']}; its layers: {', '.join(known)}")
+        if layout is not None and layer not in layout.layers:
+            raise ConfigError(f"config: {where}.layers.{layer}: no such layer in {run['architecture']}; its layers: {', '.join(layout.layers)}")
         if "momentum" in setting and run["optimizer"]["name"] != "sgd":
             raise ConfigError(f"config: {where}.layers.{layer}.momentum applies to sgd only")
         if setting["freeze"] and setting["freeze_at"] is not None:
@@ -310,10 +348,18 @@ def optimizer_settings(run: dict) -> dict:
 # Run settings that never change the numbers: left out of the fingerprint and of the rules' params,
 # so changing them reuses what was computed.
 NO_EFFECT_RUN_KEYS = ("checkpoint_every",)
+# Run settings added after runs were made: at their defaults they are left out too, so that runs made
+# before them keep their fingerprint and params (nothing is recomputed after an upgrade).
+LATER_KEYS = {"dataset_args": {}, "architecture_args": {}, "loss": "cross_entropy", "groups": {}, "trajectory": None, "validation": "split"}
+
+
+def full_run(run: dict) -> dict:
+    """A run as jobs get it (numerics_of leaves out the later keys at their defaults) with those defaults back."""
+    return {**copy.deepcopy(LATER_KEYS), **run}
 
 
 def numerics_of(run: dict) -> dict:
-    return {k: v for k, v in run.items() if k not in NO_EFFECT_RUN_KEYS}
+    return {k: v for k, v in run.items() if k not in NO_EFFECT_RUN_KEYS and not (k in LATER_KEYS and v == LATER_KEYS[k])}
 
 
 def run_fingerprint(run: dict) -> str:

@@ -49,6 +49,15 @@ def figure(path, nrows=1, ncols=1, size=(12, 4), **kw):
         plt.close(fig)
 
 
+def skipped_figure(out_png, run: str, title: str, reason: str) -> None:
+    """A figure that says why its analysis does not apply to this run (the DAG still gets its file)."""
+    with figure(out_png, 1, 1, (8, 2.2)) as (fig, axes):
+        ax = axes[0, 0]
+        ax.axis("off")
+        ax.text(0.5, 0.6, f"{run}: {title}", ha="center", va="center", fontsize=12)
+        ax.text(0.5, 0.3, reason, ha="center", va="center", fontsize=10, color="#555555", wrap=True)
+
+
 def _json(path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -383,6 +392,8 @@ def _dot(color, label):
 
 def sync_classes_figure(moments_tsv, json_path, out_png, run: str, signal: str = "lca_by_class") -> None:
     moments, s = read_tsv(moments_tsv), _json(json_path)
+    if signal in s.get("skipped", {}):
+        return skipped_figure(out_png, run, "synchronisation per class", f"skipped: {s['skipped'][signal]}")
     layers = s["layers"]
     groups = list(dict.fromkeys(moments["group"][moments["signal"] == signal]))
     T = int(moments["iteration"].max()) + 2 if len(moments["iteration"]) else 2
@@ -411,6 +422,9 @@ def neurons_figure(neurons_h5, out_png, run: str) -> None:
     with h5py.File(neurons_h5, "r") as f:
         layers = json.loads(f.attrs["layers"])
         mats = {name: f["neuron_lca"][name][()] for name in layers}
+        skipped = json.loads(f.attrs.get("skipped", "{}"))
+    if not layers:
+        return skipped_figure(out_png, run, "LCA per neuron", "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     plt = _plt()
     heights = [max(1.0, min(3.0, m.shape[1] / 40)) for m in mats.values()]
     with figure(out_png, len(layers), 1, (12, 1.2 + sum(heights) * 1.1), gridspec_kw={"height_ratios": heights}) as (fig, axes):
@@ -422,7 +436,8 @@ def neurons_figure(neurons_h5, out_png, run: str) -> None:
             ax.yaxis.get_major_locator().set_params(integer=True)
             fig.colorbar(im, ax=ax, label="LCA (nats)\nclipped at 99th pct", shrink=0.9)
         axes[-1, 0].set_xlabel("iteration")
-        fig.suptitle(f"{run}: LCA summed over each neuron's parameters, per iteration (green helped, purple hurt)", fontsize=11)
+        note = f"\nno neurons in {', '.join(skipped)} ({'; '.join(v.removeprefix('skipped: ') for v in dict.fromkeys(skipped.values()))})" if skipped else ""
+        fig.suptitle(f"{run}: LCA summed over each neuron's parameters, per iteration (green helped, purple hurt){note}", fontsize=11)
     del plt
 
 
@@ -466,11 +481,15 @@ def correlation_figure(json_path, out_png, run: str) -> None:
 
 
 def specialization_figure(spec_json, neurons_h5, out_png, run: str) -> None:
-    spec = _json(spec_json)["specialization"]
+    summary = _json(spec_json)
+    if "specialization_skipped" in summary or not summary["specialization"]:
+        reason = summary.get("specialization_skipped", "skipped: no group has neurons")
+        return skipped_figure(out_png, run, "class specialisation of neurons", reason)
+    spec = summary["specialization"]
     names = list(spec)
     with h5py.File(neurons_h5, "r") as f:
         classes = json.loads(f.attrs["classes"])
-        first = f.attrs["first_layer"]
+        first = f.attrs.get("first_neuron_layer", f.attrs["first_layer"])
         examples = {
             key: (int(g.attrs["neuron"]), g["help_by_class"][()], g["incoming_lca"][()], list(g.attrs["incoming_shape"]))
             for key, g in f["example_neurons"].items()

@@ -7,16 +7,16 @@ import json
 import numpy as np
 import torch
 
-from .config import QUADRATURE_KEYS, chunk_range, fingerprint, optimizer_settings, run_fingerprint
-from .data import load_examples, open_h5
+from .config import QUADRATURE_KEYS, chunk_range, fingerprint, run_fingerprint
 from .errors import ConfigError, CorruptFileError, DivergenceError
 from .grounding import TRAPEZOID
 from .integrate import SPLITS, Endpoint, make_quadrature
 from .io import atomic_h5, create_matrix
-from .models import build_model, layout_of
 from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
-from .training import read_trajectory_meta, resolve_device
+from .spec import RunSpec
+from .trajectory import iter_rows, read_trajectory_meta
+from .training import RunData
 
 CHUNK_FORMAT_VERSION = 2  # 2: per-layer LCA and gradient norms
 
@@ -42,19 +42,6 @@ def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
         )
 
 
-def _iter_rows(path, start: int, stop: int, block: int = 16):
-    """Trajectory rows start..stop-1 as tensors, read 16 at a time (the file's chunk height), so a job holds
-    a block of rows whatever its number of iterations."""
-    with open_h5(path, "trajectory (train stage)") as f:
-        for a in range(start, stop, block):
-            b = min(a + block, stop)
-            try:
-                rows = torch.from_numpy(f["params"][a:b])
-            except OSError as err:
-                raise CorruptFileError(f"{path}: params rows {a}..{b - 1} unreadable ({err}); delete it and rerun train") from err
-            yield from rows
-
-
 def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str, out_path: str) -> None:
     meta = read_trajectory_meta(trajectory_path)
     check_trajectory(meta, run_name, run, trajectory_path)
@@ -62,19 +49,21 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
     start, stop = chunk_range(chunk, T, lca["iterations_per_job"])
     if start >= T:
         raise ConfigError(f"gradient job {chunk} of run {run_name} is past the last iteration {T - 1}")
-    device = resolve_device(run["device"])
+    spec = RunSpec.of(run_name, run)
+    device = spec.device()
     layout = meta["layout"]
-    model = build_model(run["architecture"], meta["input_shape"], meta["num_classes"], run["seed"]).to(device)
-    if layout_of(model) != layout:
+    split = {"train_indices": meta["train_indices"], "val_indices": meta["val_indices"], "val_source": meta["val_source"]}
+    data = RunData(spec, data_path, device, split)
+    model = spec.build_model(meta["input_shape"], meta["num_classes"]).to(device)
+    if spec.layout(model) != layout:
         raise CorruptFileError(
             f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train"
         )
-    weight_decay = optimizer_settings(run)["weight_decay"]
     C, K, L = meta["num_classes"], layout.num_params, len(layout.layers)
-    train_split, val_split = load_examples(data_path, [meta["train_indices"], meta["val_indices"]], device)
     speed = resolve_speed(lca, model, device)
-    train_obj = FullSetObjective(model, layout, train_split, C, lca["eval_chunk_size"], weight_decay, speed=speed)
-    val_obj = FullSetObjective(model, layout, val_split, C, lca["eval_chunk_size"], weight_decay, per_class=False, speed=speed)
+    objective = dict(loss=spec.loss, chunk_size=lca["eval_chunk_size"], weight_decay=spec.weight_decay, speed=speed)
+    train_obj = FullSetObjective(model, layout, data.train, C, labels=data.class_labels(data.train), **objective)
+    val_obj = FullSetObjective(model, layout, data.val, C, per_class=False, labels=data.class_labels(data.val), **objective)
 
     where = {"point": ""}  # names the point being evaluated, for the divergence message
 
@@ -94,7 +83,7 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         (slice(off, off + size), layout.layers.index(layer))
         for off, size, layer in zip(layout.offsets, layout.sizes, layout.layer_of_param)
     ]
-    thetas = _iter_rows(trajectory_path, start, stop + 1)
+    thetas = iter_rows(trajectory_path, start, stop + 1)
     B = stop - start
     log.info(
         f"run {run_name} chunk {chunk}: iterations {start}..{stop - 1} of {T}, K={K}, device={device}, "

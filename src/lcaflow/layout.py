@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import h5py
 import numpy as np
@@ -57,6 +58,39 @@ class Layout:
             layer_of_param=tuple(group["layer_of_param"].asstr()[()]),
             layers=tuple(group["layers"].asstr()[()]),
         )
+
+
+def apply_groups(layout: Layout, groups: dict[str, str] | None, where: str = "groups") -> Layout:
+    """`layout` with parameters regrouped: each group of `groups` (name -> regular expression searched in
+    the parameter names) takes the parameters it matches; the others keep their module's group. Groups
+    are ordered by their first parameter in theta. A pattern matching nothing, or a parameter matched by
+    two patterns, is an error."""
+    from .errors import ConfigError
+
+    if not groups:
+        return layout
+    owner = list(layout.layer_of_param)
+    claimed: dict[str, str] = {}
+    for group, pattern in groups.items():
+        try:
+            regex = re.compile(pattern)
+        except re.error as err:
+            raise ConfigError(f"{where}.{group}: {pattern!r} is not a regular expression ({err})") from err
+        matched = [j for j, name in enumerate(layout.names) if regex.search(name)]
+        if not matched:
+            raise ConfigError(f"{where}.{group}: {pattern!r} matches no parameter; parameters are named like {', '.join(layout.names[:4])}")
+        for j in matched:
+            name = layout.names[j]
+            if name in claimed:
+                raise ConfigError(f"{where}: parameter {name} is claimed by both {claimed[name]} and {group}; make the patterns exclusive")
+            claimed[name] = group
+            owner[j] = group
+    return replace(layout, layer_of_param=tuple(owner), layers=tuple(dict.fromkeys(owner)))
+
+
+def same_parameters(a: Layout, b: Layout) -> bool:
+    """The same parameter tensors in the same order, whatever their grouping."""
+    return (a.names, a.shapes, a.offsets) == (b.names, b.shapes, b.offsets)
 
 
 def _str_dtype():

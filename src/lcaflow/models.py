@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -11,7 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layout import Layout
+from .catalog import is_import_path
+from .errors import ConfigError
+from .layout import Layout, apply_groups
+from .plugins import call_user
 
 __all__ = ["ARCHITECTURES", "Layout", "build_model", "flat_params", "layout_of", "param_views", "register"]
 
@@ -204,19 +206,21 @@ def vgg9(input_shape, num_classes):
     return he_normal_(VGG(input_shape, num_classes, (32, "M", 64, "M", 128, 128, "M", 256, 256, "M"), (512, 512)))
 
 
-def build_model(architecture: str, input_shape, num_classes: int, seed: int) -> nn.Module:
-    """Build a freshly initialised model; the seed alone fixes the initial parameters."""
+def build_model(
+    architecture: str, input_shape, num_classes: int, seed: int, args: dict | None = None, where: str = "architecture"
+) -> nn.Module:
+    """A freshly initialised model; the seed alone fixes the initial parameters. `architecture` is a
+    registered name (built for `input_shape` and `num_classes`) or an import path "<file.py>:<callable>",
+    called with `args` (`where` names the config key in errors)."""
     torch.manual_seed(seed)
-    return ARCHITECTURES[architecture](tuple(input_shape), num_classes)
-
-
-@functools.cache
-def layer_names(architecture: str, dataset: str) -> tuple[str, ...]:
-    """The layers of an architecture on a dataset, from a model built on the meta device (no memory)."""
-    from .resources import INPUT_SHAPE, NUM_CLASSES
-
-    with torch.device("meta"):
-        return layout_of(ARCHITECTURES[architecture](INPUT_SHAPE[dataset], NUM_CLASSES)).layers
+    if not is_import_path(architecture):
+        return ARCHITECTURES[architecture](tuple(input_shape), num_classes)
+    model = call_user(architecture, where, **(args or {}))
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{where}: {architecture} returned a {type(model).__name__}, not a torch.nn.Module")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"{where}: the model of {architecture} has no trainable parameters")
+    return model
 
 
 def set_lca_mode(model: nn.Module) -> nn.Module:
@@ -231,16 +235,26 @@ def set_lca_mode(model: nn.Module) -> nn.Module:
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
-def layout_of(model: nn.Module) -> Layout:
+def _parent(module_name: str) -> str:
+    return module_name.rpartition(".")[0]
+
+
+def layout_of(model: nn.Module, groups: dict[str, str] | None = None, where: str = "groups") -> Layout:
+    """The layout of a model's trainable parameters, in `named_parameters` order. By default a group (a
+    "layer") is a module that owns parameters; a normalisation module joins the group of the module
+    before it when both sit in the same parent (a conv and its batch norm, as the paper counts layers),
+    and is a group of its own otherwise (e.g. a transformer block's first layer norm). `groups`
+    (name -> regex over parameter names) regroups, see lcaflow.layout.apply_groups."""
     names, shapes, offsets, layer_of = [], [], [], []
     offset = 0
-    current_layer = None
+    current_layer, current_parent = None, None
     for module_name, module in model.named_modules():
         own = list(module.named_parameters(recurse=False))
         if not own:
             continue
-        if not isinstance(module, _NORM_TYPES) or current_layer is None:
-            current_layer = module_name or "model"
+        folds = isinstance(module, _NORM_TYPES) and current_layer is not None and _parent(module_name) == current_parent
+        if not folds:
+            current_layer, current_parent = module_name or "model", _parent(module_name)
         for pname, param in own:
             if not param.requires_grad:
                 continue
@@ -250,7 +264,7 @@ def layout_of(model: nn.Module) -> Layout:
             layer_of.append(current_layer)
             offset += param.numel()
     layers = tuple(dict.fromkeys(layer_of))
-    return Layout(tuple(names), tuple(shapes), tuple(offsets), tuple(layer_of), layers)
+    return apply_groups(Layout(tuple(names), tuple(shapes), tuple(offsets), tuple(layer_of), layers), groups, where)
 
 
 def flat_params(model: nn.Module, layout: Layout) -> torch.Tensor:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data import Split
+from .losses import BUILTIN_LOSSES, Loss
 from .models import Layout, param_views, set_lca_mode
 
 # Examples per forward/backward of a conv net on CPU: a few hundred 28x28 or 32x32 images keep the
@@ -59,10 +59,11 @@ class Point:
 
 
 class FullSetObjective:
-    """Mean cross-entropy over a whole split, evaluated in fixed class-sorted chunks.
+    """The mean of a loss (cross-entropy unless `loss` says otherwise, see lcaflow.losses) over a whole
+    split, evaluated in fixed class-sorted chunks.
 
-    Chunks hold examples of one class only, so the per-class losses and gradients fall out of the
-    same pass. The chunking is fixed by (labels, chunk_size): batch-norm statistics, computed per
+    Chunks hold examples of one class only (by `labels`, the targets unless given; all zeros for a loss
+    without classes, with num_classes 1), so the per-class losses and gradients fall out of the same pass. The chunking is fixed by (labels, chunk_size): batch-norm statistics, computed per
     chunk, therefore make L a deterministic function of theta. `speed` only changes how a chunk is
     computed: split into compute batches (not for batch-norm models, whose statistics need the whole
     chunk) and in channels-last layout."""
@@ -77,6 +78,8 @@ class FullSetObjective:
         weight_decay: float = 0.0,
         per_class: bool = True,
         speed: SpeedSettings = SpeedSettings(),
+        loss: Loss = BUILTIN_LOSSES["cross_entropy"],
+        labels: torch.Tensor | None = None,
     ):
         # a private copy: its parameters are overwritten with theta at every call, and laid out channels-last
         self.model = set_lca_mode(copy.deepcopy(model))
@@ -85,10 +88,13 @@ class FullSetObjective:
         self.n_examples = len(split.y)
         self.weight_decay = weight_decay
         self.per_class = per_class
-        order = torch.argsort(split.y.cpu(), stable=True).to(split.y.device)
+        self.loss = loss
+        if labels is None:  # class targets group the chunks; any other targets make one group
+            labels = split.y if split.y.dim() == 1 and not split.y.is_floating_point() else torch.zeros(len(split.y), dtype=torch.int64)
+        order = torch.argsort(labels.cpu(), stable=True).to(split.y.device)
         self.x = split.x[order].contiguous()
         self.y = split.y[order].contiguous()
-        self.chunks = self._class_chunks(self.y.cpu().numpy(), chunk_size)
+        self.chunks = self._class_chunks(labels.cpu()[order.cpu()].numpy(), chunk_size)
         self.passes = 0  # full-set passes done, for cost accounting
         self.channels_last = speed.channels_last and self.x.dim() == 4
         if self.channels_last:
@@ -132,7 +138,7 @@ class FullSetObjective:
         loss_acc = torch.zeros(rows, dtype=torch.float64, device=device)
         row_views = [list(param_views(grad_acc[r], self.layout).values()) for r in range(rows)]
         for c, start, stop in self.batches:
-            loss_sum = F.cross_entropy(self.model(self.x[start:stop]), self.y[start:stop], reduction="sum")
+            loss_sum = self.loss.total(self.model(self.x[start:stop]), self.y[start:stop])
             # the batch's share of the mean gradient (scaled before the backward: no pass over C x K afterwards)
             grads = torch.autograd.grad(loss_sum / self.n_examples, self.params)
             row = c if self.per_class else 0

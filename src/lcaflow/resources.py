@@ -4,18 +4,20 @@ Used to request cluster resources that scale with the run and to refuse a run th
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .config import OFFICIAL_TRAIN_SIZE, n_chunks
+from .catalog import INPUT_SHAPE, OFFICIAL_TRAIN_SIZE, TEST_SIZE, is_builtin_dataset, is_import_path
+from .config import full_run, n_chunks
 from .errors import LCAError
+from .io import open_h5
+from .progress import log
 
-INPUT_SHAPE = {"fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 NUM_CLASSES = 10
-TEST_SIZE = {"fashion_mnist": 10000, "mnist": 10000, "cifar10": 10000}
 # Conservative sustained rates for the runtime request (measured: MNIST-FC passes run at ~90 GFLOP/s
 # per core on AVX-512 CPUs; small models use a fraction of a GPU).
 CPU_FLOPS_PER_THREAD = 10e9
@@ -24,26 +26,51 @@ PASSES_PER_ITERATION = 3.0  # 2 train passes + validation + refinement margin
 BASE_MEM_MB = 1500  # interpreter, torch, CUDA context
 
 
-@cache
-def model_cost(architecture: str, dataset: str) -> tuple[int, float, int]:
-    """(trainable parameters K, forward+backward FLOPs per example, activation floats per example),
-    measured on the meta device: nothing is allocated."""
+def _cost(model, x) -> tuple[int, float, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    activations = []
+    hooks = [m.register_forward_hook(lambda m, i, o: activations.append(o.numel() if isinstance(o, torch.Tensor) else 0)) for m in model.modules()]
+    with FlopCounterMode(display=False) as counter:
+        model(x).float().sum().backward()
+    for hook in hooks:
+        hook.remove()
+    K = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n = len(x)
+    return K, counter.get_total_flops() / n, sum(activations) // n
+
+
+@cache
+def model_cost(architecture: str, dataset: str) -> tuple[int, float, int]:
+    """(trainable parameters K, forward+backward FLOPs per example, activation floats per example) of a
+    registered network on a built-in dataset, measured on the meta device: nothing is allocated."""
+    import torch
 
     from .models import ARCHITECTURES
 
     with torch.device("meta"):
-        model = ARCHITECTURES[architecture](INPUT_SHAPE[dataset], NUM_CLASSES)
-        x = torch.empty(4, *INPUT_SHAPE[dataset])
-        activations = []
-        hooks = [m.register_forward_hook(lambda m, i, o: activations.append(o.numel())) for m in model.modules()]
-        with FlopCounterMode(display=False) as counter:
-            model(x).sum().backward()
-        for hook in hooks:
-            hook.remove()
-    K = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return K, counter.get_total_flops() / 4, sum(activations) // 4
+        return _cost(ARCHITECTURES[architecture](INPUT_SHAPE[dataset], NUM_CLASSES), torch.empty(4, *INPUT_SHAPE[dataset]))
+
+
+@cache
+def _user_cost(run_json: str, data_path: str, mtime: float) -> tuple[int, float, int, int, int, int] | None:
+    """Cost of a run with a model or dataset by import path, from its data file (None until it exists)."""
+    import torch
+
+    from .data import data_file_info
+    from .spec import RunSpec
+
+    run = json.loads(run_json)
+    info = data_file_info(data_path)
+    with open_h5(data_path, "dataset file") as f:
+        sample = torch.from_numpy(f["x_train"][:4])
+    if sample.dtype == torch.uint8 and not is_import_path(run["dataset"]):
+        sample = sample.float()
+    with torch.device("meta"):
+        model = RunSpec.of("r", run).build_model(info["input_shape"], max(1, len(info["classes"])))
+        K, flops, activations = _cost(model, sample.to("meta"))
+    return K, flops, activations, info["n_train"], info["n_test"], math.prod(info["input_shape"])
 
 
 @dataclass(frozen=True)
@@ -56,20 +83,44 @@ class RunSize:
     activations_per_example: int
 
     @classmethod
-    def of(cls, run: dict) -> RunSize:
-        K, flops, activations = model_cost(run["architecture"], run["dataset"])
-        n_train = run["train_size"] or OFFICIAL_TRAIN_SIZE[run["dataset"]] - run["val_size"]
-        return cls(K, flops, n_train, run["val_size"], math.prod(INPUT_SHAPE[run["dataset"]]), activations)
+    def of(cls, run: dict, data_path: str | None = None) -> RunSize | None:
+        """The size of a run; None when it cannot be known yet (a user's model or data before its data file exists)."""
+        run = full_run(run)
+        if is_builtin_dataset(run["dataset"]) and not is_import_path(run["architecture"]):
+            K, flops, activations = model_cost(run["architecture"], run["dataset"])
+            n_train = run["train_size"] or OFFICIAL_TRAIN_SIZE[run["dataset"]] - run["val_size"]
+            return cls(K, flops, n_train, run["val_size"], math.prod(INPUT_SHAPE[run["dataset"]]), activations)
+        if data_path is None or not Path(data_path).is_file():
+            return None
+        try:
+            K, flops, activations, n_official, n_test, numel = _user_cost(json.dumps(run, sort_keys=True), str(data_path), Path(data_path).stat().st_mtime)
+        except Exception as err:  # sizing is advice: the jobs report real problems themselves
+            log.warning(f"cannot size the run from {data_path} ({type(err).__name__}: {err}); using default resources")
+            return None
+        if run["validation"] == "test":
+            n_train, n_val = run["train_size"] or n_official, n_test
+        else:
+            n_train, n_val = run["train_size"] or n_official - run["val_size"], run["val_size"]
+        return cls(K, flops, n_train, n_val, numel, activations)
 
 
-def train_mem_mb(run: dict) -> int:
-    s = RunSize.of(run)
+# Requests for a run whose size is not known yet (a user's model before its data file exists).
+UNKNOWN_MEM_MB = 8000
+UNKNOWN_RUNTIME_MIN = 240
+
+
+def train_mem_mb(run: dict, data_path: str | None = None) -> int:
+    s = RunSize.of(run, data_path)
+    if s is None:
+        return UNKNOWN_MEM_MB
     data = (s.n_train + s.n_val) * s.input_numel * 4 * 2  # float copy + the uint8 file read
     return int(BASE_MEM_MB + 1.5 * (data + 40 * s.num_params * 4) / 2**20)
 
 
-def gradient_mem_mb(run: dict, lca: dict) -> int:
-    s = RunSize.of(run)
+def gradient_mem_mb(run: dict, lca: dict, data_path: str | None = None) -> int:
+    s = RunSize.of(run, data_path)
+    if s is None:
+        return UNKNOWN_MEM_MB
     data = (s.n_train + s.n_val) * s.input_numel * 4 * 2
     rows = (lca["iterations_per_job"] + 1) * s.num_params * 4
     accumulators = 8 * NUM_CLASSES * s.num_params * 8  # per-class sums of Simpson points, float64
@@ -77,15 +128,19 @@ def gradient_mem_mb(run: dict, lca: dict) -> int:
     return int(BASE_MEM_MB + 1.5 * (data + rows + accumulators + activations) / 2**20)
 
 
-def gradient_runtime_min(run: dict, lca: dict, threads: int, gpu: bool) -> int:
-    s = RunSize.of(run)
+def gradient_runtime_min(run: dict, lca: dict, threads: int, gpu: bool, data_path: str | None = None) -> int:
+    s = RunSize.of(run, data_path)
+    if s is None:
+        return UNKNOWN_RUNTIME_MIN
     flops = lca["iterations_per_job"] * PASSES_PER_ITERATION * (s.n_train + s.n_val) * s.flops_per_example
     rate = GPU_FLOPS if gpu else CPU_FLOPS_PER_THREAD * threads
     return max(10, math.ceil(2 * flops / rate / 60) + 5)
 
 
-def train_runtime_min(run: dict, threads: int, gpu: bool) -> int:
-    s = RunSize.of(run)
+def train_runtime_min(run: dict, threads: int, gpu: bool, data_path: str | None = None) -> int:
+    s = RunSize.of(run, data_path)
+    if s is None:
+        return UNKNOWN_RUNTIME_MIN
     flops = run["iterations"] * run["batch_size"] * s.flops_per_example
     rate = GPU_FLOPS if gpu else CPU_FLOPS_PER_THREAD * threads
     return max(10, math.ceil(3 * flops / rate / 60) + 5)
@@ -94,28 +149,33 @@ def train_runtime_min(run: dict, threads: int, gpu: bool) -> int:
 ANALYSIS_READ_RATE = 50e6  # bytes/s, a conservative shared-file-system streaming rate
 
 
-def analysis_mem_mb(run: dict) -> int:
+def analysis_mem_mb(run: dict, data_path: str | None = None, n_groups: int = 12) -> int:
     """A streaming analysis holds a few copies of one block, a dozen K-long arrays and the parameter
     columns it follows over all T iterations (the correlation test: up to 3 x 30 x 12 weights per
     layer with the default settings, float32)."""
-    from .models import layer_names
     from .summary import BLOCK_BYTES
 
-    s = RunSize.of(run)
-    followed = run["iterations"] * 3 * 30 * 12 * len(layer_names(run["architecture"], run["dataset"])) * 4
+    s = RunSize.of(run, data_path)
+    if s is None:
+        return UNKNOWN_MEM_MB
+    followed = run["iterations"] * 3 * 30 * 12 * n_groups * 4
     return int(BASE_MEM_MB + 1.5 * (6 * BLOCK_BYTES + 12 * 8 * s.num_params + followed) / 2**20)
 
 
-def analysis_runtime_min(run: dict) -> int:
+def analysis_runtime_min(run: dict, data_path: str | None = None) -> int:
     """Up to four streamed passes over a T x K float32 matrix."""
-    s = RunSize.of(run)
+    s = RunSize.of(run, data_path)
+    if s is None:
+        return UNKNOWN_RUNTIME_MIN
     seconds = 4 * run["iterations"] * s.num_params * 4 / ANALYSIS_READ_RATE
     return max(10, math.ceil(2 * seconds / 60) + 5)
 
 
-def disk_bytes(run: dict, lca: dict) -> dict:
-    """Bytes each output of a run will take."""
-    s = RunSize.of(run)
+def disk_bytes(run: dict, lca: dict, data_path: str | None = None) -> dict:
+    """Bytes each output of a run will take (empty while the size of a user's model is unknown)."""
+    s = RunSize.of(run, data_path)
+    if s is None:
+        return {}
     T, K = run["iterations"], s.num_params
     jobs = n_chunks(T, lca["iterations_per_job"])
     grad = (T + jobs) * K * 4 if lca["store_gradients"] else 0
@@ -125,7 +185,9 @@ def disk_bytes(run: dict, lca: dict) -> dict:
         "checkpoint": (T + 1) * K * 4,  # the raw row file, removed once the trajectory is written
         "chunks": 2 * T * K * 4 + grad + jobs * per_class,
         "lca": 2 * T * K * 4 + (grad and (T + 1) * K * 4) + per_class + T * NUM_CLASSES * 64,
-        "data": (OFFICIAL_TRAIN_SIZE[run["dataset"]] + TEST_SIZE[run["dataset"]]) * (s.input_numel + 8),
+        "data": (OFFICIAL_TRAIN_SIZE[run["dataset"]] + TEST_SIZE[run["dataset"]]) * (s.input_numel + 8)
+        if is_builtin_dataset(run["dataset"])
+        else 0,  # a user's data file exists before the run starts
     }
 
 
@@ -137,10 +199,14 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def check_free_space(run_name: str, run: dict, lca: dict, results_dir: str | Path, already_there: int = 0) -> None:
+def check_free_space(
+    run_name: str, run: dict, lca: dict, results_dir: str | Path, already_there: int = 0, data_path: str | None = None
+) -> None:
     """Stop before training if the results directory cannot hold the whole run
     (`already_there`: bytes of its files that exist already, e.g. the data file or a checkpoint)."""
-    need = disk_bytes(run, lca)
+    need = disk_bytes(run, lca, data_path)
+    if run.get("trajectory"):
+        need.pop("checkpoint", None)
     total = sum(need.values()) - already_there
     path = Path(results_dir).resolve()
     while not path.exists():

@@ -6,9 +6,12 @@ import numpy as np
 
 from .errors import CorruptFileError
 
+# Columns of names, kept as text even when every name looks like a number (nn.Sequential's "0", "4")
+NAME_COLUMNS = ("layer", "group", "tensor", "signal", "top_classes", "class")
+
 
 def read_tsv(path) -> dict[str, np.ndarray]:
-    """Columns by name; numeric columns as float arrays, others as string arrays."""
+    """Columns by name; numeric columns as float arrays, others (and the name columns) as string arrays."""
     try:
         with open(path) as fh:
             header = fh.readline().rstrip("\n").split("\t")
@@ -20,6 +23,9 @@ def read_tsv(path) -> dict[str, np.ndarray]:
     columns = {}
     for j, name in enumerate(header):
         raw = [row[j] for row in cells]
+        if name in NAME_COLUMNS:
+            columns[name] = np.array(raw, dtype=str)
+            continue
         try:
             columns[name] = np.array([float(v) for v in raw], dtype=np.float64)
         except ValueError:

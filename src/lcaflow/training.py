@@ -6,27 +6,19 @@ import json
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import optimizer_settings, run_fingerprint
-from .data import NUM_CLASSES, load_examples, make_split, open_h5
-from .errors import CorruptFileError, DivergenceError, LCAError
-from .io import atomic_h5, create_matrix, require, versions
-from .models import build_model, flat_params, layout_of
+from .data import Split, data_file_info, load_examples, run_split
+from .errors import ConfigError, DivergenceError, LCAError
+from .io import atomic_h5
+from .layout import same_parameters
+from .losses import NO_CLASSES
+from .models import flat_params
 from .progress import Progress, log
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import ConfigError
-
-        raise ConfigError(f"device {name!r} requested but CUDA is not available here; set device: auto or cpu")
-    return torch.device(name)
+from .spec import RunSpec
+from .trajectory import read_recorded, write_run_trajectory
 
 
 def make_optimizer(model, layout, run: dict) -> torch.optim.Optimizer:
@@ -79,12 +71,6 @@ class BatchSchedule:
         return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
 
 
-def split_indices(run: dict) -> tuple[np.ndarray, np.ndarray]:
-    from .config import OFFICIAL_TRAIN_SIZE
-
-    return make_split(OFFICIAL_TRAIN_SIZE[run["dataset"]], run["val_size"], run["train_size"], run["split_seed"])
-
-
 class Checkpoint:
     """Crash-safe training state in a directory.
 
@@ -120,7 +106,7 @@ class Checkpoint:
         if not self.state_path.exists():
             return None
         try:
-            state = torch.load(self.state_path, weights_only=False)
+            state = torch.load(self.state_path, weights_only=True)  # tensors and numbers only: no pickle runs
         except Exception as err:  # a damaged checkpoint only costs the progress since the start
             log.warning(f"checkpoint {self.state_path} unreadable ({err}); training from the start")
             return None
@@ -137,7 +123,7 @@ class Checkpoint:
             "iteration": iteration,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "minibatch_loss": minibatch_loss.copy(),
+            "minibatch_loss": torch.from_numpy(minibatch_loss.copy()),
         }
         torch.save(state, tmp)
         with open(tmp, "rb") as fh:
@@ -155,26 +141,67 @@ class Checkpoint:
             pass
 
 
+class RunData:
+    """What a run's stages need of its data file: the split, the examples, the classes, the model's input."""
+
+    def __init__(self, spec: RunSpec, data_path, device, split: dict | None = None):
+        info = data_file_info(data_path)
+        self.split = split if split is not None else run_split(info, spec.run, spec.where("")[:-1])
+        self.input_shape = info["input_shape"]
+        self.per_class = spec.loss.has_classes
+        if self.per_class and not info["classes"]:
+            raise ConfigError(f"{spec.where('loss')}: cross_entropy needs class-index targets (N,), the dataset's are not; choose another loss")
+        self.classes = info["classes"] if self.per_class else NO_CLASSES
+        self.train, self.val = load_examples(
+            data_path, [self.split["train_indices"], self.split["val_indices"]], device, ["train", self.split["val_source"]]
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_labels(self, part: Split) -> torch.Tensor:
+        """The class of every example (all 0 without classes): the objective groups examples by it."""
+        return part.y if self.per_class else torch.zeros(len(part.y), dtype=torch.int64, device=part.y.device)
+
+
+def probe(spec: RunSpec, model, data: RunData) -> None:
+    """A forward pass on a few training examples at theta_0: outputs and targets must fit the loss and the
+    loss must be finite, before any expensive work (one line otherwise)."""
+    x, y = data.train.x[:8], data.train.y[:8]
+    where = spec.where("loss")
+    try:
+        with torch.no_grad():
+            outputs = model(x)
+    except Exception as err:
+        raise ConfigError(
+            f"{spec.where('architecture')}: the model failed on inputs {tuple(x.shape)} {x.dtype} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); make it accept the dataset's inputs"
+        ) from err
+    spec.loss.check(outputs, y, where)
+    value = spec.loss.mean(outputs, y)
+    if not torch.isfinite(value):
+        raise DivergenceError(f"run {spec.name}: the loss at theta_0 is {value.item()} on the first examples; check the model's initialisation and the data")
+
+
 def train(
     run_name: str, run: dict, data_path: str, out_path: str, checkpoint_dir: str, checkpoint_every: int | None = None
 ) -> None:
-    device = resolve_device(run["device"])
+    spec = RunSpec.of(run_name, run)
+    device = spec.device()
     run_fp = run_fingerprint(run)
     every = checkpoint_every or run.get("checkpoint_every") or 100
-    train_idx, val_idx = split_indices(run)
-    (data,) = load_examples(data_path, [train_idx], device)
-    with open_h5(data_path, "dataset file") as f:
-        require(f, ["x_train", "classes"], data_path, "data")
-        input_shape = f["x_train"].shape[1:]
-        class_names = list(f["classes"].asstr()[()])
-    num_classes = NUM_CLASSES[run["dataset"]]
-    model = build_model(run["architecture"], input_shape, num_classes, run["seed"]).to(device)
-    layout = layout_of(model)
+    data = RunData(spec, data_path, device)
+    model = spec.build_model(data.input_shape, data.num_classes).to(device)
+    layout = spec.layout(model)
+    _check_layer_settings(spec, layout)
+    probe(spec, model, data)
     optimizer = make_optimizer(model, layout, run)
     T, K = run["iterations"], layout.num_params
-    log.info(
-        f"run {run_name}: {run['architecture']} on {run['dataset']} ({len(train_idx)} train examples), K={K}, T={T}, device={device}"
-    )
+    n_train = len(data.train.y)
+    if run["batch_size"] > n_train:
+        raise ConfigError(f"config: runs.{run_name}.batch_size: {run['batch_size']} exceeds the {n_train} training examples")
+    log.info(f"run {run_name}: {spec.architecture} on {spec.dataset} ({n_train} train examples), K={K}, T={T}, device={device}")
 
     ckpt = Checkpoint(Path(checkpoint_dir), run_fp, T + 1, K)
     minibatch_loss = np.full(T, np.nan)
@@ -183,19 +210,19 @@ def train(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        minibatch_loss = state["minibatch_loss"]
+        minibatch_loss = np.asarray(state["minibatch_loss"], dtype=np.float64)
         start = state["iteration"]
         log.info(f"resuming run {run_name} from checkpoint at iteration {start}")
     else:
         ckpt.rows[0] = flat_params(model, layout).cpu().numpy()
 
-    schedule = BatchSchedule(len(train_idx), run["batch_size"], run["seed"])
+    schedule = BatchSchedule(n_train, run["batch_size"], run["seed"])
     progress = Progress(f"train {run_name}", T)
     model.train()
     for t in range(start, T):
         torch.manual_seed(run["seed"] * 1_000_003 + t)  # dropout masks depend on (seed, t) only
         batch = torch.from_numpy(schedule(t)).to(device)
-        loss = F.cross_entropy(model(data.x[batch]), data.y[batch])
+        loss = spec.loss.mean(model(data.train.x[batch]), data.train.y[batch])
         if not torch.isfinite(loss):
             ckpt.save(t, model, optimizer, minibatch_loss)  # keep theta_0..theta_t for inspection
             raise DivergenceError(
@@ -216,45 +243,57 @@ def train(
 
     ckpt.rows.flush()
     with atomic_h5(out_path) as f:
-        rows_per_block = max(1, (64 << 20) // (4 * K))
-        params = create_matrix(f, "params", T + 1, K)
-        for a in range(0, T + 1, rows_per_block):
-            params[a : a + rows_per_block] = ckpt.rows[a : a + rows_per_block]
-        f.create_dataset("minibatch_loss", data=minibatch_loss)
-        f.create_dataset("classes", data=np.array(class_names, dtype=object), dtype=h5py.string_dtype())
-        layout.to_h5(f.create_group("layout"))
-        split = f.create_group("split")
-        split.create_dataset("train_indices", data=train_idx)
-        split.create_dataset("val_indices", data=val_idx)
-        f.attrs["run_name"] = run_name
-        f.attrs["run_config"] = json.dumps(run, sort_keys=True)
-        f.attrs["fingerprint"] = run_fp
-        f.attrs["seed"] = run["seed"]
-        f.attrs["dataset"] = run["dataset"]
-        f.attrs["num_classes"] = num_classes
-        f.attrs["input_shape"] = list(input_shape)
-        f.attrs["versions"] = json.dumps(versions(), sort_keys=True)
+        write_run_trajectory(f, ckpt.rows, T + 1, minibatch_loss, layout, data.classes, data.split, _run_attrs(run_name, run, data))
     ckpt.remove()
     log.info(f"wrote {out_path}: params ({T + 1}, {K}), final minibatch loss {minibatch_loss[-1]:.4f}")
 
 
-def read_trajectory_meta(path) -> dict:
-    """Attributes, layout and split of a trajectory file, with clear errors if it is not one."""
-    from .io import read_json_attr
-    from .models import Layout
+def _run_attrs(run_name: str, run: dict, data: RunData) -> dict:
+    return {
+        "run_name": run_name,
+        "run_config": json.dumps(run, sort_keys=True),
+        "fingerprint": run_fingerprint(run),
+        "seed": run["seed"],
+        "dataset": run["dataset"],
+        "num_classes": data.num_classes,
+        "per_class": data.per_class,
+        "input_shape": list(data.input_shape),
+    }
 
-    with open_h5(path, "trajectory (train stage)") as f:
-        require(f, ["params", "minibatch_loss", "layout", "classes", "split/train_indices", "split/val_indices"], path, "train")
-        try:
-            return {
-                "run": read_json_attr(f, "run_config", path),
-                "fingerprint": str(f.attrs["fingerprint"]),
-                "shape": f["params"].shape,
-                "layout": Layout.from_h5(f["layout"]),
-                "train_indices": f["split/train_indices"][()],
-                "val_indices": f["split/val_indices"][()],
-                "num_classes": int(f.attrs["num_classes"]),
-                "input_shape": tuple(f.attrs["input_shape"]),
-            }
-        except (KeyError, ValueError, OSError) as err:
-            raise CorruptFileError(f"{path}: metadata incomplete or damaged ({err}); delete it and rerun train") from err
+
+def _check_layer_settings(spec: RunSpec, layout) -> None:
+    for layer in spec.run.get("layers") or {}:
+        if layer not in layout.layers:
+            raise ConfigError(f"{spec.where('layers')}.{layer}: no such layer (group); the run's groups: {', '.join(layout.layers)}")
+
+
+def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_path: str) -> None:
+    """The train stage of a run recorded by the user's own loop (runs.<run>.trajectory): check the
+    recording against the run's model and data, then write the run's trajectory file (rows copied,
+    with the run's groups, split and classes) that the later stages read as if the train rule made it."""
+    spec = RunSpec.of(run_name, run)
+    where = spec.where("trajectory")
+    recorded = read_recorded(source, where)
+    data = RunData(spec, data_path, "cpu")
+    model = spec.build_model(data.input_shape, data.num_classes)
+    layout = spec.layout(model)
+    if not same_parameters(recorded["layout"], layout):
+        ours = {n: s for n, s in zip(layout.names, layout.shapes)}
+        theirs = {n: s for n, s in zip(recorded["layout"].names, recorded["layout"].shapes)}
+        diff = next((n for n in [*ours, *theirs] if ours.get(n) != theirs.get(n)), "the order of parameters")
+        raise ConfigError(
+            f"{where}: {source} was recorded from another model than {spec.architecture} "
+            f"({diff}: recorded {theirs.get(diff, 'absent')}, model {ours.get(diff, 'absent')}); record this model or fix architecture_args"
+        )
+    probe(spec, model, data)
+    n_rows, K = recorded["shape"]
+    if n_rows - 1 != run["iterations"]:
+        raise ConfigError(f"{where}: {source} holds {n_rows - 1} steps but iterations is {run['iterations']}; remove iterations or record again")
+    from .io import open_h5
+
+    with open_h5(source, "recorded trajectory") as f, atomic_h5(out_path) as out:
+        write_run_trajectory(
+            out, f["params"], n_rows, recorded["minibatch_loss"], layout, data.classes, data.split,
+            {**_run_attrs(run_name, run, data), "recorded_from": str(source)}, check_finite=f"{where}: {source}",
+        )
+    log.info(f"wrote {out_path}: {n_rows - 1} recorded steps of {source}, K={K}")

@@ -1,0 +1,236 @@
+"""Reading a finished run in a notebook: `open_run(path)` and the `Run` it returns.
+
+`Run` reads `lca.h5` lazily: opening a run reads only its metadata, `run.lca` is the h5py dataset
+itself (slicing reads only what is asked), and the per-group and per-class sums come from the small
+(T, L) and (T, C, L) arrays that the assemble stage wrote. The file format is in docs/file-formats.md,
+the page for notebooks is docs/notebook.md."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import CorruptFileError, LCAError
+from .io import open_h5, read_json_attr, require
+from .layout import Layout
+from .tables import read_tsv
+
+SPLITS = {"train": "", "val": "_val"}
+
+
+def open_run(path) -> Run:
+    """Open the run folder `path` (e.g. `results/runs/fc_sgd`, holding `lca.h5`) for reading.
+
+    Use it as a context manager (`with open_run(path) as run:`) or call `run.close()` when done.
+    A missing folder, or a missing or unreadable `lca.h5`, raises a one-line CorruptFileError that
+    names the snakemake target to build."""
+    return Run(path)
+
+
+class Run:
+    """A finished run: its LCA, losses, layout and analysis tables.
+
+    Members: `name`, `path`, `config`, `layout`, `groups`, `classes`, `iterations` (T), `num_params` (K),
+    `grounding`; the (T, K) float32 datasets `lca` and `lca_val`; the (T+1,) losses `loss` and
+    `loss_val`; `by_group()`, `by_class()`, `per_iteration()`, `totals()`, `parameter(name)`,
+    `group_columns(group)`, `table(name)` and `stats(name)`. Groups are the layout's layers: by default
+    those of the paper (a bias belongs to the preceding weight's group); a group's columns need not be
+    contiguous, `group_columns` gives them."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        lca_path = self.path / "lca.h5"
+        if not self.path.is_dir():
+            raise CorruptFileError(f"{self.path}: no such run folder; make it with `snakemake --cores all {lca_path}`")
+        self._file: h5py.File | None = open_h5(lca_path, f"LCA file (`snakemake --cores all {lca_path}`)")
+        try:
+            require(self._file, ("lca", "lca_val", "loss", "loss_val", "layout"), lca_path, "assemble")
+            self.name: str = str(self._file.attrs.get("run_name", self.path.name))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening and closing ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close lca.h5 (calling it again does nothing)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def _f(self) -> h5py.File:
+        if self._file is None:
+            raise LCAError(f"run {self.name} is closed; open it again with open_run({str(self.path)!r})")
+        return self._file
+
+    def _read(self, key: str) -> np.ndarray:
+        require(self._f, (key,), self.path / "lca.h5", "assemble")
+        return self._f[key][()]
+
+    def __repr__(self) -> str:
+        if self._file is None:
+            return f"<Run {self.name} (closed)>"
+        try:
+            error = f", cumulative error {self.grounding['train']['cumulative_error_pct']:+.3g}%"
+        except (LCAError, KeyError, TypeError):
+            error = ""
+        return (
+            f"<Run {self.name}: T={self.iterations} iterations, K={self.num_params:,} parameters, "
+            f"groups {', '.join(self.groups)}{error}>"
+        )
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def config(self) -> dict:
+        """The run's settings as the workflow used them (dataset, architecture, optimizer, iterations, ...)."""
+        return read_json_attr(self._f, "run_config", self.path / "lca.h5")
+
+    @functools.cached_property
+    def layout(self) -> Layout:
+        """How the K columns split into parameter tensors (`names`, `shapes`, `offsets`) and groups."""
+        try:
+            return Layout.from_h5(self._f["layout"])
+        except (KeyError, ValueError) as err:
+            raise CorruptFileError(f"{self.path / 'lca.h5'}: layout unreadable ({err}); delete it and rerun assemble") from err
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Group (layer) names, in the order of the columns of `by_group()`."""
+        return self.layout.layers
+
+    @functools.cached_property
+    def classes(self) -> list[str] | None:
+        """Class names, in the order of the columns of `by_class()`; None when the run's loss has no classes."""
+        if not bool(self._f.attrs.get("per_class", True)):
+            return None
+        require(self._f, ("classes",), self.path / "lca.h5", "assemble")
+        return [str(c) for c in self._f["classes"].asstr()[()]]
+
+    @property
+    def iterations(self) -> int:
+        """T, the number of training iterations (rows of `lca`)."""
+        return int(self._f["lca"].shape[0])
+
+    @property
+    def num_params(self) -> int:
+        """K, the number of trainable parameters (columns of `lca`)."""
+        return int(self._f["lca"].shape[1])
+
+    @functools.cached_property
+    def grounding(self) -> dict:
+        """How well the LCA sums to the real loss change (grounding.json; keys in docs/file-formats.md)."""
+        path = self.path / "grounding.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except ValueError as err:
+                raise CorruptFileError(f"{path}: not valid JSON ({err}); delete it and rerun assemble") from err
+        return read_json_attr(self._f, "grounding", self.path / "lca.h5")
+
+    # -- the data ---------------------------------------------------------------------------------
+
+    @property
+    def lca(self) -> h5py.Dataset:
+        """(T, K) float32 LCA on the training split; an h5py dataset: `run.lca[a:b]` reads rows a..b-1 only."""
+        return self._f["lca"]
+
+    @property
+    def lca_val(self) -> h5py.Dataset:
+        """(T, K) float32 LCA on the held-out validation split (h5py dataset, as `lca`)."""
+        return self._f["lca_val"]
+
+    @property
+    def loss(self) -> np.ndarray:
+        """(T+1,) full-set training loss at theta_0 .. theta_T."""
+        return self._read("loss")
+
+    @property
+    def loss_val(self) -> np.ndarray:
+        """(T+1,) validation loss at theta_0 .. theta_T."""
+        return self._read("loss_val")
+
+    def by_group(self, split: str = "train") -> np.ndarray:
+        """(T, G) float64: LCA of each group (columns in the order of `groups`) at every iteration.
+        `split` is "train" or "val"."""
+        return self._read(f"lca{_suffix(split)}_layer").astype(np.float64)
+
+    def by_class(self) -> np.ndarray:
+        """(T, C) float64: LCA of each class's examples' loss at every iteration (training split; the
+        weight-decay term belongs to no class)."""
+        if self.classes is None:
+            raise LCAError(f"run {self.name}: its loss has no classes, so there is no per-class LCA")
+        return self._read("lca_class_layer").sum(axis=2)
+
+    def per_iteration(self, split: str = "train") -> np.ndarray:
+        """(T,) float64: total LCA of every iteration (the row sums of `lca`; ~ loss[t+1] - loss[t])."""
+        return self.by_group(split).sum(axis=1)
+
+    def totals(self, split: str = "train") -> dict[str, float]:
+        """LCA of each group summed over training (nats; negative = the group helped)."""
+        return dict(zip(self.groups, self.by_group(split).sum(axis=0).tolist()))
+
+    def parameter(self, name: str, split: str = "train") -> np.ndarray:
+        """LCA of the parameter tensor `name` (e.g. "fc1.weight") at every iteration, shape (T, *tensor shape).
+        Reads one block of columns."""
+        layout = self.layout
+        if name not in layout.names:
+            shown = ", ".join(layout.names[:6]) + (", ..." if len(layout.names) > 6 else "")
+            raise LCAError(f"run {self.name}: no parameter tensor {name!r}; its tensors are {shown}")
+        i = layout.names.index(name)
+        a = layout.offsets[i]
+        block = self._f[f"lca{_suffix(split)}"][:, a : a + layout.sizes[i]]
+        return block.reshape(block.shape[0], *layout.shapes[i])
+
+    def group_columns(self, group: str) -> np.ndarray:
+        """Indices of the group's columns in the K axis of `lca` (e.g. `run.lca[t][run.group_columns("fc1")]`)."""
+        if group not in self.groups:
+            raise LCAError(f"run {self.name}: no group {group!r}; its groups are {', '.join(self.groups)}")
+        return np.flatnonzero(self._layer_index == self.groups.index(group))
+
+    @functools.cached_property
+    def _layer_index(self) -> np.ndarray:
+        return self.layout.layer_index()
+
+    # -- analysis tables --------------------------------------------------------------------------
+
+    def table(self, name: str) -> dict[str, np.ndarray]:
+        """The analysis table `stats/<name>.tsv` (e.g. "layers") as columns by name: numbers as float
+        arrays, other columns as str arrays."""
+        return read_tsv(self._stats_file(name, ".tsv"))
+
+    def stats(self, name: str) -> dict:
+        """The analysis summary `stats/<name>.json` (e.g. "noise") as a dict."""
+        path = self._stats_file(name, ".json")
+        try:
+            return json.loads(path.read_text())
+        except ValueError as err:
+            raise CorruptFileError(
+                f"{path}: not valid JSON ({err}); delete it and rebuild it with `snakemake --cores all {path}`"
+            ) from err
+
+    def _stats_file(self, name: str, ext: str) -> Path:
+        stem = name[: -len(ext)] if name.endswith(ext) else name
+        path = self.path / "stats" / f"{stem}{ext}"
+        if not path.is_file():
+            present = sorted(p.stem for p in (self.path / "stats").glob(f"*{ext}"))
+            have = f" (present: {', '.join(present)})" if present else ""
+            raise CorruptFileError(f"{path}: missing; build it with `snakemake --cores all {path}`{have}")
+        return path
+
+
+def _suffix(split: str) -> str:
+    if split not in SPLITS:
+        raise LCAError(f"split {split!r}: use 'train' or 'val'")
+    return SPLITS[split]
