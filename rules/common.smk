@@ -68,7 +68,9 @@ def dataset_source(wildcards):
 def run_sources(wildcards):
     """The .py files of a run's model and loss given by file path: editing one recomputes the run."""
     run = RUNS[wildcards.run]
-    return [f for f in (source_file(run["architecture"]), source_file(run["loss"])) if f]
+    return [
+        f for f in (source_file(run["architecture"]), source_file(run["loss"])) if f
+    ]
 
 
 def recorded_trajectory(wildcards):
@@ -108,7 +110,9 @@ def train_runtime(wildcards, attempt):
 
 
 def gradient_mem_mb(wildcards, attempt):
-    return size.gradient_mem_mb(RUNS[wildcards.run], LCA, data_file(wildcards)) * attempt
+    return (
+        size.gradient_mem_mb(RUNS[wildcards.run], LCA, data_file(wildcards)) * attempt
+    )
 
 
 def gradient_runtime(wildcards, attempt):
@@ -118,7 +122,10 @@ def gradient_runtime(wildcards, attempt):
 
 def analysis_mem_mb(wildcards, attempt):
     groups = len(RUNS[wildcards.run]["groups"]) or 12
-    return size.analysis_mem_mb(RUNS[wildcards.run], data_file(wildcards), groups) * attempt
+    return (
+        size.analysis_mem_mb(RUNS[wildcards.run], data_file(wildcards), groups)
+        * attempt
+    )
 
 
 def analysis_runtime(wildcards, attempt):

@@ -10,7 +10,9 @@ rule data:
     params:
         # a dataset given by import path and its arguments (built-in datasets: where they come from
         # does not change them, so those settings are read in the script, not params)
-        source=lambda w: None if is_builtin_dataset(DATASETS[w.dataset][0]) else DATASETS[w.dataset],
+        source=lambda w: (
+            None if is_builtin_dataset(DATASETS[w.dataset][0]) else DATASETS[w.dataset]
+        ),
     script:
         "scripts/data.py"
 

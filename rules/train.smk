@@ -1,6 +1,4 @@
 rule train:
-    wildcard_constraints:
-        run=one_of(TRAINED),
     input:
         data=data_file,
         sources=run_sources,
@@ -10,6 +8,8 @@ rule train:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    wildcard_constraints:
+        run=one_of(TRAINED),
     conda:
         "../envs/lca.yaml"
     threads: THREADS
@@ -28,8 +28,6 @@ rule train:
 # A run of your own training loop (runs.<run>.trajectory): the recording is checked against the run's
 # model and data and becomes the run's trajectory file, as if the train rule had made it.
 rule adopt_trajectory:
-    wildcard_constraints:
-        run=one_of(RECORDED),
     input:
         recorded=recorded_trajectory,
         data=data_file,
@@ -40,6 +38,8 @@ rule adopt_trajectory:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    wildcard_constraints:
+        run=one_of(RECORDED),
     conda:
         "../envs/lca.yaml"
     resources:

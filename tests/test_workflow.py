@@ -91,7 +91,9 @@ def test_analyses_and_figures_of_every_run_and_experiment(tiny_workflow):
 @pytest.mark.parametrize("config", sorted((REPO / "configs" / "paper").glob("*.yaml")), ids=lambda p: p.stem)
 def test_paper_experiment_configs_pass_a_dry_run(config, tmp_path):
     """Every experiment of the paper, GPU-sized ones included, expands into a valid DAG."""
-    result = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(config), "--config", f"results_dir={tmp_path}/results")
+    result = snakemake(
+        tmp_path, "-n", "--quiet", "rules", "--configfile", str(config), "--config", f"results_dir={tmp_path}/results"
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert "claims" in out and "gradients" in out
@@ -145,8 +147,9 @@ def test_bad_config_stops_with_one_line(tmp_path):
     assert result.returncode != 0
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line or "Error" in line]
     assert errors == [
-        "ERROR: config: unknown key 'runs.x.colour'; allowed keys here: architecture, batch_size, checkpoint_every, "
-        "dataset, device, iterations, layers, optimizer, seed, split_seed, train_size, val_size"
+        "ERROR: config: unknown key 'runs.x.colour'; allowed keys here: architecture, architecture_args, batch_size, "
+        "checkpoint_every, dataset, dataset_args, device, groups, iterations, layers, loss, optimizer, seed, split_seed, "
+        "train_size, trajectory, val_size, validation"
     ]
 
 

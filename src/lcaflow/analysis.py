@@ -16,7 +16,7 @@ from scipy import stats as sps
 from . import stats
 from .errors import CorruptFileError
 from .grounding import ADAPTIVE_ONLY, grounding_report
-from .io import open_h5, require
+from .io import finite, open_h5, require, write_json
 from .layout import Layout
 from .summary import iter_row_blocks, write_tsv
 
@@ -34,31 +34,12 @@ def _layout(f: h5py.File, path) -> Layout:
         raise CorruptFileError(f"{path}: layout metadata incomplete ({err}); delete it and rerun assemble") from err
 
 
-def _write_json(path, data: dict) -> None:
-    tmp = Path(f"{path}.partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n")
-    tmp.replace(path)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(type(value))
-
-
 def _nanmean0(x: np.ndarray):
     """Mean over axis 0 ignoring NaN; NaN (not a warning) where everything is NaN."""
     x = np.asarray(x, dtype=np.float64)
     n = np.isfinite(x).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, np.nansum(x, 0) / n, np.nan)
-
-
-def _finite(x: float) -> float | None:
-    """JSON has no NaN: unmeasurable values become null."""
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,9 +124,13 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
         sigma = moments.std if moments.n else math.nan
         # pass 2: the share of the total |LCA| from the tails, and the two histograms
         tail_mass = total_mass = 0.0
-        q_lo, q_hi = (np.quantile(sample.values, [0.005, 0.995]) if sample.values.size else (-1.0, 1.0))
+        q_lo, q_hi = np.quantile(sample.values, [0.005, 0.995]) if sample.values.size else (-1.0, 1.0)
         zoom_edges = np.linspace(min(q_lo, -1e-30), max(q_hi, 1e-30), 201)
-        log_edges = np.geomspace(max(smallest, 1e-30), max(largest, 2e-30) * (1 + 1e-9), 121) if moments.n else np.geomspace(1e-30, 1e-29, 121)
+        log_edges = (
+            np.geomspace(max(smallest, 1e-30), max(largest, 2e-30) * (1 + 1e-9), 121)
+            if moments.n
+            else np.geomspace(1e-30, 1e-29, 121)
+        )
         zoom = {"helping": np.zeros(200, dtype=np.int64), "hurting": np.zeros(200, dtype=np.int64)}
         logh = {"helping": np.zeros(120, dtype=np.int64), "hurting": np.zeros(120, dtype=np.int64)}
         for start, block in iter_row_blocks(dset):
@@ -153,7 +138,9 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
             row_mags = np.abs(block.astype(np.float64))
             row_tail = np.where(row_mags > TAIL_SIGMAS * sigma_t[start : start + len(block), None], row_mags, 0.0).sum(1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                tail_t[start : start + len(block)] = np.where(np.isfinite(sigma_t[start : start + len(block)]), row_tail / row_mags.sum(1), np.nan)
+                tail_t[start : start + len(block)] = np.where(
+                    np.isfinite(sigma_t[start : start + len(block)]), row_tail / row_mags.sum(1), np.nan
+                )
             values = block[block != 0].astype(np.float64)
             mags = np.abs(values)
             total_mass += mags.sum()
@@ -209,47 +196,51 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
 
     z, p = stats.kurtosis_test(moments.kurtosis, moments.n)
     weibull = {}
-    for name, part in (("helping", -sample.values[sample.values < 0]), ("hurting", sample.values[sample.values > 0]), ("all", np.abs(sample.values))):
+    for name, part in (
+        ("helping", -sample.values[sample.values < 0]),
+        ("hurting", sample.values[sample.values > 0]),
+        ("all", np.abs(sample.values)),
+    ):
         k, scale = stats.weibull_fit(part)
-        weibull[name] = {"shape_k": _finite(k), "scale": _finite(scale), "sample_size": int(part.size)}
+        weibull[name] = {"shape_k": finite(k), "scale": finite(scale), "sample_size": int(part.size)}
     observed_tail = tail_mass / total_mass if total_mass else math.nan
     result = {
         "iterations": int(T),
         "num_params": int(K),
-        "pct_helping_of_nonzero": _finite(_nanmean0(pct_help_nonzero)),  # Table 1
+        "pct_helping_of_nonzero": finite(_nanmean0(pct_help_nonzero)),  # Table 1
         "pct_helping": float(iteration_rows["pct_helping"].mean()),
         "pct_hurting": float(iteration_rows["pct_hurting"].mean()),
         "pct_zero": float(iteration_rows["pct_zero"].mean()),
-        "pct_helping_of_nonzero_by_layer": {n: _finite(v) for n, v in zip(layout.layers, _nanmean0(layer_pct))},
+        "pct_helping_of_nonzero_by_layer": {n: finite(v) for n, v in zip(layout.layers, _nanmean0(layer_pct))},
         "distribution": {
             "nonzero_values": int(moments.n),
-            "mean": _finite(moments.mean),
-            "std": _finite(sigma),
-            "skewness": _finite(moments.skewness),
-            "kurtosis": _finite(moments.kurtosis),
-            "excess_kurtosis": _finite(moments.kurtosis - 3),
-            "kurtosis_per_iteration_mean": _finite(np.nanmean(kurtosis_t)) if np.isfinite(kurtosis_t).any() else None,
-            "kurtosis_per_iteration_median": _finite(np.nanmedian(kurtosis_t)) if np.isfinite(kurtosis_t).any() else None,
-            "kurtosis_test_z": _finite(z),
-            "kurtosis_test_p": _finite(p),
+            "mean": finite(moments.mean),
+            "std": finite(sigma),
+            "skewness": finite(moments.skewness),
+            "kurtosis": finite(moments.kurtosis),
+            "excess_kurtosis": finite(moments.kurtosis - 3),
+            "kurtosis_per_iteration_mean": finite(np.nanmean(kurtosis_t)) if np.isfinite(kurtosis_t).any() else None,
+            "kurtosis_per_iteration_median": finite(np.nanmedian(kurtosis_t)) if np.isfinite(kurtosis_t).any() else None,
+            "kurtosis_test_z": finite(z),
+            "kurtosis_test_p": finite(p),
             "weibull": weibull,
             "tail_sigmas": TAIL_SIGMAS,
-            "tail_share_observed": _finite(observed_tail),
+            "tail_share_observed": finite(observed_tail),
             "tail_share_gaussian": stats.gaussian_tail_share(TAIL_SIGMAS),
-            "tail_share_ratio": _finite(observed_tail / stats.gaussian_tail_share(TAIL_SIGMAS)),
+            "tail_share_ratio": finite(observed_tail / stats.gaussian_tail_share(TAIL_SIGMAS)),
             # pooled values mix iterations whose LCA differs by orders of magnitude; within one
             # iteration the share measures the shape alone
-            "tail_share_within_iteration_mean": _finite(_nanmean0(tail_t)),
-            "tail_share_within_iteration_ratio": _finite(_nanmean0(tail_t) / stats.gaussian_tail_share(TAIL_SIGMAS)),
+            "tail_share_within_iteration_mean": finite(_nanmean0(tail_t)),
+            "tail_share_within_iteration_ratio": finite(_nanmean0(tail_t) / stats.gaussian_tail_share(TAIL_SIGMAS)),
         },
         "help_fraction_per_param": {
             "params_ever_nonzero": int(active.sum()),
-            "mean": _finite(fraction.mean() if fraction.size else math.nan),
-            "median": _finite(np.median(fraction) if fraction.size else math.nan),
-            "pct_between_40_and_60": _finite(100 * ((fraction >= 0.4) & (fraction <= 0.6)).mean() if fraction.size else math.nan),
+            "mean": finite(fraction.mean() if fraction.size else math.nan),
+            "median": finite(np.median(fraction) if fraction.size else math.nan),
+            "pct_between_40_and_60": finite(100 * ((fraction >= 0.4) & (fraction <= 0.6)).mean() if fraction.size else math.nan),
         },
     }
-    _write_json(out_json, result)
+    write_json(out_json, result)
     return result
 
 
@@ -348,10 +339,10 @@ def oscillation(trajectory_path, lca_path, out_json, out_layers, out_traces, win
         "iterations": int(T),
         # Table S2's convention: T over the mean number of changes per parameter (all parameters)
         "weight_direction_changes_mean": mean_turns,
-        "iterations_per_weight_direction_change": _finite(every(mean_turns)),
+        "iterations_per_weight_direction_change": finite(every(mean_turns)),
         "gradient_stored": has_grad,
         "gradient_sign_changes_mean": float(crossings.changes.mean()) if crossings is not None else None,
-        "iterations_per_gradient_sign_change": _finite(every(float(crossings.changes.mean()))) if crossings is not None else None,
+        "iterations_per_gradient_sign_change": finite(every(float(crossings.changes.mean()))) if crossings is not None else None,
         "gradient_note": None if has_grad else "not measured: set lca.store_gradients: true and rerun the gradient jobs",
         "traces": {
             "layer": layout.layers[-1],
@@ -360,7 +351,7 @@ def oscillation(trajectory_path, lca_path, out_json, out_layers, out_traces, win
             **{role: {"index_in_tensor": j, "net_lca": float(net[j])} for role, j in chosen.items()},
         },
     }
-    _write_json(out_json, result)
+    write_json(out_json, result)
     return result
 
 
@@ -466,7 +457,7 @@ def synchronization(
             "p_smallest_possible": 1 / (repeats + 1),
         }
     write_tsv(out_moments, {k: np.array(v) for k, v in rows.items()})
-    _write_json(out_json, result)
+    write_json(out_json, result)
     return result
 
 
@@ -493,7 +484,10 @@ def units_of(layout: Layout, layer: str) -> tuple[int | None, str]:
     odd = [j for j in members if layout.shapes[j][0] != units]
     if odd:
         j = odd[0]
-        return None, f"its tensors do not share an output-unit axis ({layout.names[kernel]} has {units} rows, {layout.names[j]} {layout.shapes[j][0]})"
+        return (
+            None,
+            f"its tensors do not share an output-unit axis ({layout.names[kernel]} has {units} rows, {layout.names[j]} {layout.shapes[j][0]})",
+        )
     return units, ""
 
 
@@ -551,7 +545,9 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
                 continue
             groups = _correlation_groups(layout.shapes[kernel], rng, nodes, per_node)
             corr_cols[name] = {g: [layout.offsets[kernel] + idx for idx in v] for g, v in groups.items()}
-        followed = np.unique(np.concatenate([np.concatenate(v) for d in corr_cols.values() for v in d.values()] or [np.empty(0, int)]))
+        followed = np.unique(
+            np.concatenate([np.concatenate(v) for d in corr_cols.values() for v in d.values()] or [np.empty(0, int)])
+        )
         neuron_lca = {name: np.zeros((T, units[name][0])) for name in with_units}
         totals = np.zeros(K)
         traces = np.zeros((T, followed.size), dtype=np.float32)  # T x (a few thousand): float32 halves it
@@ -585,7 +581,7 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
                 corr_rows["group"].append(g)
                 corr_rows["node"].append(node)
                 corr_rows["mean_correlation"].append(v)
-        summary = {g: _finite(np.nanmean(v)) if np.isfinite(v).any() else None for g, v in values.items()}
+        summary = {g: finite(np.nanmean(v)) if np.isfinite(v).any() else None for g, v in values.items()}
         for g in ("same_output", "same_input"):
             a, b = values[g][np.isfinite(values[g])], values["baseline"][np.isfinite(values["baseline"])]
             ks = sps.ks_2samp(a, b) if a.size and b.size else None
@@ -610,7 +606,10 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
                 spec_rows[f"top{k + 1}_share"].append(shares[n, k])
             spec_rows["top_classes"].append(",".join(classes[c] for c in order[n]))
         valid = np.isfinite(shares[:, 0])
-        spec_summary[name] = {f"pct_neurons_top{k + 1}_over_80pct": _finite(100 * (shares[valid, k] > 0.8).mean()) if valid.any() else None for k in range(3)}
+        spec_summary[name] = {
+            f"pct_neurons_top{k + 1}_over_80pct": finite(100 * (shares[valid, k] > 0.8).mean()) if valid.any() else None
+            for k in range(3)
+        }
         if name == with_units[0]:
             # S22: the first layer's most specialised neurons (among the half that helped most)
             helped = help_by_class.sum(1)
@@ -658,5 +657,5 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
     result = {"correlation": corr_summary, "specialization": spec_summary, "n_top": n_top, "skipped_layers": skipped}
     if not per_class:
         result["specialization_skipped"] = f"skipped: {NO_CLASSES_REASON}"
-    _write_json(out_json, result)
+    write_json(out_json, result)
     return result

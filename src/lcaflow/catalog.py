@@ -16,7 +16,7 @@ TEST_SIZE = {"fashion_mnist": 10000, "mnist": 10000, "cifar10": 10000}
 
 
 def is_import_path(ref: str) -> bool:
-    """"<file.py>:<callable>" or "<dotted.module>:<callable>" rather than a registered name."""
+    """ "<file.py>:<callable>" or "<dotted.module>:<callable>" rather than a registered name."""
     return ":" in ref
 
 

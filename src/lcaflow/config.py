@@ -12,6 +12,7 @@ import jsonschema
 
 from .catalog import OFFICIAL_TRAIN_SIZE, is_builtin_dataset, is_import_path
 from .errors import ConfigError, LCAError
+from .spec import LATER_KEYS, RunSpec
 
 SCHEMA: dict = json.loads(resources.files(__package__).joinpath("config.schema.json").read_text())
 
@@ -196,7 +197,9 @@ def _recorded_runs(cfg: dict) -> None:
             except LCAError as err:
                 raise ConfigError(str(err)) from err
             if run.setdefault("iterations", steps) != steps:
-                raise ConfigError(f"config: runs.{name}.iterations: {run['iterations']}, but {run['trajectory']} holds {steps} steps; remove iterations")
+                raise ConfigError(
+                    f"config: runs.{name}.iterations: {run['iterations']}, but {run['trajectory']} holds {steps} steps; remove iterations"
+                )
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -220,7 +223,9 @@ def _expand_experiments(cfg: dict) -> None:
     for name, exp in cfg["experiments"].items():
         where = f"config: experiments.{name}"
         if ("runs" in exp) == ("base" in exp):
-            raise ConfigError(f"{where}: give either runs (a list of runs) or base (a run to vary over seeds), not {'both' if 'runs' in exp else 'neither'}")
+            raise ConfigError(
+                f"{where}: give either runs (a list of runs) or base (a run to vary over seeds), not {'both' if 'runs' in exp else 'neither'}"
+            )
         if "runs" in exp:
             for key in ("seeds", "changes"):
                 if exp.get(key):
@@ -269,7 +274,6 @@ def _check_analysis(cfg: dict) -> None:
 
 def _check_run(name: str, run: dict) -> None:
     from .models import ARCHITECTURES  # late import: torch is heavy and not needed for the schema
-    from .spec import RunSpec
 
     where = f"runs.{name}"
     opt = run["optimizer"]
@@ -277,7 +281,9 @@ def _check_run(name: str, run: dict) -> None:
     if opt["lr"] == "paper":
         key = (run["architecture"], opt["name"], opt["name"] == "sgd" and not opt.get("momentum"))
         if key not in PAPER_LR:
-            raise ConfigError(f"config: {where}.optimizer.lr: the paper gives no rate for {run['architecture']} with {opt['name']}; give a number")
+            raise ConfigError(
+                f"config: {where}.optimizer.lr: the paper gives no rate for {run['architecture']} with {opt['name']}; give a number"
+            )
         opt["lr"] = PAPER_LR[key]
     if not custom and run["architecture"] not in ARCHITECTURES:
         raise ConfigError(
@@ -292,7 +298,7 @@ def _check_run(name: str, run: dict) -> None:
         if key in opt and opt["name"] != owner:
             raise ConfigError(f"config: {where}.optimizer.{key} applies to {owner} only; remove it for {opt['name']}")
     spec = RunSpec.of(name, run)
-    spec.loss  # imports a loss given by path: one line now rather than in a job
+    _ = spec.loss  # a loss given by path is imported now: one line rather than in a job
     # a model given by path is imported and the groups applied now: one line rather than in a job
     layout = spec.meta_layout() if custom or run["groups"] or run.get("layers") else None
     _check_layers(where, run, layout)
@@ -321,16 +327,22 @@ def _check_layers(where: str, run: dict, layout) -> None:
     if not overrides:
         return
     if run["trajectory"]:
-        raise ConfigError(f"config: {where}.layers: per-layer optimiser settings apply to training; a recorded run was trained by your loop")
+        raise ConfigError(
+            f"config: {where}.layers: per-layer optimiser settings apply to training; a recorded run was trained by your loop"
+        )
     for layer, setting in overrides.items():
         if layout is not None and layer not in layout.layers:
-            raise ConfigError(f"config: {where}.layers.{layer}: no such layer in {run['architecture']}; its layers: {', '.join(layout.layers)}")
+            raise ConfigError(
+                f"config: {where}.layers.{layer}: no such layer in {run['architecture']}; its layers: {', '.join(layout.layers)}"
+            )
         if "momentum" in setting and run["optimizer"]["name"] != "sgd":
             raise ConfigError(f"config: {where}.layers.{layer}.momentum applies to sgd only")
         if setting["freeze"] and setting["freeze_at"] is not None:
             raise ConfigError(f"config: {where}.layers.{layer}: freeze and freeze_at both given; keep one")
         if setting["freeze_at"] is not None and setting["freeze_at"] >= run["iterations"]:
-            raise ConfigError(f"config: {where}.layers.{layer}.freeze_at: {setting['freeze_at']} is not below iterations {run['iterations']}")
+            raise ConfigError(
+                f"config: {where}.layers.{layer}.freeze_at: {setting['freeze_at']} is not below iterations {run['iterations']}"
+            )
 
 
 def optimizer_settings(run: dict) -> dict:
@@ -348,17 +360,11 @@ def optimizer_settings(run: dict) -> dict:
 # Run settings that never change the numbers: left out of the fingerprint and of the rules' params,
 # so changing them reuses what was computed.
 NO_EFFECT_RUN_KEYS = ("checkpoint_every",)
-# Run settings added after runs were made: at their defaults they are left out too, so that runs made
-# before them keep their fingerprint and params (nothing is recomputed after an upgrade).
-LATER_KEYS = {"dataset_args": {}, "architecture_args": {}, "loss": "cross_entropy", "groups": {}, "trajectory": None, "validation": "split"}
-
-
-def full_run(run: dict) -> dict:
-    """A run as jobs get it (numerics_of leaves out the later keys at their defaults) with those defaults back."""
-    return {**copy.deepcopy(LATER_KEYS), **run}
 
 
 def numerics_of(run: dict) -> dict:
+    """The run settings that change its numbers. The keys added after runs were made (spec.LATER_KEYS) are
+    left out at their defaults, so that runs made before them keep their fingerprint and params."""
     return {k: v for k, v in run.items() if k not in NO_EFFECT_RUN_KEYS and not (k in LATER_KEYS and v == LATER_KEYS[k])}
 
 

@@ -124,14 +124,18 @@ def _stack(ds, where: str, part: str) -> tuple[np.ndarray, np.ndarray]:
     for i in range(n):
         item = ds[i]
         if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ConfigError(f"{where}: item {i} of the {part} set is a {type(item).__name__}{'' if not isinstance(item, (tuple, list)) else f' of {len(item)}'}, not an (input, target) pair")
+            raise ConfigError(
+                f"{where}: item {i} of the {part} set is a {type(item).__name__}{'' if not isinstance(item, (tuple, list)) else f' of {len(item)}'}, not an (input, target) pair"
+            )
         try:
             xs.append(_as_array(item[0], "an input"))
             ys.append(_as_array(item[1], "a target"))
         except ValueError as err:
             raise ConfigError(f"{where}: item {i} of the {part} set: {err}") from err
         if xs[-1].shape != xs[0].shape or ys[-1].shape != ys[0].shape:
-            raise ConfigError(f"{where}: item {i} of the {part} set has shapes {xs[-1].shape}, {ys[-1].shape}, item 0 {xs[0].shape}, {ys[0].shape}; give items of one shape")
+            raise ConfigError(
+                f"{where}: item {i} of the {part} set has shapes {xs[-1].shape}, {ys[-1].shape}, item 0 {xs[0].shape}, {ys[0].shape}; give items of one shape"
+            )
     if not xs:
         return np.zeros((0,), np.float32), np.zeros((0,), np.int64)
     return np.stack(xs), np.stack(ys)
@@ -149,7 +153,9 @@ def load_user_dataset(ref: str, args: dict, where: str) -> dict:
     if len(x_train) == 0:
         raise ConfigError(f"{where}: the train set of {ref} is empty")
     if len(x_test) and (x_test.shape[1:] != x_train.shape[1:] or y_test.shape[1:] != y_train.shape[1:]):
-        raise ConfigError(f"{where}: train and test items differ in shape ({x_train.shape[1:]} vs {x_test.shape[1:]}); give items of one shape")
+        raise ConfigError(
+            f"{where}: train and test items differ in shape ({x_train.shape[1:]} vs {x_test.shape[1:]}); give items of one shape"
+        )
     if x_train.dtype.kind == "f" and not np.isfinite(x_train).all():
         raise ConfigError(f"{where}: the train set of {ref} has non-finite inputs (NaN or inf); clean the data")
     if len(x_test) == 0:
@@ -197,7 +203,9 @@ def _to_tensor(x: np.ndarray, raw: bool, device) -> torch.Tensor:
     return torch.from_numpy(x).to(device=device, dtype=torch.float32).div_(255.0)
 
 
-def load_examples(data_path: str | Path, index_sets: list[np.ndarray], device="cpu", sources: list[str] | None = None) -> list[Split]:
+def load_examples(
+    data_path: str | Path, index_sets: list[np.ndarray], device="cpu", sources: list[str] | None = None
+) -> list[Split]:
     """One Split per index set into the official training set (or, per `sources`, "train" or "test"; the
     file is read once). Built-in images are scaled by 1/255 as the paper (no mean subtraction)."""
     sources = sources or ["train"] * len(index_sets)
@@ -221,6 +229,7 @@ def data_file_info(data_path: str | Path) -> dict:
             "n_test": f["x_test"].shape[0],
             "input_shape": tuple(f["x_train"].shape[1:]),
             "classes": list(f["classes"].asstr()[()]),
+            "targets": f"{f['y_train'].dtype} {tuple(f['y_train'].shape[1:]) or 'scalars'}",
         }
 
 
@@ -231,7 +240,9 @@ def run_split(info: dict, run: dict, where: str) -> dict:
     n_train, n_test = info["n_train"], info["n_test"]
     if run.get("validation", "split") == "test":
         if n_test == 0:
-            raise ConfigError(f"{where}.validation: test, but the dataset's test set is empty; return a test set or use validation: split")
+            raise ConfigError(
+                f"{where}.validation: test, but the dataset's test set is empty; return a test set or use validation: split"
+            )
         train = np.arange(n_train)
         val = np.arange(n_test)
         if run["train_size"] is not None:
@@ -242,6 +253,8 @@ def run_split(info: dict, run: dict, where: str) -> dict:
     if run["val_size"] >= n_train:
         raise ConfigError(f"{where}.val_size: {run['val_size']} leaves no training data out of {n_train}")
     if run["train_size"] is not None and run["train_size"] > n_train - run["val_size"]:
-        raise ConfigError(f"{where}.train_size: {run['train_size']} exceeds the {n_train - run['val_size']} examples left after the split")
+        raise ConfigError(
+            f"{where}.train_size: {run['train_size']} exceeds the {n_train - run['val_size']} examples left after the split"
+        )
     train, val = make_split(n_train, run["val_size"], run["train_size"], run["split_seed"])
     return {"train_indices": train, "val_indices": val, "val_source": "train"}

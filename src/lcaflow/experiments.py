@@ -7,8 +7,8 @@ import json
 import numpy as np
 
 from . import stats
-from .analysis import _finite, _write_json
 from .errors import ConfigError
+from .io import finite, write_json
 from .summary import write_tsv
 from .tables import read_tsv
 
@@ -65,11 +65,22 @@ def experiment(name: str, run_names, layer_tsvs, grounding_jsons, out_tsv, out_j
     result = {
         "experiment": name,
         "runs": list(run_names),
-        "final_train_loss": {"mean": float(final.mean()), "std": _finite(final.std(ddof=1)) if len(final) > 1 else None, "values": final},
-        "final_val_loss": {"mean": float(final_val.mean()), "std": _finite(final_val.std(ddof=1)) if len(final) > 1 else None, "values": final_val},
-        "layers": {layer: {"mean_lca": rows["mean_lca"][j], "p_value": _finite(rows["p_value"][j]), "verdict": rows["verdict"][j]} for j, layer in enumerate(data["layers"])},
+        "final_train_loss": {
+            "mean": float(final.mean()),
+            "std": finite(final.std(ddof=1)) if len(final) > 1 else None,
+            "values": final,
+        },
+        "final_val_loss": {
+            "mean": float(final_val.mean()),
+            "std": finite(final_val.std(ddof=1)) if len(final) > 1 else None,
+            "values": final_val,
+        },
+        "layers": {
+            layer: {"mean_lca": rows["mean_lca"][j], "p_value": finite(rows["p_value"][j]), "verdict": rows["verdict"][j]}
+            for j, layer in enumerate(data["layers"])
+        },
     }
-    _write_json(out_json, result)
+    write_json(out_json, result)
     return result
 
 

@@ -14,9 +14,8 @@ from .integrate import SPLITS, Endpoint, make_quadrature
 from .io import atomic_h5, create_matrix
 from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
-from .spec import RunSpec
+from .spec import RunData, RunSpec
 from .trajectory import iter_rows, read_trajectory_meta
-from .training import RunData
 
 CHUNK_FORMAT_VERSION = 2  # 2: per-layer LCA and gradient norms
 

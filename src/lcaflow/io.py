@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from .errors import CorruptFileError
 
@@ -51,6 +53,26 @@ def create_matrix(group: h5py.Group, name: str, n_rows: int, n_cols: int, compre
         chunks=(min(n_rows, 16), -(-n_cols // col_chunks)),
         **_COMPRESSION[compression],
     )
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value))
+
+
+def write_json(path, data: dict) -> None:
+    """A JSON table written atomically, numpy values included; NaN is refused (use `finite`)."""
+    tmp = Path(f"{path}.partial")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def finite(x: float) -> float | None:
+    """JSON has no NaN: unmeasurable values become null."""
+    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def versions() -> dict:

@@ -48,18 +48,26 @@ class Loss:
         if not isinstance(outputs, torch.Tensor):
             raise ConfigError(f"{where}: the model returned a {type(outputs).__name__}; the loss {self.name} needs a tensor")
         if self.target_dtype == "integer" and (targets.dtype.is_floating_point or targets.dtype == torch.bool):
-            raise ConfigError(f"{where}: loss {self.name} needs integer targets, the dataset gives {targets.dtype}; change the dataset or the loss")
+            raise ConfigError(
+                f"{where}: loss {self.name} needs integer targets, the dataset gives {targets.dtype}; change the dataset or the loss"
+            )
         if self.target_dtype == "float" and not targets.dtype.is_floating_point:
-            raise ConfigError(f"{where}: loss {self.name} needs float targets, the dataset gives {targets.dtype}; change the dataset or the loss")
+            raise ConfigError(
+                f"{where}: loss {self.name} needs float targets, the dataset gives {targets.dtype}; change the dataset or the loss"
+            )
         expect = _SHAPES.get(self.name)
         if expect is not None:
             problem = expect(outputs.shape, targets.shape)
             if problem:
-                raise ConfigError(f"{where}: outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} do not fit loss {self.name} ({problem})")
+                raise ConfigError(
+                    f"{where}: outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} do not fit loss {self.name} ({problem})"
+                )
         try:
             values = self.per_example(outputs, targets)
         except Exception as err:
-            raise ConfigError(f"{where}: loss {self.name} failed on outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); make them fit") from err
+            raise ConfigError(
+                f"{where}: loss {self.name} failed on outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); make them fit"
+            ) from err
         if not isinstance(values, torch.Tensor) or values.shape != (len(targets),):
             got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
             raise ConfigError(f"{where}: loss {self.name} must return one loss per example, shape ({len(targets)},), got {got}")
@@ -107,5 +115,7 @@ def resolve_loss(ref: str, where: str) -> Loss:
     from .plugins import load_callable
 
     if not is_import_path(ref):
-        raise ConfigError(f"{where}: unknown loss {ref!r}; choose one of {', '.join(BUILTIN_LOSSES)} or give <file.py>:<callable>")
+        raise ConfigError(
+            f"{where}: unknown loss {ref!r}; choose one of {', '.join(BUILTIN_LOSSES)} or give <file.py>:<callable>"
+        )
     return Loss(ref, load_callable(ref, where))

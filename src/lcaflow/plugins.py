@@ -26,12 +26,20 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
-@functools.cache
 def _import_file(path: str, where: str):
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"{where}: file {path} not found (looked in {Path.cwd()}); give a path relative to where snakemake runs, or absolute")
+        raise ConfigError(
+            f"{where}: file {path} not found (looked in {Path.cwd()}); give a path relative to where snakemake runs, or absolute"
+        )
     file = file.resolve()
+    return _load(str(file), file.stat().st_mtime_ns, path, where)
+
+
+@functools.cache
+def _load(resolved: str, mtime_ns: int, path: str, where: str):
+    """Import a file once per version of it (keyed by its absolute path and modification time)."""
+    file = Path(resolved)
     name = f"lcaflow_user_{file.stem}_{hashlib.sha256(str(file).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
@@ -57,7 +65,9 @@ def load_callable(ref: str, where: str):
         try:
             module = importlib.import_module(module_ref)
         except ModuleNotFoundError as err:
-            raise ConfigError(f"{where}: no module {module_ref!r} ({_first_line(err)}); install it or give a .py file path") from err
+            raise ConfigError(
+                f"{where}: no module {module_ref!r} ({_first_line(err)}); install it or give a .py file path"
+            ) from err
         except Exception as err:
             raise ConfigError(f"{where}: importing {module_ref} failed ({_first_line(err)}); fix the module") from err
     target = getattr(module, attr, None)
@@ -75,6 +85,8 @@ def call_user(ref: str, where: str, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except TypeError as err:
-        raise ConfigError(f"{where}: calling {ref} failed ({_first_line(err)}); check its arguments against its signature") from err
+        raise ConfigError(
+            f"{where}: calling {ref} failed ({_first_line(err)}); check its arguments against its signature"
+        ) from err
     except Exception as err:
         raise ConfigError(f"{where}: {ref} raised {_first_line(err)}; fix it or its arguments") from err

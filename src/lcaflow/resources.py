@@ -12,10 +12,11 @@ from functools import cache
 from pathlib import Path
 
 from .catalog import INPUT_SHAPE, OFFICIAL_TRAIN_SIZE, TEST_SIZE, is_builtin_dataset, is_import_path
-from .config import full_run, n_chunks
+from .config import n_chunks
 from .errors import LCAError
 from .io import open_h5
 from .progress import log
+from .spec import full_run
 
 NUM_CLASSES = 10
 # Conservative sustained rates for the runtime request (measured: MNIST-FC passes run at ~90 GFLOP/s
@@ -31,7 +32,10 @@ def _cost(model, x) -> tuple[int, float, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
     activations = []
-    hooks = [m.register_forward_hook(lambda m, i, o: activations.append(o.numel() if isinstance(o, torch.Tensor) else 0)) for m in model.modules()]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: activations.append(o.numel() if isinstance(o, torch.Tensor) else 0))
+        for m in model.modules()
+    ]
     with FlopCounterMode(display=False) as counter:
         model(x).float().sum().backward()
     for hook in hooks:
@@ -93,7 +97,9 @@ class RunSize:
         if data_path is None or not Path(data_path).is_file():
             return None
         try:
-            K, flops, activations, n_official, n_test, numel = _user_cost(json.dumps(run, sort_keys=True), str(data_path), Path(data_path).stat().st_mtime)
+            K, flops, activations, n_official, n_test, numel = _user_cost(
+                json.dumps(run, sort_keys=True), str(data_path), Path(data_path).stat().st_mtime
+            )
         except Exception as err:  # sizing is advice: the jobs report real problems themselves
             log.warning(f"cannot size the run from {data_path} ({type(err).__name__}: {err}); using default resources")
             return None

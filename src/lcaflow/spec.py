@@ -5,11 +5,28 @@ raw settings; this is the one place where architecture, dataset and loss names b
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cached_property
 
 from .catalog import INPUT_SHAPE, NUM_CLASSES, data_key, is_builtin_dataset, is_import_path
-from .errors import ConfigError
+from .errors import ConfigError, DivergenceError
+
+# Run settings added after runs were made, with their defaults: jobs get a run without them when they
+# are at their defaults (config.numerics_of), so that older runs keep their fingerprint and params.
+LATER_KEYS = {
+    "dataset_args": {},
+    "architecture_args": {},
+    "loss": "cross_entropy",
+    "groups": {},
+    "trajectory": None,
+    "validation": "split",
+}
+
+
+def full_run(run: dict) -> dict:
+    """A run as a job gets it, with the later keys' defaults back."""
+    return {**copy.deepcopy(LATER_KEYS), **run}
 
 
 @dataclass(frozen=True)
@@ -19,8 +36,6 @@ class RunSpec:
 
     @classmethod
     def of(cls, name: str, run: dict) -> RunSpec:
-        from .config import full_run
-
         return cls(name, full_run(run))
 
     def where(self, key: str) -> str:
@@ -69,7 +84,12 @@ class RunSpec:
         from .models import build_model
 
         return build_model(
-            self.architecture, input_shape, num_classes, self.run["seed"], self.run.get("architecture_args"), self.where("architecture")
+            self.architecture,
+            input_shape,
+            num_classes,
+            self.run["seed"],
+            self.run.get("architecture_args"),
+            self.where("architecture"),
         )
 
     def layout(self, model):
@@ -92,6 +112,61 @@ class RunSpec:
         except Exception:  # user code that needs real tensors to build: build it for real (or say why not)
             model = self.build_model(shape, classes)
         return self.layout(model)
+
+
+class RunData:
+    """What a run's stages need of its data file: the split, the examples, the classes, the model's input."""
+
+    def __init__(self, spec: RunSpec, data_path, device, split: dict | None = None):
+        from .data import data_file_info, load_examples, run_split
+        from .losses import NO_CLASSES
+
+        info = data_file_info(data_path)
+        self.split = split if split is not None else run_split(info, spec.run, spec.where("")[:-1])
+        self.input_shape = info["input_shape"]
+        self.per_class = spec.loss.has_classes
+        if self.per_class and not info["classes"]:
+            raise ConfigError(
+                f"{spec.where('loss')}: loss cross_entropy needs integer class indices as targets, the dataset gives {info['targets']}; "
+                "choose another loss (mse, token_cross_entropy or your own)"
+            )
+        self.classes = info["classes"] if self.per_class else NO_CLASSES
+        self.train, self.val = load_examples(
+            data_path, [self.split["train_indices"], self.split["val_indices"]], device, ["train", self.split["val_source"]]
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_labels(self, part):
+        """The class of every example (all 0 without classes): the objective groups examples by it."""
+        import torch
+
+        return part.y if self.per_class else torch.zeros(len(part.y), dtype=torch.int64, device=part.y.device)
+
+
+def probe(spec: RunSpec, model, data: RunData) -> None:
+    """A forward pass on a few training examples at theta_0: outputs and targets must fit the loss and the
+    loss must be finite, before any expensive work (one line otherwise)."""
+    import torch
+
+    x, y = data.train.x[:8], data.train.y[:8]
+    where = spec.where("loss")
+    try:
+        with torch.no_grad():
+            outputs = model(x)
+    except Exception as err:
+        raise ConfigError(
+            f"{spec.where('architecture')}: the model failed on inputs {tuple(x.shape)} {x.dtype} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); make it accept the dataset's inputs"
+        ) from err
+    spec.loss.check(outputs, y, where)
+    value = spec.loss.mean(outputs, y)
+    if not torch.isfinite(value):
+        raise DivergenceError(
+            f"run {spec.name}: the loss at theta_0 is {value.item()} on the first examples; check the model's initialisation and the data"
+        )
 
 
 def resolve_device(name: str):

@@ -10,14 +10,12 @@ import numpy as np
 import torch
 
 from .config import optimizer_settings, run_fingerprint
-from .data import Split, data_file_info, load_examples, run_split
 from .errors import ConfigError, DivergenceError, LCAError
 from .io import atomic_h5
 from .layout import same_parameters
-from .losses import NO_CLASSES
 from .models import flat_params
 from .progress import Progress, log
-from .spec import RunSpec
+from .spec import RunData, RunSpec, probe
 from .trajectory import read_recorded, write_run_trajectory
 
 
@@ -141,49 +139,6 @@ class Checkpoint:
             pass
 
 
-class RunData:
-    """What a run's stages need of its data file: the split, the examples, the classes, the model's input."""
-
-    def __init__(self, spec: RunSpec, data_path, device, split: dict | None = None):
-        info = data_file_info(data_path)
-        self.split = split if split is not None else run_split(info, spec.run, spec.where("")[:-1])
-        self.input_shape = info["input_shape"]
-        self.per_class = spec.loss.has_classes
-        if self.per_class and not info["classes"]:
-            raise ConfigError(f"{spec.where('loss')}: cross_entropy needs class-index targets (N,), the dataset's are not; choose another loss")
-        self.classes = info["classes"] if self.per_class else NO_CLASSES
-        self.train, self.val = load_examples(
-            data_path, [self.split["train_indices"], self.split["val_indices"]], device, ["train", self.split["val_source"]]
-        )
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def class_labels(self, part: Split) -> torch.Tensor:
-        """The class of every example (all 0 without classes): the objective groups examples by it."""
-        return part.y if self.per_class else torch.zeros(len(part.y), dtype=torch.int64, device=part.y.device)
-
-
-def probe(spec: RunSpec, model, data: RunData) -> None:
-    """A forward pass on a few training examples at theta_0: outputs and targets must fit the loss and the
-    loss must be finite, before any expensive work (one line otherwise)."""
-    x, y = data.train.x[:8], data.train.y[:8]
-    where = spec.where("loss")
-    try:
-        with torch.no_grad():
-            outputs = model(x)
-    except Exception as err:
-        raise ConfigError(
-            f"{spec.where('architecture')}: the model failed on inputs {tuple(x.shape)} {x.dtype} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); make it accept the dataset's inputs"
-        ) from err
-    spec.loss.check(outputs, y, where)
-    value = spec.loss.mean(outputs, y)
-    if not torch.isfinite(value):
-        raise DivergenceError(f"run {spec.name}: the loss at theta_0 is {value.item()} on the first examples; check the model's initialisation and the data")
-
-
 def train(
     run_name: str, run: dict, data_path: str, out_path: str, checkpoint_dir: str, checkpoint_every: int | None = None
 ) -> None:
@@ -243,7 +198,9 @@ def train(
 
     ckpt.rows.flush()
     with atomic_h5(out_path) as f:
-        write_run_trajectory(f, ckpt.rows, T + 1, minibatch_loss, layout, data.classes, data.split, _run_attrs(run_name, run, data))
+        write_run_trajectory(
+            f, ckpt.rows, T + 1, minibatch_loss, layout, data.classes, data.split, _run_attrs(run_name, run, data)
+        )
     ckpt.remove()
     log.info(f"wrote {out_path}: params ({T + 1}, {K}), final minibatch loss {minibatch_loss[-1]:.4f}")
 
@@ -264,7 +221,9 @@ def _run_attrs(run_name: str, run: dict, data: RunData) -> dict:
 def _check_layer_settings(spec: RunSpec, layout) -> None:
     for layer in spec.run.get("layers") or {}:
         if layer not in layout.layers:
-            raise ConfigError(f"{spec.where('layers')}.{layer}: no such layer (group); the run's groups: {', '.join(layout.layers)}")
+            raise ConfigError(
+                f"{spec.where('layers')}.{layer}: no such layer (group); the run's groups: {', '.join(layout.layers)}"
+            )
 
 
 def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_path: str) -> None:
@@ -288,12 +247,21 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
     probe(spec, model, data)
     n_rows, K = recorded["shape"]
     if n_rows - 1 != run["iterations"]:
-        raise ConfigError(f"{where}: {source} holds {n_rows - 1} steps but iterations is {run['iterations']}; remove iterations or record again")
+        raise ConfigError(
+            f"{where}: {source} holds {n_rows - 1} steps but iterations is {run['iterations']}; remove iterations or record again"
+        )
     from .io import open_h5
 
     with open_h5(source, "recorded trajectory") as f, atomic_h5(out_path) as out:
         write_run_trajectory(
-            out, f["params"], n_rows, recorded["minibatch_loss"], layout, data.classes, data.split,
-            {**_run_attrs(run_name, run, data), "recorded_from": str(source)}, check_finite=f"{where}: {source}",
+            out,
+            f["params"],
+            n_rows,
+            recorded["minibatch_loss"],
+            layout,
+            data.classes,
+            data.split,
+            {**_run_attrs(run_name, run, data), "recorded_from": str(source)},
+            check_finite=f"{where}: {source}",
         )
     log.info(f"wrote {out_path}: {n_rows - 1} recorded steps of {source}, K={K}")

@@ -30,11 +30,15 @@ def copy_rows(dest: h5py.Dataset, rows, n_rows: int, n_cols: int, check_finite: 
         block = rows[a : a + per_block]
         if check_finite and not np.isfinite(block).all():
             bad = a + int(np.flatnonzero(~np.isfinite(block).all(1))[0])
-            raise DivergenceError(f"{check_finite}: theta_{bad} has non-finite parameters; the training diverged there: record a run that does not")
+            raise DivergenceError(
+                f"{check_finite}: theta_{bad} has non-finite parameters; the training diverged there: record a run that does not"
+            )
         dest[a : a + per_block] = block
 
 
-def write_run_trajectory(out, rows, n_rows: int, minibatch_loss, layout: Layout, classes, split: dict, attrs: dict, check_finite=None):
+def write_run_trajectory(
+    out, rows, n_rows: int, minibatch_loss, layout: Layout, classes, split: dict, attrs: dict, check_finite=None
+):
     """Fill an open (atomic) HDF5 file `out` with a run's trajectory: rows, losses, layout, classes,
     the split (train_indices, val_indices, val_source) and the run attributes."""
     params = create_matrix(out, "params", n_rows, layout.num_params)
@@ -121,7 +125,9 @@ class TrajectoryRecorder:
     def _append(self, row: np.ndarray, which: str) -> None:
         if not np.isfinite(row).all():
             self._flush()
-            raise DivergenceError(f"{self.tmp}: {which} has non-finite parameters; the training diverged: lower the learning rate")
+            raise DivergenceError(
+                f"{self.tmp}: {which} has non-finite parameters; the training diverged: lower the learning rate"
+            )
         self._buffer.append(row)
         if len(self._buffer) == 16:
             self._flush()

@@ -1,10 +1,10 @@
 """My own training loop, recorded for LCA."""
 
 import torch
-
-import lcaflow
 from datasets import characters
 from models import char_model
+
+import lcaflow
 
 torch.manual_seed(0)
 train, _ = characters()
