@@ -29,6 +29,9 @@ SKIP = {
     "--report": "needs finished results; test_workflow.py::test_report_gathers_the_figures makes a report from a real run",
 }
 NEEDS = {"--sdm": ("conda", "--sdm conda needs conda installed")}
+# Configs whose runs read something the reader makes first (a recorded trajectory): made, small, in the
+# working directory before the dry run, by the command the docs show.
+PREPARE = {"configs/examples/char_transformer.yaml": ["examples/char_transformer/train.py", "--steps", "3"]}
 
 
 @dataclass
@@ -153,13 +156,18 @@ def test_every_command_parses(command):
 def _run(group: list[Command], workdir: Path) -> subprocess.CompletedProcess:
     """The group's command in `workdir` (results and .snakemake land there), from the repository root."""
     (workdir / "config.yaml").symlink_to(REPO / "config.yaml")  # the Snakefile reads it from the workdir
+    (workdir / "examples").symlink_to(REPO / "examples")  # user code is read relative to the workdir
+    path = [str(REPO / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     argv = list(group[0].argv)
+    for config in parse(argv).configfile or []:
+        if str(config) in PREPARE:
+            prepare = [sys.executable, *PREPARE[str(config)]]
+            subprocess.run(prepare, cwd=workdir, check=True, capture_output=True, timeout=300, env=env)
     if len(group) > 1:  # one dry run for all: every target (the default one is `all`)
         targets = set().union(*(c.targets or {"all"} for c in group))
         argv = [*sorted(targets), *group[0].rest]
     extra = [] if RUN_FOR_REAL & set(argv) else ["-n", "--quiet", "rules"]
-    path = [str(REPO / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *argv, "-d", str(workdir), *extra],
         cwd=REPO,

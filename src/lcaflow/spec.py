@@ -38,9 +38,9 @@ class RunSpec:
     def of(cls, name: str, run: dict) -> RunSpec:
         return cls(name, full_run(run))
 
-    def where(self, key: str) -> str:
-        """The config key of a setting, for error messages."""
-        return f"config: runs.{self.name}.{key}"
+    def where(self, key: str | None = None) -> str:
+        """The config key of the run or of one of its settings, for error messages."""
+        return f"config: runs.{self.name}" + (f".{key}" if key else "")
 
     @property
     def architecture(self) -> str:
@@ -122,7 +122,7 @@ class RunData:
         from .losses import NO_CLASSES
 
         info = data_file_info(data_path)
-        self.split = split if split is not None else run_split(info, spec.run, spec.where("")[:-1])
+        self.split = split if split is not None else run_split(info, spec.run, spec.where())
         self.input_shape = info["input_shape"]
         self.per_class = spec.loss.has_classes
         if self.per_class and not info["classes"]:
@@ -148,14 +148,17 @@ class RunData:
 
 def probe(spec: RunSpec, model, data: RunData) -> None:
     """A forward pass on a few training examples at theta_0: outputs and targets must fit the loss and the
-    loss must be finite, before any expensive work (one line otherwise)."""
+    loss must be finite, before any expensive work (one line otherwise). It runs on a copy of the model and
+    of the random state, so that training starts exactly as without it (batch-norm statistics, dropout)."""
+    import copy
+
     import torch
 
     x, y = data.train.x[:8], data.train.y[:8]
     where = spec.where("loss")
     try:
-        with torch.no_grad():
-            outputs = model(x)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            outputs = copy.deepcopy(model)(x)
     except Exception as err:
         raise ConfigError(
             f"{spec.where('architecture')}: the model failed on inputs {tuple(x.shape)} {x.dtype} ({type(err).__name__}: "
