@@ -16,7 +16,7 @@ rule claims:
     conda:
         "../envs/lca.yaml"
     params:
-        runs=RUNS,
+        runs={name: without_later_defaults(run) for name, run in RUNS.items()},
         experiments=EXPERIMENTS,
     script:
         "scripts/claims.py"

@@ -1,11 +1,19 @@
 # Config validation, derived paths and input functions shared by all stages.
+import functools
 import re
 import sys
 
-from lcaflow.config import job_lca_settings, n_chunks, numerics_of, validate_config
+from lcaflow.config import (
+    job_lca_settings,
+    n_chunks,
+    numerics_of,
+    validate_config,
+    without_later_defaults,
+)
 from lcaflow.errors import ConfigError
-from lcaflow.catalog import data_key, is_builtin_dataset
+from lcaflow.catalog import BUILTIN_DATASETS, data_key
 from lcaflow.plugins import source_file
+from lcaflow.spec import RunSpec
 from lcaflow import resources as size
 
 try:
@@ -39,7 +47,7 @@ def one_of(names):
 
 wildcard_constraints:
     run=one_of(sorted(RUNS)),
-    dataset=one_of(sorted(DATASETS)),
+    dataset=one_of(sorted(set(DATASETS) | set(BUILTIN_DATASETS))),
     chunk=r"\d+",
 
 
@@ -61,8 +69,7 @@ def data_file(wildcards):
 
 def dataset_source(wildcards):
     """The .py file of a dataset given by file path: editing it remakes the data file."""
-    ref = DATASETS[wildcards.dataset][0]
-    return [] if is_builtin_dataset(ref) else [f for f in [source_file(ref)] if f]
+    return [f for f in [source_file(DATASETS[wildcards.dataset][0])] if f]
 
 
 def run_sources(wildcards):
@@ -121,11 +128,19 @@ def gradient_runtime(wildcards, attempt):
 
 
 def analysis_mem_mb(wildcards, attempt):
-    groups = len(RUNS[wildcards.run]["groups"]) or 12
     return (
-        size.analysis_mem_mb(RUNS[wildcards.run], data_file(wildcards), groups)
+        size.analysis_mem_mb(
+            RUNS[wildcards.run], data_file(wildcards), n_groups(wildcards.run)
+        )
         * attempt
     )
+
+
+@functools.cache
+def n_groups(run):
+    """The run's parameter groups (layers), from its model built on the meta device; 12 while unknown."""
+    layout = RunSpec.of(run, RUNS[run]).meta_layout()
+    return len(layout.layers) if layout is not None else 12
 
 
 def analysis_runtime(wildcards, attempt):

@@ -1,20 +1,33 @@
 rule data:
+    output:
+        f"{RESULTS}/data/{{dataset}}.h5",
+    log:
+        f"{RESULTS}/logs/data/{{dataset}}.log",
+    wildcard_constraints:
+        dataset=one_of(BUILTIN_DATASETS),
+    conda:
+        "../envs/lca.yaml"
+    script:
+        "scripts/data.py"
+
+
+# A dataset given by import path: its items stacked into a data file. The file of the callable is an
+# input, so editing it remakes the data file; the key (user_<name>_<hash>) covers path and arguments.
+rule user_data:
     input:
         dataset_source,
     output:
         f"{RESULTS}/data/{{dataset}}.h5",
     log:
         f"{RESULTS}/logs/data/{{dataset}}.log",
+    wildcard_constraints:
+        dataset=one_of(sorted(set(DATASETS) - set(BUILTIN_DATASETS))),
     conda:
         "../envs/lca.yaml"
     params:
-        # a dataset given by import path and its arguments (built-in datasets: where they come from
-        # does not change them, so those settings are read in the script, not params)
-        source=lambda w: (
-            None if is_builtin_dataset(DATASETS[w.dataset][0]) else DATASETS[w.dataset]
-        ),
+        source=lambda w: DATASETS[w.dataset],
     script:
-        "scripts/data.py"
+        "scripts/user_data.py"
 
 
 rule data_all:

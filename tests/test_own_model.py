@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import REPO, SNAKEMAKE
 
 import lcaflow
@@ -354,3 +355,110 @@ def test_a_user_run_is_sized_from_its_data_file(in_tmp):
     assert resources.disk_bytes(run, lca, str(in_tmp / "d.h5"))["trajectory"] == 5 * 15 * 4
     assert resources.RunSize.of(run, None) is None
     assert resources.gradient_mem_mb(run, lca) == resources.UNKNOWN_MEM_MB
+
+
+def test_tied_weights_are_one_tensor_of_theta(in_tmp):
+    """A head sharing the embedding's weight (GPT-style) is recorded and evaluated once, under its first name."""
+    from torch import nn
+
+    from lcaflow.models import flat_params, layout_of
+
+    model = nn.Sequential(nn.Embedding(7, 4), nn.Linear(4, 7))
+    model[1].weight = model[0].weight  # (7, 4) both
+    layout = layout_of(model)
+    assert layout.names == ("0.weight", "1.bias") and layout.num_params == 7 * 4 + 7
+    assert flat_params(model, layout).shape == (35,)
+    with lcaflow.TrajectoryRecorder(in_tmp / "tied.h5", model) as recorder:
+        recorder.step(0.0)
+    with h5py.File(in_tmp / "tied.h5") as f:
+        assert f["params"].shape == (2, 35)
+
+
+def test_a_failed_rerecording_leaves_no_old_file_behind(in_tmp):
+    from torch import nn
+
+    model = nn.Linear(4, 3)
+    with lcaflow.TrajectoryRecorder(in_tmp / "rec.h5", model) as recorder:
+        recorder.step(1.0)
+    with pytest.raises(RuntimeError), lcaflow.TrajectoryRecorder(in_tmp / "rec.h5", model):
+        raise RuntimeError("crashed")
+    assert not (in_tmp / "rec.h5").exists()
+
+
+FROZEN = """
+import torch
+from torch import nn
+
+def frozen_backbone():
+    backbone = nn.Linear(4, 4)
+    backbone.requires_grad_(False)
+    return nn.Sequential(backbone, nn.Linear(4, 3))
+"""
+
+
+def test_frozen_parameters_the_model_does_not_rebuild_are_refused(in_tmp):
+    _user_files(in_tmp)
+    (in_tmp / "frozen.py").write_text(FROZEN)
+    torch.manual_seed(123)  # not the run's seed: the frozen layer differs from what the workflow builds
+    model = _load_frozen(in_tmp)
+    _recorded(in_tmp, model)
+    ref = "user_data.py:classes"
+    write_data_file(in_tmp / "d.h5", ref, load_user_dataset(ref, {}, "config: runs.r.dataset"), raw_inputs=True)
+    cfg = validate_config(
+        {"runs": {"r": {"dataset": ref, "architecture": "frozen.py:frozen_backbone", "trajectory": "rec.h5", "val_size": 8}}}
+    )
+    with pytest.raises(
+        ConfigError, match=r"runs.r.trajectory: the model's frozen parameters \(requires_grad False\) differ from the recording's"
+    ):
+        adopt_trajectory("r", cfg["runs"]["r"], "rec.h5", str(in_tmp / "d.h5"), str(in_tmp / "t.h5"))
+    torch.manual_seed(0)  # the run's seed: the same frozen layer
+    _recorded(in_tmp, _load_frozen(in_tmp))
+    adopt_trajectory("r", cfg["runs"]["r"], "rec.h5", str(in_tmp / "d.h5"), str(in_tmp / "t.h5"))
+
+
+def _load_frozen(folder):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("frozen_test_module", folder / "frozen.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.frozen_backbone()
+
+
+def test_layer_and_group_names_that_are_digits(in_tmp):
+    """nn.Sequential's modules are named 0, 1, ...: YAML reads `layers: {1: ...}` as an integer key."""
+    _user_files(in_tmp)
+    cfg = validate_config(
+        yaml.safe_load("""
+runs:
+  r:
+    dataset: fashion_mnist
+    architecture: "user_models.py:linear"
+    architecture_args: {n_in: 784, n_out: 10}
+    optimizer: {name: sgd, lr: 0.1}
+    batch_size: 10
+    iterations: 4
+    layers: {1: {lr_factor: 0.5}}
+""")
+    )
+    assert cfg["runs"]["r"]["layers"] == {"1": {"freeze": False, "freeze_at": None, "lr_factor": 0.5}}
+
+
+def test_a_scalar_parameter_has_no_units():
+    from lcaflow.analysis import units_of
+    from lcaflow.layout import Layout
+
+    layout = Layout(("w", "scale"), ((3, 4), ()), (0, 12), ("g", "g"), ("g",))
+    units, why = units_of(layout, "g")
+    assert units is None and "scale none (a scalar)" in why
+
+
+def test_an_exception_inside_a_dataset_is_one_line(in_tmp):
+    (in_tmp / "broken.py").write_text(
+        "class D:\n    def __len__(self):\n        return 3\n    def __getitem__(self, i):\n        raise OSError('image 2.png unreadable')\n"
+        "def load():\n    return D(), D()\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"reading item 0 of the train set failed \(OSError: image 2.png unreadable\); fix the Dataset"
+    ):
+        load_user_dataset("broken.py:load", {}, "config: runs.r.dataset")

@@ -14,6 +14,6 @@ with stage("train", snakemake.log[0]):
     config = validate_config(snakemake.config)
     existing = [Path(snakemake.input.data), Path(p.checkpoint_dir) / "params.f32"]
     present = sum(f.stat().st_size for f in existing if f.exists())
-    check_free_space(snakemake.wildcards.run, p.run, config["lca"], config["results_dir"], present, snakemake.input.data)
+    check_free_space(snakemake.wildcards.run, p.run, config["lca"], config["results_dir"], present)
     every = config["runs"][snakemake.wildcards.run]["checkpoint_every"]
     train(snakemake.wildcards.run, p.run, snakemake.input.data, snakemake.output[0], p.checkpoint_dir, every)

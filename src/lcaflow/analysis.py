@@ -481,12 +481,13 @@ def units_of(layout: Layout, layer: str) -> tuple[int | None, str]:
     if len(layout.shapes[kernel]) < 2:
         return None, "no weight with an output-unit axis (only vectors)"
     units = layout.shapes[kernel][0]
-    odd = [j for j in members if layout.shapes[j][0] != units]
+    odd = [j for j in members if not layout.shapes[j] or layout.shapes[j][0] != units]
     if odd:
         j = odd[0]
+        rows = layout.shapes[j][0] if layout.shapes[j] else "none (a scalar)"
         return (
             None,
-            f"its tensors do not share an output-unit axis ({layout.names[kernel]} has {units} rows, {layout.names[j]} {layout.shapes[j][0]})",
+            f"its tensors do not share an output-unit axis ({layout.names[kernel]} has {units} rows, {layout.names[j]} {rows})",
         )
     return units, ""
 

@@ -126,7 +126,7 @@ def check(runs: list[RunFacts], experiments: list[ExperimentFacts]) -> list[Clai
         "first, last > 0 (p < 1e-4)",
         "an experiment of plain ResNet-20 SGD runs: first and last layer verdict 'hurts' with p < 1e-4",
     )
-    res = [e for e in experiments if e.runs and all(r.plain and r.run["architecture"] == "resnet20" and r.run["optimizer"]["name"] == "sgd" for r in e.runs)]
+    res = [e for e in experiments if e.runs and all(r.plain and not r.run.get("trajectory") and r.run["architecture"] == "resnet20" and r.run["optimizer"]["name"] == "sgd" for r in e.runs)]
     if res:
         e = max(res, key=lambda e: len(e.runs))
         verdicts, p = list(e.layers["verdict"]), e.layers["p_value"]

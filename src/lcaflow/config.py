@@ -160,6 +160,7 @@ def validate_config(config: dict) -> dict:
     if not isinstance(config, dict):
         raise ConfigError("config: the top level must be a mapping with a 'runs' key")
     cfg = _coerce_strings(copy.deepcopy(config), SCHEMA)
+    _string_names(cfg)
     _recorded_runs(cfg)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
@@ -176,6 +177,15 @@ def validate_config(config: dict) -> dict:
     if lca["trapezoid_tolerance"] is None:
         lca["trapezoid_tolerance"] = lca["tolerance"] / 2
     return cfg
+
+
+def _string_names(cfg: dict) -> None:
+    """Layer and group names as strings: YAML reads `layers: {0: ...}` (an nn.Sequential's module 0) as an int."""
+    runs = cfg.get("runs") if isinstance(cfg, dict) else None
+    for run in (runs if isinstance(runs, dict) else {}).values():
+        for key in ("layers", "groups"):
+            if isinstance(run, dict) and isinstance(run.get(key), dict):
+                run[key] = {str(name): value for name, value in run[key].items()}
 
 
 def _recorded_runs(cfg: dict) -> None:
@@ -362,10 +372,15 @@ def optimizer_settings(run: dict) -> dict:
 NO_EFFECT_RUN_KEYS = ("checkpoint_every",)
 
 
+def without_later_defaults(run: dict) -> dict:
+    """The run without the keys added after runs were made (spec.LATER_KEYS) where they are at their
+    defaults: as params, it keeps the params (and fingerprints) of runs made before those keys."""
+    return {k: v for k, v in run.items() if not (k in LATER_KEYS and v == LATER_KEYS[k])}
+
+
 def numerics_of(run: dict) -> dict:
-    """The run settings that change its numbers. The keys added after runs were made (spec.LATER_KEYS) are
-    left out at their defaults, so that runs made before them keep their fingerprint and params."""
-    return {k: v for k, v in run.items() if k not in NO_EFFECT_RUN_KEYS and not (k in LATER_KEYS and v == LATER_KEYS[k])}
+    """The run settings that change its numbers (see without_later_defaults)."""
+    return {k: v for k, v in without_later_defaults(run).items() if k not in NO_EFFECT_RUN_KEYS}
 
 
 def run_fingerprint(run: dict) -> str:

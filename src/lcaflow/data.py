@@ -122,7 +122,10 @@ def _stack(ds, where: str, part: str) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError(f"{where}: the {part} set is a {type(ds).__name__}, not a torch Dataset with a length") from err
     xs, ys = [], []
     for i in range(n):
-        item = ds[i]
+        try:
+            item = ds[i]
+        except Exception as err:
+            raise ConfigError(f"{where}: reading item {i} of the {part} set failed ({type(err).__name__}: {err}); fix the Dataset") from err
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ConfigError(
                 f"{where}: item {i} of the {part} set is a {type(item).__name__}{'' if not isinstance(item, (tuple, list)) else f' of {len(item)}'}, not an (input, target) pair"

@@ -248,8 +248,10 @@ def layout_of(model: nn.Module, groups: dict[str, str] | None = None, where: str
     names, shapes, offsets, layer_of = [], [], [], []
     offset = 0
     current_layer, current_parent = None, None
+    seen: set[int] = set()  # tied weights (e.g. a head sharing the embedding): one tensor, its first name
     for module_name, module in model.named_modules():
-        own = list(module.named_parameters(recurse=False))
+        own = [(n, p) for n, p in module.named_parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for _, p in own)
         if not own:
             continue
         folds = isinstance(module, _NORM_TYPES) and current_layer is not None and _parent(module_name) == current_parent

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .catalog import INPUT_SHAPE, OFFICIAL_TRAIN_SIZE, TEST_SIZE, is_builtin_dataset, is_import_path
+from .catalog import INPUT_SHAPE, OFFICIAL_TRAIN_SIZE, TEST_SIZE, data_key, is_builtin_dataset, is_import_path
 from .config import n_chunks
 from .errors import LCAError
 from .io import open_h5
@@ -71,10 +71,11 @@ def _user_cost(run_json: str, data_path: str, mtime: float) -> tuple[int, float,
         sample = torch.from_numpy(f["x_train"][:4])
     if sample.dtype == torch.uint8 and not is_import_path(run["dataset"]):
         sample = sample.float()
+    classes = len(info["classes"]) if run["loss"] == "cross_entropy" and info["classes"] else 1
     with torch.device("meta"):
-        model = RunSpec.of("r", run).build_model(info["input_shape"], max(1, len(info["classes"])))
+        model = RunSpec.of("r", run).build_model(info["input_shape"], classes)
         K, flops, activations = _cost(model, sample.to("meta"))
-    return K, flops, activations, info["n_train"], info["n_test"], math.prod(info["input_shape"])
+    return K, flops, activations, info["n_train"], info["n_test"], math.prod(info["input_shape"]), classes
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class RunSize:
     n_val: int
     input_numel: int
     activations_per_example: int
+    num_classes: int = NUM_CLASSES  # rows of the per-class sums (1 for a loss without classes)
+    data_bytes: int | None = None  # a user's data file, which exists before the run starts
 
     @classmethod
     def of(cls, run: dict, data_path: str | None = None) -> RunSize | None:
@@ -97,7 +100,7 @@ class RunSize:
         if data_path is None or not Path(data_path).is_file():
             return None
         try:
-            K, flops, activations, n_official, n_test, numel = _user_cost(
+            K, flops, activations, n_official, n_test, numel, classes = _user_cost(
                 json.dumps(run, sort_keys=True), str(data_path), Path(data_path).stat().st_mtime
             )
         except Exception as err:  # sizing is advice: the jobs report real problems themselves
@@ -107,7 +110,7 @@ class RunSize:
             n_train, n_val = run["train_size"] or n_official, n_test
         else:
             n_train, n_val = run["train_size"] or n_official - run["val_size"], run["val_size"]
-        return cls(K, flops, n_train, n_val, numel, activations)
+        return cls(K, flops, n_train, n_val, numel, activations, classes, Path(data_path).stat().st_size)
 
 
 # Requests for a run whose size is not known yet (a user's model before its data file exists).
@@ -129,7 +132,7 @@ def gradient_mem_mb(run: dict, lca: dict, data_path: str | None = None) -> int:
         return UNKNOWN_MEM_MB
     data = (s.n_train + s.n_val) * s.input_numel * 4 * 2
     rows = (lca["iterations_per_job"] + 1) * s.num_params * 4
-    accumulators = 8 * NUM_CLASSES * s.num_params * 8  # per-class sums of Simpson points, float64
+    accumulators = 8 * s.num_classes * s.num_params * 8  # per-class sums of Simpson points, float64
     activations = min(lca["eval_chunk_size"], s.n_train) * s.activations_per_example * 4 * 3  # outputs, grads, workspace
     return int(BASE_MEM_MB + 1.5 * (data + rows + accumulators + activations) / 2**20)
 
@@ -185,15 +188,15 @@ def disk_bytes(run: dict, lca: dict, data_path: str | None = None) -> dict:
     T, K = run["iterations"], s.num_params
     jobs = n_chunks(T, lca["iterations_per_job"])
     grad = (T + jobs) * K * 4 if lca["store_gradients"] else 0
-    per_class = NUM_CLASSES * K * 8
+    per_class = s.num_classes * K * 8
     return {
         "trajectory": (T + 1) * K * 4,
         "checkpoint": (T + 1) * K * 4,  # the raw row file, removed once the trajectory is written
         "chunks": 2 * T * K * 4 + grad + jobs * per_class,
-        "lca": 2 * T * K * 4 + (grad and (T + 1) * K * 4) + per_class + T * NUM_CLASSES * 64,
+        "lca": 2 * T * K * 4 + (grad and (T + 1) * K * 4) + per_class + T * s.num_classes * 64,
         "data": (OFFICIAL_TRAIN_SIZE[run["dataset"]] + TEST_SIZE[run["dataset"]]) * (s.input_numel + 8)
-        if is_builtin_dataset(run["dataset"])
-        else 0,  # a user's data file exists before the run starts
+        if s.data_bytes is None
+        else s.data_bytes,
     }
 
 
@@ -210,6 +213,8 @@ def check_free_space(
 ) -> None:
     """Stop before training if the results directory cannot hold the whole run
     (`already_there`: bytes of its files that exist already, e.g. the data file or a checkpoint)."""
+    run = full_run(run)
+    data_path = data_path or Path(results_dir) / "data" / f"{data_key(run['dataset'], run['dataset_args'])}.h5"
     need = disk_bytes(run, lca, data_path)
     if run.get("trajectory"):
         need.pop("checkpoint", None)

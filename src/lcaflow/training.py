@@ -16,7 +16,7 @@ from .layout import same_parameters
 from .models import flat_params
 from .progress import Progress, log
 from .spec import RunData, RunSpec, probe
-from .trajectory import read_recorded, write_run_trajectory
+from .trajectory import frozen_fingerprint, read_recorded, write_run_trajectory
 
 
 def make_optimizer(model, layout, run: dict) -> torch.optim.Optimizer:
@@ -226,7 +226,9 @@ def _check_layer_settings(spec: RunSpec, layout) -> None:
             )
 
 
-def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_path: str) -> None:
+def adopt_trajectory(
+    run_name: str, run: dict, source: str, data_path: str, out_path: str, lca: dict | None = None, results_dir: str | None = None
+) -> None:
     """The train stage of a run recorded by the user's own loop (runs.<run>.trajectory): check the
     recording against the run's model and data, then write the run's trajectory file (rows copied,
     with the run's groups, split and classes) that the later stages read as if the train rule made it."""
@@ -244,6 +246,11 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             f"{where}: {source} was recorded from another model than {spec.architecture} "
             f"({diff}: recorded {theirs.get(diff, 'absent')}, model {ours.get(diff, 'absent')}); record this model or fix architecture_args"
         )
+    if recorded["frozen_sha256"] and recorded["frozen_sha256"] != frozen_fingerprint(model):
+        raise ConfigError(
+            f"{where}: the model's frozen parameters (requires_grad False) differ from the recording's; "
+            f"{spec.architecture} must rebuild them exactly (load the same weights; the workflow seeds torch with runs.{run_name}.seed)"
+        )
     probe(spec, model, data)
     n_rows, K = recorded["shape"]
     if n_rows - 1 != run["iterations"]:
@@ -251,7 +258,10 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             f"{where}: {source} holds {n_rows - 1} steps but iterations is {run['iterations']}; remove iterations or record again"
         )
     from .io import open_h5
+    from .resources import check_free_space
 
+    if lca is not None and results_dir is not None:  # the copy and everything after it must fit
+        check_free_space(run_name, run, lca, results_dir, Path(data_path).stat().st_size, data_path)
     with open_h5(source, "recorded trajectory") as f, atomic_h5(out_path) as out:
         write_run_trajectory(
             out,

@@ -112,6 +112,7 @@ class TrajectoryRecorder:
         self.layout = layout_of(model)
         self._flat = lambda: flat_params(model, self.layout).float().cpu().numpy()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)  # an older recording must not outlive a failed new one
         self._file = h5py.File(self.tmp, "w")
         K = self.layout.num_params
         self._params = self._file.create_dataset(
@@ -162,7 +163,13 @@ class TrajectoryRecorder:
         f = self._file
         f.create_dataset("minibatch_loss", data=np.array(self._losses))
         self.layout.to_h5(f.create_group("layout"))
-        f.attrs.update({"recorded_by": RECORDED_BY, "versions": json.dumps(versions(), sort_keys=True)})
+        f.attrs.update(
+            {
+                "recorded_by": RECORDED_BY,
+                "frozen_sha256": frozen_fingerprint(self.model),
+                "versions": json.dumps(versions(), sort_keys=True),
+            }
+        )
         f.close()
         self._file = None
         os.replace(self.tmp, self.path)
@@ -186,6 +193,19 @@ class TrajectoryRecorder:
         return False
 
 
+def frozen_fingerprint(model) -> str:
+    """sha256 of the parameters that do not train (requires_grad False): they are not in theta, so the
+    workflow's model must rebuild them exactly for L(theta) to be the recorded model's loss."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def read_recorded(path, where: str) -> dict:
     """A recorder's file: its layout, rows count and losses (checked to be complete)."""
     path = Path(path)
@@ -198,6 +218,11 @@ def read_recorded(path, where: str) -> dict:
         if missing:
             raise CorruptFileError(f"{where}: {path} lacks {', '.join(missing)}; record it again with lcaflow.TrajectoryRecorder")
         try:
-            return {"layout": Layout.from_h5(f["layout"]), "shape": f["params"].shape, "minibatch_loss": f["minibatch_loss"][()]}
+            return {
+                "layout": Layout.from_h5(f["layout"]),
+                "shape": f["params"].shape,
+                "minibatch_loss": f["minibatch_loss"][()],
+                "frozen_sha256": str(f.attrs.get("frozen_sha256", "")),
+            }
         except (KeyError, ValueError, OSError) as err:
             raise CorruptFileError(f"{where}: {path} is damaged ({err}); record it again") from err
