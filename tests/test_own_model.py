@@ -81,6 +81,18 @@ def test_user_runs_get_groups_classes_and_every_figure(own_project):
     assert "no run whose loss has classes" not in (own_project / "results/claims.md").read_text()
 
 
+def test_open_run_warns_about_results_older_than_the_trajectory(own_project, tmp_path):
+    """A failed rerun leaves the previous lca.h5 (Snakemake removes the failed job's outputs only)."""
+    run = tmp_path / "chars"
+    run.mkdir()
+    shutil.copy(own_project / "results/runs/chars/lca.h5", run)
+    with pytest.warns(UserWarning, match="trajectory.h5 is missing, so lca.h5 may be out of date"):
+        lcaflow.open_run(run).close()
+    shutil.copy(own_project / "results/runs/convnet/trajectory.h5", run)
+    with pytest.warns(UserWarning, match="lca.h5 was made from another trajectory than trajectory.h5"):
+        lcaflow.open_run(run).close()
+
+
 def test_editing_the_model_file_recomputes_the_run(own_project):
     result = snakemake(own_project, "-n", "--cores", "1", "--configfile", "lca.yaml")
     assert "Nothing to be done" in result.stdout + result.stderr
@@ -227,6 +239,12 @@ def _train_user(folder, dataset, **run):
             DivergenceError,
             "run r: the loss at theta_0 is nan on the first examples",
         ),
+        (
+            "classes",
+            {"architecture_args": {"n_out": 2}},
+            ConfigError,
+            "runs.r.architecture: the model gives 2 outputs per example but the dataset has 3 classes; give the model 3 outputs",
+        ),
     ],
 )
 def test_outputs_targets_and_loss_that_do_not_fit_stop_before_training(in_tmp, dataset, run, error, message):
@@ -282,6 +300,7 @@ def _adopt(folder, **run):
         {"runs": {"r": {"dataset": ref, "architecture": "user_models.py:linear", "trajectory": "rec.h5", "val_size": 8, **run}}}
     )
     assert cfg["runs"]["r"]["iterations"] == 3  # from the recording
+    assert cfg["runs"]["r"]["validation"] == "test"  # the loop trained on all of train
     adopt_trajectory("r", cfg["runs"]["r"], "rec.h5", str(folder / "d.h5"), str(folder / "t.h5"))
 
 

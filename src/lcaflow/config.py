@@ -189,13 +189,15 @@ def _string_names(cfg: dict) -> None:
 
 
 def _recorded_runs(cfg: dict) -> None:
-    """A run of a recorded trajectory has as many iterations as the file has steps, and its optimizer
-    only matters for its weight_decay (the L2 term of the analysed loss)."""
+    """A run of a recorded trajectory has as many iterations as the file has steps, validates on the
+    dataset's test set unless told otherwise (the loop trained on all of train), and its optimizer only
+    matters for its weight_decay (the L2 term of the analysed loss)."""
     from .trajectory import read_recorded
 
     runs = cfg.get("runs") if isinstance(cfg, dict) else None
     for name, run in (runs if isinstance(runs, dict) else {}).items():
         if isinstance(run, dict) and isinstance(run.get("trajectory"), str):
+            run.setdefault("validation", "test")  # the loop trained on the whole train set
             if isinstance(run.setdefault("optimizer", {}), dict):
                 run["optimizer"].setdefault("name", "sgd")
                 run["optimizer"].setdefault("lr", 0.05)

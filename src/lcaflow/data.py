@@ -254,7 +254,10 @@ def run_split(info: dict, run: dict, where: str) -> dict:
             train = train[: run["train_size"]]
         return {"train_indices": train, "val_indices": val, "val_source": "test"}
     if run["val_size"] >= n_train:
-        raise ConfigError(f"{where}.val_size: {run['val_size']} leaves no training data out of {n_train}")
+        raise ConfigError(
+            f"{where}.val_size: {run['val_size']} leaves no training data out of {n_train}; lower it, "
+            "or set validation: test to validate on the dataset's test set"
+        )
     if run["train_size"] is not None and run["train_size"] > n_train - run["val_size"]:
         raise ConfigError(
             f"{where}.train_size: {run['train_size']} exceeds the {n_train - run['val_size']} examples left after the split"

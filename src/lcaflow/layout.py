@@ -75,10 +75,10 @@ def apply_groups(layout: Layout, groups: dict[str, str] | None, where: str = "gr
         try:
             regex = re.compile(pattern)
         except re.error as err:
-            raise ConfigError(f"{where}.{group}: {pattern!r} is not a regular expression ({err})") from err
+            raise ConfigError(f"{where}.{group}: '{pattern}' is not a regular expression ({err})") from err
         matched = [j for j, name in enumerate(layout.names) if regex.search(name)]
         if not matched:
-            raise ConfigError(f"{where}.{group}: {pattern!r} matches no parameter; parameters are named like {', '.join(layout.names[:4])}")
+            raise ConfigError(f"{where}.{group}: '{pattern}' matches no parameter; parameters are named like {', '.join(layout.names[:4])}")
         for j in matched:
             name = layout.names[j]
             if name in claimed:

@@ -53,6 +53,28 @@ class Run:
         except BaseException:
             self.close()
             raise
+        self._warn_if_stale()
+
+    def _warn_if_stale(self) -> None:
+        """lca.h5 outlives a failed rerun of its run (Snakemake deletes only the failed job's outputs)."""
+        import warnings
+
+        trajectory = self.path / "trajectory.h5"
+        made_from = self._file.attrs.get("trajectory_fingerprint")
+        if not trajectory.is_file():
+            warnings.warn(
+                f"{self.path}: trajectory.h5 is missing, so lca.h5 may be out of date; rerun the workflow", stacklevel=4
+            )
+            return
+        try:
+            with h5py.File(trajectory, "r") as f:
+                current = f.attrs.get("fingerprint")
+        except OSError:
+            return
+        if made_from is not None and current is not None and str(made_from) != str(current):
+            warnings.warn(
+                f"{self.path}: lca.h5 was made from another trajectory than trajectory.h5; rerun the workflow", stacklevel=4
+            )
 
     # -- opening and closing ----------------------------------------------------------------------
 

@@ -164,6 +164,11 @@ def probe(spec: RunSpec, model, data: RunData) -> None:
             f"{spec.where('architecture')}: the model failed on inputs {tuple(x.shape)} {x.dtype} ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); make it accept the dataset's inputs"
         ) from err
+    if data.per_class and isinstance(outputs, torch.Tensor) and outputs.dim() == 2 and outputs.shape[1] < data.num_classes:
+        raise ConfigError(
+            f"{spec.where('architecture')}: the model gives {outputs.shape[1]} outputs per example but the dataset has "
+            f"{data.num_classes} classes; give the model {data.num_classes} outputs (architecture_args)"
+        )
     spec.loss.check(outputs, y, where)
     value = spec.loss.mean(outputs, y)
     if not torch.isfinite(value):
