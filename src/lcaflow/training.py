@@ -11,10 +11,11 @@ import torch
 
 from .config import optimizer_settings, run_fingerprint
 from .errors import ConfigError, DivergenceError, LCAError
-from .io import atomic_h5
+from .io import atomic_h5, open_h5
 from .layout import same_parameters
 from .models import flat_params
 from .progress import Progress, log
+from .resources import check_free_space
 from .spec import RunData, RunSpec, probe
 from .trajectory import frozen_fingerprint, read_recorded, write_run_trajectory
 
@@ -257,9 +258,6 @@ def adopt_trajectory(
         raise ConfigError(
             f"{where}: {source} holds {n_rows - 1} steps but iterations is {run['iterations']}; remove iterations or record again"
         )
-    from .io import open_h5
-    from .resources import check_free_space
-
     if lca is not None and results_dir is not None:  # the copy and everything after it must fit
         check_free_space(run_name, run, lca, results_dir, Path(data_path).stat().st_size, data_path)
     with open_h5(source, "recorded trajectory") as f, atomic_h5(out_path) as out:
