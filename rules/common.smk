@@ -51,6 +51,12 @@ wildcard_constraints:
     chunk=r"\d+",
 
 
+def trajectory_output():
+    """trajectory.h5, deleted once every job that reads it is done when lca.keep_trajectory is false."""
+    path = f"{RESULTS}/runs/{{run}}/trajectory.h5"
+    return path if LCA["keep_trajectory"] else temp(path)
+
+
 def run_dir(run):
     return f"{RESULTS}/runs/{run}"
 

@@ -3,7 +3,7 @@ rule train:
         data=data_file,
         sources=run_sources,
     output:
-        f"{RESULTS}/runs/{{run}}/trajectory.h5",
+        trajectory_output(),
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
@@ -33,7 +33,7 @@ rule adopt_trajectory:
         data=data_file,
         sources=run_sources,
     output:
-        f"{RESULTS}/runs/{{run}}/trajectory.h5",
+        trajectory_output(),
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:

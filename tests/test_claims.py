@@ -15,7 +15,7 @@ def fact(name, architecture="resnet20", layers_lca=(0.5, -1.0, -2.0, 0.3), helpi
         run=run,
         noise={"pct_helping_of_nonzero": helping, "distribution": {"weibull": {"all": {"shape_k": 0.4}}, "kurtosis_test_p": 0.0, "kurtosis_per_iteration_mean": 900.0}},
         grounding={"train": {"cumulative_error_pct": 0.05, "first_order_cumulative_error_pct": -900.0}},
-        oscillation={"iterations_per_weight_direction_change": 6.7, "iterations_per_gradient_sign_change": 9.5, "gradient_stored": True},
+        oscillation={"iterations_per_weight_direction_change": 6.7, "iterations_per_gradient_sign_change": 9.5, "gradient_measured": True},
         sync={"signals": {"lca_by_class": {"synchronized_per_group": 9.0, "baseline_mean_per_group": 0.4, "p_value": 1e-4}}},
         layers={"layer": names, "lca": np.array(layers_lca, dtype=float)},
     )

@@ -464,8 +464,7 @@ runs:
 
 
 def test_a_scalar_parameter_has_no_units():
-    from lcaflow.analysis import units_of
-    from lcaflow.layout import Layout
+    from lcaflow.layout import Layout, units_of
 
     layout = Layout(("w", "scale"), ((3, 4), ()), (0, 12), ("g", "g"), ("g",))
     units, why = units_of(layout, "g")

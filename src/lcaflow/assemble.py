@@ -1,8 +1,12 @@
-"""Assemble the chunk files of a run into lca.h5 and measure how well the LCA is grounded."""
+"""Assemble the chunk files of a run into lca.h5 and measure how well the LCA is grounded.
+
+lca.h5 holds the joined reductions of the chunks and virtual datasets over their stored matrices
+(lcaflow.storage): reassembly reads no T x K block and writes none."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -11,31 +15,17 @@ import numpy as np
 from .config import chunk_range, n_chunks
 from .data import open_h5
 from .errors import CorruptFileError, GroundingError
-from .gradients import CHUNK_FORMAT_VERSION, check_trajectory, lca_settings_fingerprint
-from .grounding import ADAPTIVE_ONLY, QUADRATURE_NAMES, grounding_report
-from .io import atomic_h5, create_matrix, require
+from .gradients import CHUNK_FORMAT_VERSION, check_trajectory, lca_settings_fingerprint, storage_fingerprint
+from .grounding import QUADRATURE_NAMES, grounding_report
+from .io import atomic_h5, require
 from .progress import log
+from .reducers import ITERATION, POINT, SAME, SUM, VIRTUAL, join_kind, join_signs, smallest_int
+from .storage import MATRICES, STORAGE_BYTES, link_matrix
 from .trajectory import read_trajectory_meta
-
-PER_ITERATION = (
-    "lca_first_order",
-    "lca_first_order_val",
-    "error",
-    "error_val",
-    "num_splits",
-    "lca_class_layer",
-    "lca_layer",
-    "lca_val_layer",
-)
-PER_POINT = ("loss", "loss_val", "loss_class", "grad_norm_layer", "grad_norm_class_layer")
-
-
-def _per_iteration(lca: dict) -> tuple[str, ...]:
-    return PER_ITERATION + (ADAPTIVE_ONLY if lca["quadrature"] != "simpson" else ())
 
 
 def _check_chunk(f: h5py.File, path, run_name: str, meta: dict, lca: dict, chunk: int, T: int, K: int) -> None:
-    require(f, ("lca", "lca_val", "lca_class_param") + _per_iteration(lca) + PER_POINT, path, "gradients")
+    require(f, ("lca", "loss", "error", "lca_layer"), path, "gradients")
     attrs = f.attrs
     start, stop = chunk_range(chunk, T, lca["iterations_per_job"])
     problems = []
@@ -48,24 +38,77 @@ def _check_chunk(f: h5py.File, path, run_name: str, meta: dict, lca: dict, chunk
         )
     if attrs.get("lca_fingerprint") != lca_settings_fingerprint(lca):
         problems.append("it was computed with other LCA settings (tolerance, max_splits, eval_chunk_size or quadrature)")
+    if attrs.get("storage_fingerprint") != storage_fingerprint(lca):
+        problems.append(
+            "it was stored with other storage settings (storage, store, sample_fraction, store_validation or store_gradients)"
+        )
     if (attrs.get("start"), attrs.get("stop")) != (start, stop):
         problems.append(f"it covers iterations {attrs.get('start')}..{attrs.get('stop')} instead of {start}..{stop}")
-    if f["lca"].shape != (stop - start, K):
-        problems.append(f"lca has shape {f['lca'].shape}, expected {(stop - start, K)}")
+    if f["lca"].shape[0] != stop - start or (lca["store"] == "full" and f["lca"].shape[1] != K):
+        problems.append(
+            f"lca has shape {f['lca'].shape}, expected {stop - start} rows of {K if lca['store'] == 'full' else 'the sample'}"
+        )
     if problems:
         raise CorruptFileError(f"{path}: {'; '.join(problems)}; delete it and rerun its gradient job")
 
 
-def _read_small(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
-    """Check one chunk and read everything but its T x K blocks."""
+def _read_reductions(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
+    """Check one chunk and read its reductions (everything but the stored matrices)."""
+    small = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and join_kind(name) not in (None, VIRTUAL):
+            small[name] = obj[()]
+
     with open_h5(path, "gradient chunk") as f:
         _check_chunk(f, path, run_name, meta, lca, k, T, K)
         try:
-            small = {key: f[key][()] for key in _per_iteration(lca) + PER_POINT + ("lca_class_param",)}
+            f.visititems(visit)
         except OSError as err:
             raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
         attrs = {key: int(f.attrs[key]) for key in ("start", "stop", "train_passes", "val_passes")}
+        attrs["matrices"] = [m for m in MATRICES if m in f]
     return small, attrs
+
+
+def join(parts: list[dict]) -> dict:
+    """The reductions of consecutive chunks as those of the whole run (see lcaflow.reducers)."""
+    out = {}
+    for name in parts[0]:
+        values = [p[name] for p in parts]
+        kind = join_kind(name)
+        if kind == ITERATION:
+            out[name] = np.concatenate(values)
+        elif kind == POINT:  # neighbouring chunks share their boundary point: keep it once
+            out[name] = np.concatenate([v[:-1] for v in values[:-1]] + [values[-1]])
+        elif kind == SUM:
+            total = sum(v.astype(np.float64 if v.dtype.kind == "f" else np.int64) for v in values)
+            out[name] = total if total.dtype.kind == "f" else smallest_int(total)
+        elif kind == SAME:
+            if any(not np.array_equal(v, values[0]) for v in values[1:]):
+                raise CorruptFileError(f"the chunks disagree on {name}; rerun the gradient jobs")
+            out[name] = values[0]
+    out.update(join_signs(parts))
+    return out
+
+
+def storage_report(arrays: dict, lca: dict, K: int) -> dict:
+    """How far the stored training rows' sums are from the float64 sums (the real loss change + error):
+    the error of the number format, per iteration and cumulative."""
+    exact = np.diff(arrays["loss"]) + arrays["error"]
+    gap = arrays["stored_row_sum"] - exact
+    total = float(arrays["loss"][-1] - arrays["loss"][0])
+    columns = K if lca["store"] == "full" else int(arrays["sample_index"].size)
+    return {
+        "storage": lca["storage"],
+        "store": lca["store"],
+        "stored_columns": columns,
+        "bytes_per_entry": STORAGE_BYTES[lca["storage"]],
+        "max_abs_iteration_error": float(np.abs(gap).max()),
+        "mean_abs_iteration_error": float(np.abs(gap).mean()),
+        "cumulative_error": float(gap.sum()),
+        "cumulative_error_pct": float(100 * gap.sum() / abs(total)) if total else float("nan"),
+    }
 
 
 def assemble(
@@ -78,17 +121,52 @@ def assemble(
     if len(chunk_paths) != expected:
         raise CorruptFileError(f"run {run_name}: got {len(chunk_paths)} chunk files, expected {expected}")
 
-    # Pass 1: every chunk checked and the grounding judged before any T x K block is copied.
-    parts = [_read_small(path, run_name, meta, lca, k, T, K) for k, path in enumerate(chunk_paths)]
-    arrays = {key: np.concatenate([p[0][key] for p in parts]) for key in _per_iteration(lca)}
-    for key in PER_POINT:  # neighbouring chunks share their boundary point: keep it once
-        arrays[key] = np.concatenate([p[0][key][:-1] for p in parts] + [parts[-1][0][key][-1:]])
+    # Every chunk checked and the grounding judged before lca.h5 is written; no T x K block is read.
+    parts = [_read_reductions(path, run_name, meta, lca, k, T, K) for k, path in enumerate(chunk_paths)]
+    arrays = join([p[0] for p in parts])
+    _warn_boundaries(parts, chunk_paths)
+    report = _grounding(run_name, arrays, lca, parts, T, out_path)
+    report["storage"] = storage_report(arrays, lca, K)
+
+    folder = Path(out_path).parent
+    with atomic_h5(out_path) as out:
+        for name in parts[0][1]["matrices"]:
+            pieces = [(os.path.relpath(path, folder), a["start"], a["stop"]) for path, (_, a) in zip(chunk_paths, parts)]
+            with open_h5(chunk_paths[0], "gradient chunk") as f:
+                n_cols, encoding = f[name].shape[1], str(f[name].attrs.get("encoding", "float32"))
+            link_matrix(out, name, pieces, n_cols, encoding, shared_rows=name == "grad")
+        for key, value in arrays.items():
+            out.create_dataset(key, data=value)
+        with open_h5(trajectory_path, "trajectory") as f:
+            f.copy(f["layout"], out, "layout")
+            f.copy(f["classes"], out, "classes")
+        out.attrs.update(
+            {
+                "run_name": run_name,
+                "run_config": json.dumps(run, sort_keys=True),
+                "lca_config": json.dumps(lca, sort_keys=True),
+                "trajectory_fingerprint": meta["fingerprint"],
+                "grounding": json.dumps(report, sort_keys=True),
+                "per_class": meta["per_class"],
+                "storage": lca["storage"],
+                "store": lca["store"],
+            }
+        )
+    Path(grounding_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def _warn_boundaries(parts, chunk_paths) -> None:
     for (prev, _), (path, (nxt, attrs)) in zip(parts, zip(chunk_paths[1:], parts[1:])):
         if not np.isclose(prev["loss"][-1], nxt["loss"][0], rtol=1e-6, atol=1e-9):
             log.warning(
                 f"{path}: loss at theta_{attrs['start']} differs from the previous chunk's "
                 f"({nxt['loss'][0]!r} vs {prev['loss'][-1]!r}); non-deterministic evaluation?"
             )
+
+
+def _grounding(run_name, arrays, lca, parts, T, out_path) -> dict:
+    """The grounding report; a run whose cumulative error exceeds lca.max_cumulative_error_pct fails here."""
     report = grounding_report(arrays, lca["tolerance"], lca["quadrature"])
     report["train_passes_per_iteration"] = sum(p[1]["train_passes"] for p in parts) / T
     report["val_passes_per_iteration"] = sum(p[1]["val_passes"] for p in parts) / T
@@ -104,45 +182,4 @@ def assemble(
             f"{report['iterations_over_tolerance']} iterations stay above tolerance {lca['tolerance']} at "
             f"max_splits={lca['max_splits']} (see 'error' in {out_path})"
         )
-
-    # Pass 2: stream the big blocks, checking that the stored float32 rows still sum to the allocation.
-    max_row_sum_gap = 0.0
-    with atomic_h5(out_path) as out:
-        compression = lca["compression"]
-        big = {key: create_matrix(out, key, T, K, compression) for key in ("lca", "lca_val")}
-        grad = None
-        for path, (small, attrs) in zip(chunk_paths, parts):
-            start, stop = attrs["start"], attrs["stop"]
-            with open_h5(path, "gradient chunk") as f:
-                try:
-                    for key, dset in big.items():
-                        block = f[key][()]
-                        dset[start:stop] = block
-                        if key == "lca":
-                            expected_sum = np.diff(small["loss"]) + small["error"]
-                            gap = np.abs(block.sum(1, dtype=np.float64) - expected_sum).max()
-                            max_row_sum_gap = max(max_row_sum_gap, float(gap))
-                    if "grad" in f:
-                        grad = grad if grad is not None else create_matrix(out, "grad", T + 1, K, compression)
-                        grad[start : stop + 1] = f["grad"][()]
-                except OSError as err:
-                    raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
-        for key, value in arrays.items():
-            out.create_dataset(key, data=value)
-        out.create_dataset("lca_class_param", data=sum(p[0]["lca_class_param"] for p in parts))
-        with open_h5(trajectory_path, "trajectory") as f:
-            f.copy(f["layout"], out, "layout")
-            f.copy(f["classes"], out, "classes")
-        report["max_abs_gap_float32_rows_vs_float64_sum"] = max_row_sum_gap
-        out.attrs.update(
-            {
-                "run_name": run_name,
-                "run_config": json.dumps(run, sort_keys=True),
-                "lca_config": json.dumps(lca, sort_keys=True),
-                "trajectory_fingerprint": meta["fingerprint"],
-                "grounding": json.dumps(report, sort_keys=True),
-                "per_class": meta["per_class"],
-            }
-        )
-    Path(grounding_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report

@@ -35,6 +35,10 @@ PAPER_LR = {
 SPEED_KEYS = ("compute_batch", "channels_last", "compression")
 # lca settings of the quadrature rule: they change the numbers only when it is not the default Simpson
 QUADRATURE_KEYS = ("quadrature", "trapezoid_tolerance")
+# lca settings of what the gradient jobs store (lcaflow.storage): they change the files, not the numbers
+STORAGE_KEYS = ("storage", "store", "sample_fraction", "store_validation", "store_gradients")
+# lca settings of the workflow's file handling, never a job's output
+WORKFLOW_KEYS = ("keep_trajectory",)
 __all__ = ["OFFICIAL_TRAIN_SIZE", "validate_config"]
 
 
@@ -144,7 +148,7 @@ def job_lca_settings(lca: dict, leave_out: tuple[str, ...] = ()) -> dict:
     """The lca settings a job gets as params: those that change its output. The speed settings never do, nor
     does `leave_out`; the quadrature's settings only when it is not the default Simpson (so that Simpson runs
     made before lca.quadrature existed are not recomputed)."""
-    leave_out = (*SPEED_KEYS, *leave_out, *(QUADRATURE_KEYS if lca["quadrature"] == "simpson" else ()))
+    leave_out = (*SPEED_KEYS, *WORKFLOW_KEYS, *leave_out, *(QUADRATURE_KEYS if lca["quadrature"] == "simpson" else ()))
     return {k: v for k, v in lca.items() if k not in leave_out}
 
 

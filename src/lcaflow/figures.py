@@ -259,13 +259,14 @@ def oscillation_figure(layers_tsv, traces_tsv, json_path, out_png, run: str) -> 
         ax = axes[0, 0]
         x = np.arange(len(layers["layer"]))
         ax.bar(x - 0.2, layers["weight_direction_changes"], 0.4, color=FIRST_ORDER_COLOR, label="weight movement turns")
-        if o["gradient_stored"]:
+        measured = o.get("gradient_measured", o.get("gradient_stored"))
+        if measured:
             ax.bar(x + 0.2, layers["gradient_sign_changes"], 0.4, color=VAL_COLOR, label="gradient crosses zero")
         ax.set_xticks(x, layers["layer"], rotation=30, ha="right")
         ax.set_ylabel(f"changes per parameter, out of {o['iterations']} iterations")
         ax.set_title(
             f"{run}: one turn every {_every(o['iterations_per_weight_direction_change'])},\none gradient sign change every "
-            f"{_every(o['iterations_per_gradient_sign_change']) if o['gradient_stored'] else '(gradient not stored)'} (layer means)"
+            f"{_every(o['iterations_per_gradient_sign_change']) if measured else '(not measured)'} (layer means)"
         )
         ax.legend(frameon=False, fontsize=8)
         tr = o["traces"]

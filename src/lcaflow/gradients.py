@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .config import QUADRATURE_KEYS, chunk_range, fingerprint, run_fingerprint
+from .config import QUADRATURE_KEYS, STORAGE_KEYS, chunk_range, fingerprint, run_fingerprint
 from .errors import ConfigError, CorruptFileError, DivergenceError
 from .grounding import TRAPEZOID
 from .integrate import SPLITS, Endpoint, make_quadrature
-from .io import atomic_h5, create_matrix
+from .io import atomic_h5
 from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
+from .reducers import REDUCERS, Frame, Matrices, Quadrature
 from .spec import RunData, RunSpec
+from .storage import stored_columns
 from .trajectory import iter_rows, read_trajectory_meta
 
-CHUNK_FORMAT_VERSION = 2  # 2: per-layer LCA and gradient norms
+CHUNK_FORMAT_VERSION = 3  # 2: per-layer LCA and gradient norms; 3: the reductions of lcaflow.reducers, storage forms
+
+
+def storage_fingerprint(lca: dict) -> str:
+    """The settings that change what a chunk stores (not its numbers)."""
+    return fingerprint({k: lca[k] for k in STORAGE_KEYS})
 
 
 def lca_settings_fingerprint(lca: dict) -> str:
@@ -41,163 +49,140 @@ def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
         )
 
 
-def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str, out_path: str) -> None:
-    meta = read_trajectory_meta(trajectory_path)
-    check_trajectory(meta, run_name, run, trajectory_path)
-    T = run["iterations"]
-    start, stop = chunk_range(chunk, T, lca["iterations_per_job"])
-    if start >= T:
-        raise ConfigError(f"gradient job {chunk} of run {run_name} is past the last iteration {T - 1}")
-    spec = RunSpec.of(run_name, run)
-    device = spec.device()
-    layout = meta["layout"]
-    split = {"train_indices": meta["train_indices"], "val_indices": meta["val_indices"], "val_source": meta["val_source"]}
-    data = RunData(spec, data_path, device, split)
-    model = spec.build_model(meta["input_shape"], meta["num_classes"]).to(device)
-    if spec.layout(model) != layout:
-        raise CorruptFileError(
-            f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train"
-        )
-    C, K, L = meta["num_classes"], layout.num_params, len(layout.layers)
-    speed = resolve_speed(lca, model, device)
-    objective = dict(loss=spec.loss, chunk_size=lca["eval_chunk_size"], weight_decay=spec.weight_decay, speed=speed)
-    train_obj = FullSetObjective(model, layout, data.train, C, labels=data.class_labels(data.train), **objective)
-    val_obj = FullSetObjective(model, layout, data.val, C, per_class=False, labels=data.class_labels(data.val), **objective)
+@dataclass
+class Job:
+    """One gradient job, set up: the block of iterations, the model's objectives on both splits."""
 
-    where = {"point": ""}  # names the point being evaluated, for the divergence message
+    run_name: str
+    lca: dict
+    start: int
+    stop: int
+    frame: Frame
+    train: FullSetObjective
+    val: FullSetObjective
+    trajectory_path: str
+    meta: dict
 
-    def evaluate(theta: torch.Tensor, splits=SPLITS) -> Endpoint:
-        """The splits asked for at theta; every point, interior ones included, must be finite."""
-        point = Endpoint(train=train_obj(theta) if "train" in splits else None, val=val_obj(theta) if "val" in splits else None)
-        parts = [p for p in (point.train, point.val) if p is not None]
-        if not torch.isfinite(torch.stack([v for p in parts for v in (p.loss, p.grad.sum())])).all():
-            losses = ", ".join(f"{name} loss {float(p.loss)}" for name, p in zip(splits, parts))
-            raise DivergenceError(
-                f"run {run_name}: full-set loss or gradient is not finite {where['point']} ({losses}); "
-                f"the training diverged there: lower the learning rate"
+    @classmethod
+    def setup(cls, run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str) -> Job:
+        meta = read_trajectory_meta(trajectory_path)
+        check_trajectory(meta, run_name, run, trajectory_path)
+        T = run["iterations"]
+        start, stop = chunk_range(chunk, T, lca["iterations_per_job"])
+        if start >= T:
+            raise ConfigError(f"gradient job {chunk} of run {run_name} is past the last iteration {T - 1}")
+        spec = RunSpec.of(run_name, run)
+        device = spec.device()
+        layout = meta["layout"]
+        split = {"train_indices": meta["train_indices"], "val_indices": meta["val_indices"], "val_source": meta["val_source"]}
+        data = RunData(spec, data_path, device, split)
+        model = spec.build_model(meta["input_shape"], meta["num_classes"]).to(device)
+        if spec.layout(model) != layout:
+            raise CorruptFileError(
+                f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train"
             )
-        return point
+        C = meta["num_classes"]
+        speed = resolve_speed(lca, model, device)
+        objective = dict(loss=spec.loss, chunk_size=lca["eval_chunk_size"], weight_decay=spec.weight_decay, speed=speed)
+        train = FullSetObjective(model, layout, data.train, C, labels=data.class_labels(data.train), **objective)
+        val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=data.class_labels(data.val), **objective)
+        frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca))
+        return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta)
 
-    param_spans = [
-        (slice(off, off + size), layout.layers.index(layer))
-        for off, size, layer in zip(layout.offsets, layout.sizes, layout.layer_of_param)
-    ]
-    thetas = iter_rows(trajectory_path, start, stop + 1)
-    B = stop - start
-    log.info(
-        f"run {run_name} chunk {chunk}: iterations {start}..{stop - 1} of {T}, K={K}, device={device}, "
-        f"{len(train_obj.chunks)} train / {len(val_obj.chunks)} val evaluation chunks, "
-        f"compute batch {train_obj.compute_batch or 'whole chunk'}, channels-last {train_obj.channels_last}"
-    )
-    progress = Progress(f"gradients {run_name} chunk {chunk}", B)
+    def evaluator(self):
+        """evaluate(theta, splits) -> Endpoint of the splits asked for; every point, interior ones included,
+        must be finite. `evaluate.where` names the point, for the divergence message."""
 
-    with atomic_h5(out_path) as f:
-        compression = lca["compression"]
-        d_lca = create_matrix(f, "lca", B, K, compression)
-        d_lca_val = create_matrix(f, "lca_val", B, K, compression)
-        d_grad = create_matrix(f, "grad", B + 1, K, compression) if lca["store_gradients"] else None
-        loss = np.empty(B + 1)
-        loss_val = np.empty(B + 1)
-        loss_class = np.empty((B + 1, C))
-        adaptive = lca["quadrature"] != "simpson"
-        scalar_keys = ("lca_first_order", "lca_first_order_val", "error", "error_val")
-        scalar_keys += ("trapezoid_error", "trapezoid_error_val") if adaptive else ()
-        scalars = {k: np.empty(B) for k in scalar_keys}
-        num_splits = np.empty(B, dtype=np.int32)
-        num_splits_val = np.empty(B, dtype=np.int32)
-        class_layer = np.empty((B, C, L))
-        layer_lca = {"lca_layer": np.empty((B, L)), "lca_val_layer": np.empty((B, L))}
-        grad_norm_layer = np.empty((B + 1, L))
-        grad_norm_class_layer = np.empty((B + 1, C, L))
-        class_param = torch.zeros(C, K, dtype=torch.float64, device=device)
-
-        def per_layer(values: torch.Tensor, squares: bool = False) -> torch.Tensor:
-            """Sum the last axis (K) by layer (of squares: for norms), one parameter tensor at a time
-            (an index_add over K costs as much as the rest of the bookkeeping of an iteration)."""
-            out = torch.zeros(values.shape[:-1] + (L,), dtype=torch.float64, device=device)
-            for span, layer in param_spans:
-                part = values[..., span]
-                out[..., layer] += torch.linalg.vector_norm(part, dim=-1).square() if squares else part.sum(-1)
-            return out
-
-        def record_point(i: int, p: Endpoint) -> None:
-            loss[i], loss_val[i] = float(p.train.loss), float(p.val.loss)
-            loss_class[i] = p.train.loss_class.cpu().numpy()
-            # gradient strength per layer (and per class), for the synchronisation analysis
-            grad_norm_layer[i] = per_layer(p.train.grad, squares=True).sqrt().cpu().numpy()
-            grad_norm_class_layer[i] = per_layer(p.train.grad_class, squares=True).sqrt().cpu().numpy()
-            if d_grad is not None:
-                d_grad[i] = p.train.grad.float().cpu().numpy()
-
-        quadrature = make_quadrature(lca)
-        where["point"] = f"at theta_{start}"
-        theta = next(thetas)
-        previous = evaluate(theta)
-        record_point(0, previous)
-        for i in range(B):
-            where["point"] = f"at theta_{start + i + 1}"
-            theta_next = next(thetas)
-            following = evaluate(theta_next)
-            where["point"] = f"between theta_{start + i} and theta_{start + i + 1}"
-            record_point(i + 1, following)
-            seg = quadrature(evaluate, theta, theta_next, previous, following)
-            d_lca[i] = seg.lca.float().cpu().numpy()
-            d_lca_val[i] = seg.lca_val.float().cpu().numpy()
-            class_layer[i] = per_layer(seg.lca_class).cpu().numpy()
-            layer_lca["lca_layer"][i] = per_layer(seg.lca).cpu().numpy()
-            layer_lca["lca_val_layer"][i] = per_layer(seg.lca_val).cpu().numpy()
-            class_param += seg.lca_class
-            for key in scalar_keys:
-                scalars[key][i] = getattr(seg, key.removeprefix("lca_"))
-            num_splits[i] = seg.num_splits
-            num_splits_val[i] = seg.num_splits if seg.num_splits_val is None else seg.num_splits_val
-            if not seg.converged(lca["tolerance"]):
-                log.warning(
-                    f"iteration {start + i}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
-                    f"tolerance {lca['tolerance']} with {_rule(seg.num_splits)}"
-                    + (f", validation {_rule(seg.num_splits_val)}" if seg.num_splits_val is not None else "")
-                    + " (max_splits)"
+        def evaluate(theta: torch.Tensor, splits=SPLITS) -> Endpoint:
+            point = Endpoint(
+                train=self.train(theta) if "train" in splits else None, val=self.val(theta) if "val" in splits else None
+            )
+            parts = [p for p in (point.train, point.val) if p is not None]
+            if not torch.isfinite(torch.stack([v for p in parts for v in (p.loss, p.grad.sum())])).all():
+                losses = ", ".join(f"{name} loss {float(p.loss)}" for name, p in zip(splits, parts))
+                raise DivergenceError(
+                    f"run {self.run_name}: full-set loss or gradient is not finite {evaluate.where} ({losses}); "
+                    f"the training diverged there: lower the learning rate"
                 )
-            previous, theta = following, theta_next
-            progress.update(i + 1, _progress_note(scalars["error"][: i + 1], num_splits[: i + 1]))
+            return point
 
-        for key, value in (
-            ("loss", loss),
-            ("loss_val", loss_val),
-            ("loss_class", loss_class),
-            ("num_splits", num_splits),
-            ("lca_class_layer", class_layer),
-            ("lca_layer", layer_lca["lca_layer"]),
-            ("lca_val_layer", layer_lca["lca_val_layer"]),
-            ("grad_norm_layer", grad_norm_layer),
-            ("grad_norm_class_layer", grad_norm_class_layer),
-        ):
-            f.create_dataset(key, data=value)
-        for key, value in scalars.items():
-            f.create_dataset(key, data=value)
-        if adaptive:
-            f.create_dataset("num_splits_val", data=num_splits_val)
-        f.create_dataset("lca_class_param", data=class_param.cpu().numpy())
-        f.attrs.update(
-            {
-                "format_version": CHUNK_FORMAT_VERSION,
-                "run_name": run_name,
-                "trajectory_fingerprint": meta["fingerprint"],
-                "lca_fingerprint": lca_settings_fingerprint(lca),
-                "chunk": chunk,
-                "start": start,
-                "stop": stop,
-                "train_passes": train_obj.passes,
-                "val_passes": val_obj.passes,
-                "lca_config": json.dumps(lca, sort_keys=True),
-                "compute_batch": train_obj.compute_batch or 0,  # 0: whole chunks
-                "channels_last": train_obj.channels_last,
-            }
-        )
+        evaluate.where = ""
+        return evaluate
+
+    def attrs(self, chunk: int) -> dict:
+        return {
+            "format_version": CHUNK_FORMAT_VERSION,
+            "run_name": self.run_name,
+            "trajectory_fingerprint": self.meta["fingerprint"],
+            "lca_fingerprint": lca_settings_fingerprint(self.lca),
+            "storage_fingerprint": storage_fingerprint(self.lca),
+            "chunk": chunk,
+            "start": self.start,
+            "stop": self.stop,
+            "train_passes": self.train.passes,
+            "val_passes": self.val.passes,
+            "lca_config": json.dumps(self.lca, sort_keys=True),
+            "compute_batch": self.train.compute_batch or 0,  # 0: whole chunks
+            "channels_last": self.train.channels_last,
+        }
+
+
+def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
+    """The quadrature loop: every point and segment of the block, handed to every reducer."""
+    evaluate = job.evaluator()
+    quadrature = make_quadrature(job.lca)
+    thetas = iter_rows(job.trajectory_path, job.start, job.stop + 1)
+    evaluate.where = f"at theta_{job.start}"
+    theta = next(thetas)
+    previous = evaluate(theta)
+    for r in reducers:
+        r.point(0, previous)
+    errors, splits = np.empty(job.frame.iterations), np.empty(job.frame.iterations, dtype=np.int32)
+    for i in range(job.frame.iterations):
+        t = job.start + i
+        evaluate.where = f"at theta_{t + 1}"
+        theta_next = next(thetas)
+        following = evaluate(theta_next)
+        evaluate.where = f"between theta_{t} and theta_{t + 1}"
+        seg = quadrature(evaluate, theta, theta_next, previous, following)
+        row = seg.lca.float()
+        for r in reducers:
+            r.point(i + 1, following)
+            r.segment(i, seg, row)
+        if not seg.converged(job.lca["tolerance"]):
+            log.warning(
+                f"iteration {t}: |error| {abs(seg.error):.2e} (val {abs(seg.error_val):.2e}) still above "
+                f"tolerance {job.lca['tolerance']} with {_rule(seg.num_splits)}"
+                + (f", validation {_rule(seg.num_splits_val)}" if seg.num_splits_val is not None else "")
+                + " (max_splits)"
+            )
+        previous, theta = following, theta_next
+        errors[i], splits[i] = seg.error, seg.num_splits
+        progress.update(i + 1, _progress_note(errors[: i + 1], splits[: i + 1]))
+
+
+def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str, out_path: str) -> None:
+    job = Job.setup(run_name, run, lca, chunk, trajectory_path, data_path)
+    frame = job.frame
     log.info(
-        f"wrote {out_path}: {train_obj.passes} train passes for {B} iterations "
-        f"({train_obj.passes / B:.2f} per iteration), {int((num_splits > 1).sum())} refined, "
-        f"{int((num_splits == TRAPEZOID).sum())} by the trapezoid"
+        f"run {run_name} chunk {chunk}: iterations {job.start}..{job.stop - 1} of {run['iterations']}, "
+        f"K={frame.layout.num_params}, device={frame.device}, storage {lca['storage']} {lca['store']}"
+        + (f" ({frame.columns.size} columns)" if frame.columns is not None else "")
+        + f", {len(job.train.chunks)} train / {len(job.val.chunks)} val evaluation chunks, "
+        f"compute batch {job.train.compute_batch or 'whole chunk'}, channels-last {job.train.channels_last}"
+    )
+    progress = Progress(f"gradients {run_name} chunk {chunk}", frame.iterations)
+    with atomic_h5(out_path) as f:
+        reducers = [cls(frame) for cls in REDUCERS] + [Matrices(frame, f)]
+        integrate_block(job, reducers, progress)
+        for r in reducers:
+            r.write(f)
+        f.attrs.update(job.attrs(chunk))
+    splits = reducers[REDUCERS.index(Quadrature)].num_splits
+    log.info(
+        f"wrote {out_path}: {job.train.passes} train passes for {frame.iterations} iterations "
+        f"({job.train.passes / frame.iterations:.2f} per iteration), {int((splits > 1).sum())} refined, "
+        f"{int((splits == TRAPEZOID).sum())} by the trapezoid"
     )
 
 

@@ -32,7 +32,7 @@ def atomic_h5(path: str | Path):
     os.replace(tmp, path)
 
 
-_COMPRESSION = {
+COMPRESSION = {
     "none": {},
     "lzf": {"compression": "lzf", "shuffle": True},
     "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True},  # level 1: higher levels gain <1%
@@ -51,7 +51,7 @@ def create_matrix(group: h5py.Group, name: str, n_rows: int, n_cols: int, compre
         shape=(n_rows, n_cols),
         dtype="float32",
         chunks=(min(n_rows, 16), -(-n_cols // col_chunks)),
-        **_COMPRESSION[compression],
+        **COMPRESSION[compression],
     )
 
 

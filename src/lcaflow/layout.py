@@ -100,3 +100,28 @@ def _str_dtype():
 
 
 _STR = _str_dtype()
+
+
+def kernel_of(layout: Layout, layer: str) -> int:
+    """Index of the layer's kernel tensor: its first tensor with 2 or more dimensions (else its first)."""
+    members = [j for j, owner in enumerate(layout.layer_of_param) if owner == layer]
+    return next((j for j in members if len(layout.shapes[j]) >= 2), members[0])
+
+
+def units_of(layout: Layout, layer: str) -> tuple[int | None, str]:
+    """(number of output units, "") of a group whose tensors all share their first axis with its kernel
+    (a Linear, Conv or Embedding weight with its bias and norm), else (None, why not)."""
+    members = [j for j, owner in enumerate(layout.layer_of_param) if owner == layer]
+    kernel = kernel_of(layout, layer)
+    if len(layout.shapes[kernel]) < 2:
+        return None, "no weight with an output-unit axis (only vectors)"
+    units = layout.shapes[kernel][0]
+    odd = [j for j in members if not layout.shapes[j] or layout.shapes[j][0] != units]
+    if odd:
+        j = odd[0]
+        rows = layout.shapes[j][0] if layout.shapes[j] else "none (a scalar)"
+        return (
+            None,
+            f"its tensors do not share an output-unit axis ({layout.names[kernel]} has {units} rows, {layout.names[j]} {rows})",
+        )
+    return units, ""

@@ -15,8 +15,9 @@ import h5py
 import numpy as np
 
 from .errors import CorruptFileError, LCAError
-from .io import open_h5, read_json_attr, require
+from .io import read_json_attr, require
 from .layout import Layout
+from .storage import Matrix, matrix, open_lca
 from .tables import read_tsv
 
 SPLITS = {"train": "", "val": "_val"}
@@ -46,9 +47,11 @@ class Run:
         lca_path = self.path / "lca.h5"
         if not self.path.is_dir():
             raise CorruptFileError(f"{self.path}: no such run folder; make it with `snakemake --cores all {lca_path}`")
-        self._file: h5py.File | None = open_h5(lca_path, f"LCA file (`snakemake --cores all {lca_path}`)")
+        if not lca_path.is_file():
+            raise CorruptFileError(f"{lca_path}: missing; make it with `snakemake --cores all {lca_path}`")
+        self._file: h5py.File | None = open_lca(lca_path)
         try:
-            require(self._file, ("lca", "lca_val", "loss", "loss_val", "layout"), lca_path, "assemble")
+            require(self._file, ("lca", "lca_layer", "loss", "loss_val", "layout"), lca_path, "assemble")
             self.name: str = str(self._file.attrs.get("run_name", self.path.name))
         except BaseException:
             self.close()
@@ -62,6 +65,8 @@ class Run:
         trajectory = self.path / "trajectory.h5"
         made_from = self._file.attrs.get("trajectory_fingerprint")
         if not trajectory.is_file():
+            if not json.loads(self._file.attrs.get("lca_config", "{}")).get("keep_trajectory", True):
+                return  # deleted on purpose (lca.keep_trajectory: false)
             warnings.warn(
                 f"{self.path}: trajectory.h5 is missing, so lca.h5 may be out of date; rerun the workflow", stacklevel=4
             )
@@ -143,12 +148,12 @@ class Run:
     @property
     def iterations(self) -> int:
         """T, the number of training iterations (rows of `lca`)."""
-        return int(self._f["lca"].shape[0])
+        return int(self._f["lca_layer"].shape[0])
 
     @property
     def num_params(self) -> int:
-        """K, the number of trainable parameters (columns of `lca`)."""
-        return int(self._f["lca"].shape[1])
+        """K, the number of trainable parameters (columns of theta)."""
+        return self.layout.num_params
 
     @functools.cached_property
     def grounding(self) -> dict:
@@ -164,14 +169,33 @@ class Run:
     # -- the data ---------------------------------------------------------------------------------
 
     @property
-    def lca(self) -> h5py.Dataset:
-        """(T, K) float32 LCA on the training split; an h5py dataset: `run.lca[a:b]` reads rows a..b-1 only."""
-        return self._f["lca"]
+    def lca(self) -> Matrix:
+        """(T, K) LCA on the training split, read as float32 whatever its storage (`run.lca[a:b]` reads rows
+        a..b-1 only). With lca.store: sampled it is (T, S): `run.lca.columns` are its S columns of theta."""
+        return matrix(self._f, "lca", self.path / "lca.h5")
 
     @property
-    def lca_val(self) -> h5py.Dataset:
-        """(T, K) float32 LCA on the held-out validation split (h5py dataset, as `lca`)."""
-        return self._f["lca_val"]
+    def lca_val(self) -> Matrix:
+        """(T, K) LCA on the held-out validation split, as `lca`; stored only with lca.store_validation: true
+        (`by_group("val")` always works)."""
+        return matrix(self._f, "lca_val", self.path / "lca.h5")
+
+    @property
+    def sampled(self) -> bool:
+        """Whether `lca` holds a sample of the parameters (lca.store: sampled) rather than all of them."""
+        return "sample_index" in self._f
+
+    def parameter_totals(self) -> np.ndarray:
+        """(K,) float64: each parameter's LCA summed over training (every parameter, whatever is stored)."""
+        return self._read("lca_total")
+
+    def by_neuron(self, group: str) -> np.ndarray:
+        """(T, units) float64: LCA of each output neuron (channel) of a group at every iteration: its kernel
+        row with its bias and norm entries (every parameter, whatever is stored)."""
+        if f"lca_neuron/{group}" not in self._f:
+            have = ", ".join(self._f["lca_neuron"]) if "lca_neuron" in self._f else "none"
+            raise LCAError(f"run {self.name}: no per-neuron LCA for group {group!r} (groups with neurons: {have})")
+        return self._f[f"lca_neuron/{group}"][()].astype(np.float64)
 
     @property
     def loss(self) -> np.ndarray:
@@ -211,8 +235,16 @@ class Run:
             shown = ", ".join(layout.names[:6]) + (", ..." if len(layout.names) > 6 else "")
             raise LCAError(f"run {self.name}: no parameter tensor {name!r}; its tensors are {shown}")
         i = layout.names.index(name)
-        a = layout.offsets[i]
-        block = self._f[f"lca{_suffix(split)}"][:, a : a + layout.sizes[i]]
+        a, size = layout.offsets[i], layout.sizes[i]
+        stored = self.lca if _suffix(split) == "" else self.lca_val
+        if not stored.sampled:
+            block = stored[:, a : a + size]
+        else:  # NaN where the parameter's rows are not in the sample
+            where = stored.position(np.arange(a, a + size))
+            block = np.full((stored.shape[0], size), np.nan, dtype=np.float32)
+            if (where >= 0).any():
+                lo, hi = where[where >= 0].min(), where.max() + 1
+                block[:, where >= 0] = stored[:, lo:hi][:, where[where >= 0] - lo]
         return block.reshape(block.shape[0], *layout.shapes[i])
 
     def group_columns(self, group: str) -> np.ndarray:

@@ -180,20 +180,49 @@ def analysis_runtime_min(run: dict, data_path: str | None = None) -> int:
     return max(10, math.ceil(2 * seconds / 60) + 5)
 
 
+# Bytes a gradient job writes per parameter besides its stored rows (lcaflow.reducers): the total (float32),
+# the helped and hurt counts and the gradient sign changes (int16 each), both end signs (one byte)
+PER_PARAM_PER_JOB = 4 + 2 + 2 + 2 + 1
+# ...and lca.h5 per parameter: the total (float64), the three counts (int16 while T < 32768)
+PER_PARAM_LCA = 8 + 3 * 2
+
+
+def stored_columns_count(K: int, lca: dict, group_sizes: tuple[int, ...] | None = None) -> int:
+    """Columns of the stored matrices: K, or the sample (lcaflow.storage.sample_columns)."""
+    if lca["store"] == "full":
+        return K
+    from .storage import MIN_SAMPLE_PER_GROUP
+
+    sizes = group_sizes or (K,)
+    return sum(min(n, max(math.ceil(lca["sample_fraction"] * n), MIN_SAMPLE_PER_GROUP)) for n in sizes)
+
+
+def chunk_bytes(B: int, K: int, lca: dict, num_classes: int = NUM_CLASSES, group_sizes: tuple[int, ...] | None = None) -> int:
+    """Bytes of one gradient job's chunk file over B iterations (its metadata and neuron sums left out:
+    they are small)."""
+    from .storage import STORAGE_BYTES
+
+    S = stored_columns_count(K, lca, group_sizes)
+    e = STORAGE_BYTES[lca["storage"]]
+    rows = B * S * e * (2 if lca["store_validation"] else 1) + ((B + 1) * S * e if lca["store_gradients"] else 0)
+    small = (B + 1) * 4 * min(S, 4096) + (8 * S if lca["store"] == "sampled" else 0) + 64 * B * (num_classes + 8)
+    return rows + K * PER_PARAM_PER_JOB + small
+
+
 def disk_bytes(run: dict, lca: dict, data_path: str | None = None) -> dict:
     """Bytes each output of a run will take (empty while the size of a user's model is unknown)."""
     s = RunSize.of(run, data_path)
     if s is None:
         return {}
     T, K = run["iterations"], s.num_params
-    jobs = n_chunks(T, lca["iterations_per_job"])
-    grad = (T + jobs) * K * 4 if lca["store_gradients"] else 0
-    per_class = s.num_classes * K * 8
+    per_job = lca["iterations_per_job"]
+    jobs = n_chunks(T, per_job)
+    chunks = sum(chunk_bytes(min(per_job, T - k * per_job), K, lca, s.num_classes) for k in range(jobs))
     return {
         "trajectory": (T + 1) * K * 4,
         "checkpoint": (T + 1) * K * 4,  # the raw row file, removed once the trajectory is written
-        "chunks": 2 * T * K * 4 + grad + jobs * per_class,
-        "lca": 2 * T * K * 4 + (grad and (T + 1) * K * 4) + per_class + T * s.num_classes * 64,
+        "chunks": chunks,
+        "lca": K * PER_PARAM_LCA + T * 64 * (s.num_classes + 8),
         "data": (OFFICIAL_TRAIN_SIZE[run["dataset"]] + TEST_SIZE[run["dataset"]]) * (s.input_numel + 8)
         if s.data_bytes is None
         else s.data_bytes,

@@ -7,6 +7,8 @@ import math
 import numpy as np
 from scipy import stats as sps
 
+TAIL_SIGMAS = 3.0  # "tail" = |LCA| beyond 3 standard deviations, for the heavy-tail share
+
 
 class StreamingMoments:
     """Mean, variance, skewness and kurtosis of a stream of values, merged block by block

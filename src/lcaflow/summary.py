@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CorruptFileError
-from .io import open_h5, require
+from .io import require
 from .layout import Layout
+from .storage import open_lca
 
 HELP_COLOR, HURT_COLOR = "#1b7837", "#762a83"  # green / purple: distinguishable with red-green colour blindness
 
@@ -29,8 +30,8 @@ def iter_row_blocks(dset, max_bytes: int | None = None):
 def summarize(lca_path: str, out_dir: str) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with open_h5(lca_path, "LCA file (assemble stage)") as f:
-        require(f, ("lca", "lca_val", "loss", "loss_val", "layout"), lca_path, "assemble")
+    with open_lca(lca_path) as f:
+        require(f, ("loss", "loss_val", "layout", "lca_layer", "lca_val_layer", "helping_layer", "hurting_layer", "stored_row_sum"), lca_path, "assemble")
         try:
             layout = Layout.from_h5(f["layout"])
             grounding = json.loads(f.attrs["grounding"])
@@ -38,27 +39,13 @@ def summarize(lca_path: str, out_dir: str) -> dict:
             raise CorruptFileError(f"{lca_path}: metadata incomplete ({err}); delete it and rerun assemble") from err
         layer_index = layout.layer_index()
         L = len(layout.layers)
-        T, K = f["lca"].shape
+        K = layout.num_params
         loss, loss_val = f["loss"][()], f["loss_val"][()]
-        helping = np.zeros(T, dtype=np.int64)
-        lca_sum = np.zeros(T)
-        hurting = np.zeros(T, dtype=np.int64)
-        layer_helping = np.zeros((T, L), dtype=np.int64)
-        layer_hurting = np.zeros((T, L), dtype=np.int64)
-        per_param = {"lca": np.zeros(K), "lca_val": np.zeros(K)}
-        for key in per_param:
-            for start, block in iter_row_blocks(f[key]):
-                per_param[key] += block.sum(0, dtype=np.float64)
-                if key != "lca":
-                    continue
-                stop = start + len(block)
-                lca_sum[start:stop] = block.sum(1, dtype=np.float64)
-                helping[start:stop] = (block < 0).sum(1)
-                hurting[start:stop] = (block > 0).sum(1)
-                for layer in range(L):
-                    cols = block[:, layer_index == layer]
-                    layer_helping[start:stop, layer] = (cols < 0).sum(1)
-                    layer_hurting[start:stop, layer] = (cols > 0).sum(1)
+        layer_helping, layer_hurting = f["helping_layer"][()], f["hurting_layer"][()]
+        T = len(layer_helping)
+        helping, hurting = layer_helping.sum(1), layer_hurting.sum(1)
+        lca_sum = f["stored_row_sum"][()]  # the stored rows' sums, as the rows are read
+        layer_lca, layer_lca_val = f["lca_layer"][()].sum(0), f["lca_val_layer"][()].sum(0)
     zero = K - helping - hurting
     layer_sizes = np.bincount(layer_index, minlength=L)
     nonzero = np.maximum(helping + hurting, 1)
@@ -77,8 +64,6 @@ def summarize(lca_path: str, out_dir: str) -> dict:
         iteration_rows[f"pct_helping_{name}"] = 100 * layer_helping[:, layer] / layer_sizes[layer]
     write_tsv(out / "iterations.tsv", iteration_rows)
 
-    layer_lca = np.bincount(layer_index, weights=per_param["lca"], minlength=L)
-    layer_lca_val = np.bincount(layer_index, weights=per_param["lca_val"], minlength=L)
     layer_nonzero = np.maximum(layer_helping + layer_hurting, 1)
     layer_rows = {
         "layer": np.array(layout.layers),

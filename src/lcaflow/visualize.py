@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, CorruptFileError
-from .io import open_h5
 from .layout import Layout
+from .storage import Matrix, matrix, open_lca
 
 CMAP = "PRGn_r"  # green (negative, helped) -> white (zero) -> purple (positive, hurt); colour-blind safe
 NAN_COLOR = "#d9d9d9"  # padding / separator pixels: no parameter there
@@ -34,7 +34,6 @@ MAX_SIDE = 400  # display pixels per layer and direction before block-summing
 PERCENTILE = 99.0
 _MAX_EXTRA_ROWS = 8  # rows a downsampled 1-D tensor may take under its kernel
 _MAX_SAMPLES = 1_000_000  # |LCA| values kept per layer to estimate the animation's colour limits
-_WHAT = "LCA file (assemble stage)"
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
@@ -155,14 +154,14 @@ def layer_matrix(layout: Layout, layer: str, values: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _read_header(f, path) -> tuple[Layout, object, np.ndarray]:
+def _read_header(f, path) -> tuple[Layout, Matrix, np.ndarray]:
     try:
         layout = Layout.from_h5(f["layout"])
-        lca = f["lca"]
+        lca = matrix(f, "lca", path)
         loss = f["loss"][()].astype(np.float64)
     except KeyError as err:
         raise CorruptFileError(f"{path}: lacks {err}; delete it and rerun the assemble stage") from err
-    if lca.ndim != 2 or lca.shape[1] != layout.num_params or lca.shape[0] < 1:
+    if lca.dset.ndim != 2 or lca.shape[1] != lca.columns.size or lca.columns.size > layout.num_params or lca.shape[0] < 1:
         raise CorruptFileError(
             f"{path}: 'lca' has shape {lca.shape}, expected (T >= 1, {layout.num_params}); delete it and rerun the assemble stage"
         )
@@ -171,9 +170,14 @@ def _read_header(f, path) -> tuple[Layout, object, np.ndarray]:
     return layout, lca, loss
 
 
-def _read_row(lca, t: int, path) -> np.ndarray:
+def _read_row(lca: Matrix, t: int, path, K: int) -> np.ndarray:
+    """Row t as a length-K vector; with a sampled matrix NaN (a blank pixel) where a parameter is not stored."""
     try:
-        return lca[t]
+        if not lca.sampled:
+            return lca[t]
+        row = np.full(K, np.nan, dtype=np.float32)
+        row[lca.columns] = lca[t]
+        return row
     except OSError as err:
         raise CorruptFileError(f"{path}: 'lca' row {t} is damaged ({err}); delete the file and rerun the assemble stage") from err
 
@@ -298,14 +302,14 @@ def heatmap_figure(lca_path, iterations: list[int] | None, out_png) -> Path:
     """Still of per-parameter LCA: rows = `iterations` (None: default_iterations), columns = layers;
     colour limits per layer."""
     lca_path, out_png = Path(lca_path), Path(out_png)
-    with open_h5(lca_path, _WHAT) as f:
+    with open_lca(lca_path) as f:
         layout, lca, loss = _read_header(f, lca_path)
         T = lca.shape[0]
         iterations = _check_iterations(default_iterations(T) if iterations is None else iterations, T, lca_path)
         maps = [_pixel_map(layout, layer, MAX_SIDE) for layer in layout.layers]
         images = []
         for t in iterations:  # one row read per chosen iteration; memory does not grow with T
-            row = _read_row(lca, t, lca_path)
+            row = _read_row(lca, t, lca_path, layout.num_params)
             images.append([m.render(row) for m in maps])
     limits = [_limit([np.abs(images[r][c]).ravel() for r in range(len(iterations))]) for c in range(len(maps))]
 
@@ -382,7 +386,7 @@ def animation(lca_path, out_gif, max_frames: int = 120, fps: int = 8) -> Path | 
     lca_path, out_gif = Path(lca_path), Path(out_gif)
     if fps < 1:
         raise ConfigError(f"fps = {fps}: need at least 1 frame per second")
-    with open_h5(lca_path, _WHAT) as f:
+    with open_lca(lca_path) as f:
         layout, lca, loss = _read_header(f, lca_path)
         T = lca.shape[0]
         frames = _frame_iterations(T, max_frames)
@@ -392,7 +396,7 @@ def animation(lca_path, out_gif, max_frames: int = 120, fps: int = 8) -> Path | 
         steps = [max(1, math.ceil(int(m.covered.sum()) * len(frames) / _MAX_SAMPLES)) for m in maps]
         samples: list[list[np.ndarray]] = [[] for _ in maps]
         for t in frames:
-            row = _read_row(lca, t, lca_path)
+            row = _read_row(lca, t, lca_path, layout.num_params)
             for k, m in enumerate(maps):
                 img = m.render(row)
                 samples[k].append(np.abs(img[np.isfinite(img)])[:: steps[k]].astype(np.float32))
@@ -449,7 +453,7 @@ def animation(lca_path, out_gif, max_frames: int = 120, fps: int = 8) -> Path | 
         pictures = []
         try:
             for t in frames:
-                row = _read_row(lca, t, lca_path)
+                row = _read_row(lca, t, lca_path, layout.num_params)
                 for im, m in zip(artists, maps):
                     im.set_data(m.render(row))
                 title.set_text(frame_title(t))

@@ -1,0 +1,120 @@
+"""Oscillation (Table S2, Fig. S7, S8): how often weights turn and gradients change sign.
+
+Weight turns come from the trajectory; gradient sign changes from the gradient jobs' per-parameter counts
+(every parameter, whatever is stored); the traces of Fig. S8 from the stored LCA of the last layer's
+kernel and the gradient traces the jobs keep for it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import stats
+from ..io import finite, open_h5, require, write_json
+from ..layout import kernel_of
+from ..storage import matrix
+from ..summary import iter_row_blocks, write_tsv
+from .common import layout_of, open_lca, source_of
+
+NEEDS = ("grad_sign_changes", "grad_trace", "trace_index", "layout")
+
+
+def iter_steps(params):
+    """Blocks of theta_t+1 - theta_t (float64) over a streamed (T+1, K) trajectory, T rows in all."""
+    previous = None
+    for _, block in iter_row_blocks(params):
+        block = block.astype(np.float64)
+        rows = block if previous is None else np.vstack([previous, block])
+        if len(rows) > 1:
+            yield np.diff(rows, axis=0)
+        previous = block[-1:]
+
+
+def weight_turns(trajectory_path, K: int) -> np.ndarray:
+    """Per parameter: how often its step theta_t+1 - theta_t changes direction."""
+    turns = stats.SignChangeCounter(K)
+    with open_h5(trajectory_path, "trajectory (train stage)") as tf:
+        require(tf, ("params",), trajectory_path, "train")
+        for steps in iter_steps(tf["params"]):
+            turns.update(steps)
+    return turns.changes
+
+
+def window_traces(f, lca_path, trajectory_path, window) -> tuple[dict, dict]:
+    """Fig. S8: in the window, the traced weights of the last layer's kernel that hurt and helped most: their
+    value, gradient and LCA per iteration."""
+    layout = layout_of(f, lca_path)
+    lca = matrix(f, "lca", lca_path)
+    T = lca.shape[0]
+    w0 = min(window[0], max(T - 2, 0))
+    w1 = max(min(window[1], T), w0 + 1)
+    traced = f["trace_index"][()]
+    where = lca.position(traced)
+    lo, hi = int(where.min()), int(where.max()) + 1
+    window_lca = lca[w0:w1, lo:hi][:, where - lo].astype(np.float64)
+    net = window_lca.sum(0)
+    chosen = {"most_hurting": int(np.argmax(net)), "most_helping": int(np.argmin(net))}
+    kernel = kernel_of(layout, layout.layers[-1])
+    traces = {"iteration": np.arange(w0, w1)}
+    with open_h5(trajectory_path, "trajectory (train stage)") as tf:
+        for role, j in chosen.items():
+            col = int(traced[j])
+            traces[f"{role}_weight"] = tf["params"][w0:w1, col].astype(np.float64)
+            traces[f"{role}_grad"] = f["grad_trace"][w0:w1, j].astype(np.float64)
+            traces[f"{role}_lca"] = window_lca[:, j]
+    summary = {
+        "layer": layout.layers[-1],
+        "tensor": layout.names[kernel],
+        "window": [int(w0), int(w1)],
+        "chosen_from": source_of(lca, layout.num_params) if lca.sampled else f"all {traced.size:,} weights of the kernel",
+        **{
+            role: {"index_in_tensor": int(traced[j] - layout.offsets[kernel]), "net_lca": float(net[j])}
+            for role, j in chosen.items()
+        },
+    }
+    return traces, summary
+
+
+def oscillation(trajectory_path, lca_path, out_json, out_layers, out_traces, window=(50, 200)) -> dict:
+    with open_lca(lca_path) as f:
+        require(f, NEEDS, lca_path, "assemble")
+        layout = layout_of(f, lca_path)
+        T, K = f["lca_layer"].shape[0], layout.num_params
+        crossings = f["grad_sign_changes"][()]
+        traces, trace_summary = window_traces(f, lca_path, trajectory_path, window)
+    turns = weight_turns(trajectory_path, K)
+    write_tsv(out_traces, traces)
+    layer_index = layout.layer_index()
+    L = len(layout.layers)
+
+    def per_layer(changes):
+        return np.bincount(layer_index, weights=changes, minlength=L) / np.bincount(layer_index, minlength=L)
+
+    def every(mean_changes):
+        return T / mean_changes if mean_changes > 0 else math.inf
+
+    weight_layer, grad_layer = per_layer(turns), per_layer(crossings)
+    write_tsv(
+        out_layers,
+        {
+            "layer": np.array(layout.layers),
+            "weight_direction_changes": weight_layer,
+            "iterations_per_weight_direction_change": np.array([every(v) for v in weight_layer]),
+            "gradient_sign_changes": grad_layer,
+            "iterations_per_gradient_sign_change": np.array([every(v) for v in grad_layer]),
+        },
+    )
+    mean_turns, mean_crossings = float(turns.mean()), float(crossings.mean())
+    result = {
+        "iterations": int(T),
+        # Table S2's convention: T over the mean number of changes per parameter (all parameters)
+        "weight_direction_changes_mean": mean_turns,
+        "iterations_per_weight_direction_change": finite(every(mean_turns)),
+        "gradient_sign_changes_mean": mean_crossings,
+        "iterations_per_gradient_sign_change": finite(every(mean_crossings)),
+        "gradient_measured": True,  # counted in the gradient jobs for every parameter
+        "traces": trace_summary,
+    }
+    write_json(out_json, result)
+    return result

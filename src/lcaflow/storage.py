@@ -1,0 +1,193 @@
+"""How the T x K matrices are stored: their number format, which columns, and lca.h5's view of the chunks.
+
+One copy of every matrix: the gradient jobs write the rows of their iterations into chunks/NNNN.h5, and
+lca.h5 holds HDF5 virtual datasets that map those rows, by paths relative to lca.h5, into one T x K
+matrix. A run folder copied whole reads the same; a missing chunk file is named, never read as fill values.
+
+Number formats (`lca.storage`):
+- float32: 4 bytes per entry, as computed.
+- bfloat16: 2 bytes per entry, the upper half of the float32 (rounded to nearest even), stored as uint16
+  with the attribute encoding=bfloat16. It keeps float32's exponent range, so no value flushes to zero;
+  a value that would round to zero keeps its sign as the smallest bfloat16 of that sign.
+
+Columns (`lca.store`): `full` stores every parameter; `sampled` a fixed random sample of parameters,
+stratified by group (dataset `sample_index` names their columns in theta)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import CorruptFileError
+from .io import COMPRESSION, open_h5
+from .layout import Layout
+
+STORAGE_BYTES = {"float32": 4, "bfloat16": 2}
+MATRICES = ("lca", "lca_val", "grad")  # the T x K (or T x S) datasets, virtual in lca.h5
+MIN_SAMPLE_PER_GROUP = 256  # a sampled group keeps at least this many parameters (or all of them)
+ROWS_PER_HDF5_CHUNK = 16
+
+
+def encode_bfloat16(row):
+    """A float32 torch tensor -> its bfloat16 bits as a numpy uint16 array (rounded to nearest even), with
+    every non-zero value kept non-zero and of its sign."""
+    import torch
+
+    bits = row.to(torch.bfloat16).view(torch.int16)
+    lost = (bits & 0x7FFF == 0) & (row != 0)
+    if bool(lost.any()):
+        smallest = torch.where(row < 0, -32767, 1).to(torch.int16)  # 0x8001 / 0x0001
+        bits = torch.where(lost, smallest, bits)
+    return bits.cpu().numpy().view(np.uint16)
+
+
+def encode(row, storage: str) -> np.ndarray:
+    """A float32 torch tensor in the stored number format (a numpy array)."""
+    if storage == "bfloat16":
+        return encode_bfloat16(row)
+    return row.cpu().numpy()
+
+
+def decode(values: np.ndarray, encoding: str) -> np.ndarray:
+    """Stored values -> float32."""
+    if encoding == "bfloat16":
+        return (np.asarray(values, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(values, dtype=np.float32)
+
+
+def sample_columns(layout: Layout, fraction: float, seed: int = 0) -> np.ndarray:
+    """A fixed random sample of columns of theta, stratified by group: each group keeps `fraction` of its
+    parameters, at least MIN_SAMPLE_PER_GROUP (or all of them). Sorted."""
+    rng = np.random.default_rng(seed)
+    layer_index = layout.layer_index()
+    chosen = []
+    for j in range(len(layout.layers)):
+        members = np.flatnonzero(layer_index == j)
+        n = min(members.size, max(math.ceil(fraction * members.size), MIN_SAMPLE_PER_GROUP))
+        chosen.append(rng.choice(members, n, replace=False))
+    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, np.int64)
+
+
+def stored_columns(layout: Layout, lca: dict) -> np.ndarray | None:
+    """The columns a run stores: None for all of them (`store: full`)."""
+    return sample_columns(layout, lca["sample_fraction"]) if lca["store"] == "sampled" else None
+
+
+def create_stored_matrix(
+    group: h5py.Group, name: str, n_rows: int, n_cols: int, storage: str = "float32", compression: str = "none"
+):
+    """An (iterations x columns) dataset in the stored number format, chunked for reading blocks of
+    iterations. HDF5 chunks hold a divisor of n_rows up to 16 rows (no padded rows) and an even share of
+    the columns (at most 65,536 each); byte shuffle groups the exponents, where compression finds its gain."""
+    rows = max(d for d in range(1, min(n_rows, ROWS_PER_HDF5_CHUNK) + 1) if n_rows % d == 0)
+    col_chunks = -(-n_cols // 65536)
+    dset = group.create_dataset(
+        name,
+        shape=(n_rows, n_cols),
+        dtype="uint16" if storage == "bfloat16" else "float32",
+        chunks=(rows, max(1, -(-n_cols // col_chunks))),
+        **COMPRESSION[compression],
+    )
+    dset.attrs["encoding"] = storage
+    return dset
+
+
+def link_matrix(out: h5py.File, name: str, parts: list[tuple[str, int, int]], n_cols: int, encoding: str, shared_rows: bool):
+    """In `out`, a virtual (rows x n_cols) dataset over the `name` datasets of the chunk files `parts`
+    [(path relative to out's folder, start, stop)]. With shared_rows (per-point matrices) each chunk holds
+    stop - start + 1 rows and the next chunk's first row repeats its last: every row is mapped once."""
+    n_rows = parts[-1][2] + (1 if shared_rows else 0)
+    dtype = "uint16" if encoding == "bfloat16" else "float32"
+    layout = h5py.VirtualLayout(shape=(n_rows, n_cols), dtype=dtype)
+    for k, (rel, start, stop) in enumerate(parts):
+        rows = stop - start + (1 if shared_rows else 0)
+        source = h5py.VirtualSource(rel, name, shape=(rows, n_cols))
+        last = k == len(parts) - 1
+        take = rows if (last or not shared_rows) else rows - 1
+        layout[start : start + take] = source[:take]
+    fill = np.uint16(0x7FC0) if encoding == "bfloat16" else np.float32(np.nan)  # NaN, should a source go missing
+    dset = out.create_virtual_dataset(name, layout, fillvalue=fill)
+    dset.attrs["encoding"] = encoding
+    return dset
+
+
+def check_sources(f: h5py.File, path) -> None:
+    """Every chunk file that a virtual matrix of lca.h5 reads exists and opens; HDF5 would otherwise
+    return fill values for a missing one."""
+    folder = Path(path).parent
+    for name in MATRICES:
+        if name not in f or not f[name].is_virtual:
+            continue
+        for source in {vs.file_name for vs in f[name].virtual_sources()}:
+            chunk = folder / source
+            if not chunk.is_file():
+                raise CorruptFileError(
+                    f"{path}: its matrix '{name}' reads {chunk}, which is missing; rerun the gradient job that makes it "
+                    f"(snakemake {chunk} --cores all), then assemble"
+                )
+            try:
+                with h5py.File(chunk, "r") as c:
+                    c[name].id  # noqa: B018 (opens the dataset)
+            except (OSError, KeyError) as err:
+                raise CorruptFileError(
+                    f"{chunk}: unreadable ({str(err).splitlines()[0]}), read by {path}; delete it and rerun its gradient job"
+                ) from err
+
+
+def open_lca(path) -> h5py.File:
+    """Open lca.h5 for reading, its chunk files checked."""
+    f = open_h5(path, "LCA file (assemble stage)")
+    try:
+        check_sources(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+class Matrix:
+    """A stored (rows x columns) matrix read as float32, whatever its number format; `columns` are the
+    parameters (columns of theta) it holds, all of them unless the run stores a sample."""
+
+    def __init__(self, f: h5py.File, name: str):
+        self.dset = f[name]
+        self.name = name
+        self.encoding = str(self.dset.attrs.get("encoding", "float32"))
+        n_cols = self.dset.shape[1]
+        self.columns = f["sample_index"][()] if "sample_index" in f else np.arange(n_cols)
+        self.sampled = "sample_index" in f
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.dset.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.dset.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        return decode(self.dset[key], self.encoding)
+
+    def position(self, params: np.ndarray) -> np.ndarray:
+        """The column of each parameter (columns of theta) in this matrix; -1 where it is not stored."""
+        where = np.searchsorted(self.columns, params)
+        where = np.minimum(where, max(len(self.columns) - 1, 0))
+        found = self.columns[where] == params if len(self.columns) else np.zeros(len(params), bool)
+        return np.where(found, where, -1)
+
+
+def matrix(f: h5py.File, name: str, path=None) -> Matrix:
+    """The stored matrix `name` of lca.h5 (lca, lca_val, grad), with a one-line error where it was not stored."""
+    if name not in f:
+        hint = {"lca_val": "lca.store_validation: true", "grad": "lca.store_gradients: true"}.get(name, "")
+        raise CorruptFileError(
+            f"{path or f.filename}: the per-parameter matrix '{name}' was not stored"
+            + (f"; set {hint} and rerun the gradient jobs" if hint else "; rerun assemble")
+        )
+    return Matrix(f, name)
