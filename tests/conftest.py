@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,3 +114,51 @@ def tiny_workflow(tmp_path_factory):
 
 def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, **kwargs)
+
+
+def plant_reductions(f, layout, lca, grad, class_param) -> None:
+    """Write into an lca.h5 under construction the reductions that the gradient jobs compute (see
+    lcaflow.reducers), computed here independently in numpy from full matrices: lca (T, K), grad (T+1, K)
+    and the per-class, per-parameter totals class_param (C, K)."""
+    from lcaflow import stats
+    from lcaflow.layout import kernel_of, units_of
+
+    lca32 = np.asarray(lca, dtype=np.float32)
+    x = lca32.astype(np.float64)
+    layer_index = layout.layer_index()
+    L = len(layout.layers)
+    f["helping_layer"] = np.stack([(lca32[:, layer_index == j] < 0).sum(1) for j in range(L)], axis=1)
+    f["hurting_layer"] = np.stack([(lca32[:, layer_index == j] > 0).sum(1) for j in range(L)], axis=1)
+    f["helped_count"], f["hurt_count"] = (lca32 < 0).sum(0), (lca32 > 0).sum(0)
+    f["lca_total"] = x.sum(0)
+    f["stored_row_sum"] = x.sum(1)
+    std, kurt, tail = [], [], []
+    for row in x:
+        nz = row[row != 0]
+        if nz.size < 4 or nz.var() == 0:
+            std.append(np.nan), kurt.append(np.nan), tail.append(np.nan)
+            continue
+        m2, m4 = ((nz - nz.mean()) ** 2).mean(), ((nz - nz.mean()) ** 4).mean()
+        std.append(np.sqrt(m2)), kurt.append(m4 / m2**2)
+        tail.append(np.abs(row)[np.abs(row) > 3 * np.sqrt(m2)].sum() / np.abs(row).sum())
+    f["row_std"], f["row_kurtosis"], f["tail_share"] = np.array(std), np.array(kurt), np.array(tail)
+    signs = stats.SignChangeCounter(x.shape[1])
+    signs.update(np.asarray(grad, dtype=np.float32))
+    f["grad_sign_changes"] = signs.changes
+    kernel = kernel_of(layout, layout.layers[-1])
+    trace = np.arange(layout.offsets[kernel], layout.offsets[kernel] + layout.sizes[kernel])
+    f["trace_index"], f["grad_trace"] = trace, np.asarray(grad, dtype=np.float32)[:, trace]
+    for name in layout.layers:
+        units, _ = units_of(layout, name)
+        if units is None:
+            continue
+        members = [j for j, owner in enumerate(layout.layer_of_param) if owner == name]
+
+        def sums(values, members=members, units=units):
+            return sum(
+                values[:, layout.offsets[j] : layout.offsets[j] + layout.sizes[j]].reshape(len(values), units, -1).sum(2)
+                for j in members
+            )
+
+        f[f"lca_neuron/{name}"] = sums(x)
+        f[f"lca_class_neuron/{name}"] = sums(np.asarray(class_param, dtype=np.float64))

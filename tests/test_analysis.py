@@ -5,6 +5,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+from conftest import plant_reductions
 
 from lcaflow import analysis, experiments, figures
 from lcaflow.models import Layout
@@ -54,7 +55,7 @@ def make_run(tmp_path, seed=0, hurt=1e-3, final_loss=0.5):
         f["num_splits"] = np.ones(T, dtype=np.int32)
         f["lca_layer"], f["lca_val_layer"] = lca_layer, 0.5 * lca_layer
         f["lca_class_layer"] = class_layer
-        f["lca_class_param"] = np.repeat(lca.sum(0)[None] / C, C, axis=0)
+        plant_reductions(f, LAYOUT, lca, grad, np.repeat(lca.sum(0)[None] / C, C, axis=0))
         f["grad_norm_layer"] = rng.uniform(1, 2, size=(T + 1, 2))
         f["grad_norm_class_layer"] = rng.uniform(1, 2, size=(T + 1, C, 2))
         f["classes"] = np.array(["a", "b", "c"], dtype=object)
@@ -243,7 +244,7 @@ def write_generic(tmp_path, layout, T, lca):
         f["num_splits"] = np.ones(T, dtype=np.int32)
         f["lca_layer"], f["lca_val_layer"] = per_layer, per_layer
         f["lca_class_layer"] = np.repeat(per_layer[:, None] / C, C, axis=1)
-        f["lca_class_param"] = np.repeat(lca.sum(0)[None] / C, C, axis=0)
+        plant_reductions(f, layout, lca, np.zeros((T + 1, K)), np.repeat(lca.sum(0)[None] / C, C, axis=0))
         f["grad_norm_layer"] = np.ones((T + 1, L))
         f["grad_norm_class_layer"] = np.ones((T + 1, C, L))
         f["classes"] = np.array(["a", "b"], dtype=object)

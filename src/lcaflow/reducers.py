@@ -279,11 +279,12 @@ class ParameterTotals(Reducer):
         self.hurt += (row > 0).to(torch.int32)
 
     def write(self, f):
-        # 8 bytes a parameter per job: the total in float32 (summed in float64 within the job and at assembly)
+        # 12 bytes a parameter per job: the total in float64 (float32 would lose the totals of parameters
+        # whose helping and hurting cancel between jobs), the counts in int16
         write_arrays(
             f,
             {
-                "lca_total": self.total.float(),
+                "lca_total": self.total,
                 "helped_count": self.helped.to(torch.int16),
                 "hurt_count": self.hurt.to(torch.int16),
             },

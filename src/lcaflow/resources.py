@@ -180,9 +180,9 @@ def analysis_runtime_min(run: dict, data_path: str | None = None) -> int:
     return max(10, math.ceil(2 * seconds / 60) + 5)
 
 
-# Bytes a gradient job writes per parameter besides its stored rows (lcaflow.reducers): the total (float32),
+# Bytes a gradient job writes per parameter besides its stored rows (lcaflow.reducers): the total (float64),
 # the helped and hurt counts and the gradient sign changes (int16 each), both end signs (one byte)
-PER_PARAM_PER_JOB = 4 + 2 + 2 + 2 + 1
+PER_PARAM_PER_JOB = 8 + 2 + 2 + 2 + 1
 # ...and lca.h5 per parameter: the total (float64), the three counts (int16 while T < 32768)
 PER_PARAM_LCA = 8 + 3 * 2
 
@@ -222,7 +222,7 @@ def disk_bytes(run: dict, lca: dict, data_path: str | None = None) -> dict:
         "trajectory": (T + 1) * K * 4,
         "checkpoint": (T + 1) * K * 4,  # the raw row file, removed once the trajectory is written
         "chunks": chunks,
-        "lca": K * PER_PARAM_LCA + T * 64 * (s.num_classes + 8),
+        "lca": K * PER_PARAM_LCA + T * 64 * (s.num_classes + 8) + (T + 1) * 4 * min(stored_columns_count(K, lca), 4096),
         "data": (OFFICIAL_TRAIN_SIZE[run["dataset"]] + TEST_SIZE[run["dataset"]]) * (s.input_numel + 8)
         if s.data_bytes is None
         else s.data_bytes,
