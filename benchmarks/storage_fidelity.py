@@ -119,7 +119,7 @@ def numbers(results: Path, run: str) -> dict:
         "specialization": neurons["specialization"],
         "followed_from": neurons.get("followed_from"),
         "storage_error": grounding["storage"],
-        "claims": dict(zip(*(read_tsv(results / "claims.tsv")[k].tolist() for k in ("claim", "verdict")))),
+        "claims": dict(zip(*(read_tsv(results / "claims.tsv")[k].tolist() for k in ("claim", "holds")))),
     }
 
 
