@@ -62,10 +62,16 @@ def yaml_config() -> dict:
 
 
 def run_workflow(out: Path, settings: dict) -> float:
-    overrides = [f"results_dir={out}"] + [f"lca.{k}={v}" for k, v in settings.items()]
+    import yaml
+
+    config = yaml_config()
+    config["results_dir"] = str(out)
+    config["lca"] = {**config.get("lca", {}), **settings}
+    config_path = out.with_suffix(".yaml")
+    config_path.write_text(yaml.safe_dump(config))
     start = time.time()
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", "all", "--config", *overrides],
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", "all", "--configfile", str(config_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
