@@ -20,6 +20,7 @@ from lcaflow.config import n_chunks
 from lcaflow.errors import CorruptFileError, LCAError
 from lcaflow.gradients import compute_chunk
 from lcaflow.reader import Run, open_run
+from lcaflow.storage import Matrix
 from lcaflow.training import train
 
 NAME = "fc_sgd"  # the name docs/notebook.md uses, so that its example runs as written
@@ -34,10 +35,10 @@ def run_dir(tmp_path_factory, fashion_data_file):
     torch.set_num_threads(2)
     folder = tmp_path_factory.mktemp("reader") / "results" / "runs" / NAME
     (folder / "chunks").mkdir(parents=True)
-    run, lca = tiny_run(optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}), tiny_lca()
+    run, lca = tiny_run(optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}), tiny_lca(store_validation=True)
     trajectory = folder / "trajectory.h5"
     train(NAME, run, str(fashion_data_file), str(trajectory), str(folder / "checkpoints"))
-    chunks = [str(folder / "chunks" / f"{k}.h5") for k in range(n_chunks(run["iterations"], lca["iterations_per_job"]))]
+    chunks = [str(folder / "chunks" / f"{k:04d}.h5") for k in range(n_chunks(run["iterations"], lca["iterations_per_job"]))]
     for k, chunk in enumerate(chunks):
         compute_chunk(NAME, run, lca, k, str(trajectory), str(fashion_data_file), chunk)
     assemble(NAME, run, lca, str(trajectory), chunks, str(folder / "lca.h5"), str(folder / "grounding.json"))
@@ -77,7 +78,7 @@ def test_metadata_matches_the_file(run_dir):
 
 def test_lca_is_the_lazy_dataset_and_losses_are_arrays(run_dir):
     with open_run(run_dir) as run, h5py.File(run_dir / "lca.h5") as f:
-        assert isinstance(run.lca, h5py.Dataset) and isinstance(run.lca_val, h5py.Dataset)
+        assert isinstance(run.lca, Matrix) and isinstance(run.lca_val, Matrix) and not run.sampled
         assert run.lca.dtype == np.float32 and run.lca.shape == (12, 84060)
         assert np.array_equal(run.lca[3:5], f["lca"][3:5]) and np.array_equal(run.lca_val[-1], f["lca_val"][-1])
         assert np.array_equal(run.loss, f["loss"][()]) and run.loss.shape == (13,)
@@ -196,13 +197,14 @@ def test_missing_and_corrupt_runs_are_one_line(run_dir, tmp_path):
         f["lca"] = np.zeros((2, 3), dtype=np.float32)
     with pytest.raises(CorruptFileError) as err:
         open_run(foreign)
-    assert "lacks lca_val, loss, loss_val, layout" in _one_line(err) and "assemble" in str(err.value)
+    assert "lacks lca_layer, loss, loss_val, layout" in _one_line(err) and "assemble" in str(err.value)
 
 
 def test_a_run_without_classes_and_without_grounding_json(run_dir, tmp_path):
     copy = tmp_path / "runs" / "no_classes"
     copy.mkdir(parents=True)
     shutil.copy(run_dir / "lca.h5", copy / "lca.h5")
+    shutil.copytree(run_dir / "chunks", copy / "chunks")  # lca.h5 reads its matrices there
     with open_run(copy) as run:  # no grounding.json: the lca.h5 attribute
         assert run.classes == [str(c) for c in run.classes] and run.grounding["iterations"] == 12
         expected = run.grounding
@@ -224,7 +226,7 @@ def test_a_run_without_classes_and_without_grounding_json(run_dir, tmp_path):
 def test_close_and_context_manager(run_dir):
     run = open_run(run_dir)
     assert isinstance(run, Run)
-    handle = run.lca.file
+    handle = run.lca.dset.file
     run.close()
     assert not handle.id.valid
     run.close()  # twice is fine
@@ -233,11 +235,11 @@ def test_close_and_context_manager(run_dir):
         run.lca  # noqa: B018
     assert "closed" in _one_line(err) and "open_run(" in str(err.value)
     with open_run(run_dir) as run:
-        handle = run.lca.file
+        handle = run.lca.dset.file
         assert handle.id.valid
     assert not handle.id.valid
     with pytest.raises(ZeroDivisionError), open_run(run_dir) as run:  # closed on an error too
-        handle = run.lca.file
+        handle = run.lca.dset.file
         1 / 0  # noqa: B018
     assert not handle.id.valid
 

@@ -191,10 +191,8 @@ def stored_columns_count(K: int, lca: dict, group_sizes: tuple[int, ...] | None 
     """Columns of the stored matrices: K, or the sample (lcaflow.storage.sample_columns)."""
     if lca["store"] == "full":
         return K
-    from .storage import MIN_SAMPLE_PER_GROUP
-
     sizes = group_sizes or (K,)
-    return sum(min(n, max(math.ceil(lca["sample_fraction"] * n), MIN_SAMPLE_PER_GROUP)) for n in sizes)
+    return sum(min(n, math.ceil(lca["sample_fraction"] * n)) for n in sizes)
 
 
 def chunk_bytes(B: int, K: int, lca: dict, num_classes: int = NUM_CLASSES, group_sizes: tuple[int, ...] | None = None) -> int:

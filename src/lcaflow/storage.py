@@ -27,7 +27,6 @@ from .layout import Layout
 
 STORAGE_BYTES = {"float32": 4, "bfloat16": 2}
 MATRICES = ("lca", "lca_val", "grad")  # the T x K (or T x S) datasets, virtual in lca.h5
-MIN_SAMPLE_PER_GROUP = 256  # a sampled group keeps at least this many parameters (or all of them)
 ROWS_PER_HDF5_CHUNK = 16
 
 
@@ -59,14 +58,15 @@ def decode(values: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def sample_columns(layout: Layout, fraction: float, seed: int = 0) -> np.ndarray:
-    """A fixed random sample of columns of theta, stratified by group: each group keeps `fraction` of its
-    parameters, at least MIN_SAMPLE_PER_GROUP (or all of them). Sorted."""
+    """A fixed random sample of columns of theta, stratified by group with proportional allocation: each group
+    keeps `fraction` of its parameters (rounded up), so every parameter is in the sample with about the same
+    probability and statistics pooled over the sample need no weights. Sorted."""
     rng = np.random.default_rng(seed)
     layer_index = layout.layer_index()
     chosen = []
     for j in range(len(layout.layers)):
         members = np.flatnonzero(layer_index == j)
-        n = min(members.size, max(math.ceil(fraction * members.size), MIN_SAMPLE_PER_GROUP))
+        n = min(members.size, math.ceil(fraction * members.size))
         chosen.append(rng.choice(members, n, replace=False))
     return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, np.int64)
 
@@ -109,7 +109,13 @@ def link_matrix(out: h5py.File, name: str, parts: list[tuple[str, int, int]], n_
         take = rows if (last or not shared_rows) else rows - 1
         layout[start : start + take] = source[:take]
     fill = np.uint16(0x7FC0) if encoding == "bfloat16" else np.float32(np.nan)  # NaN, should a source go missing
-    dset = out.create_virtual_dataset(name, layout, fillvalue=fill)
+    # h5py's create_virtual_dataset stamps the creation time into the file; without it reruns are byte-identical
+    dcpl = layout._get_dcpl(out.filename)
+    dcpl.set_fill_value(np.array([fill]))
+    dcpl.set_obj_track_times(False)
+    space = h5py.h5s.create_simple(layout.shape)
+    h5py.h5d.create(out.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype), logical=1), space, dcpl=dcpl)
+    dset = out[name]
     dset.attrs["encoding"] = encoding
     return dset
 
