@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -25,7 +26,7 @@ from .data import data_file_info, load_examples
 from .errors import ConfigError
 from .io import write_json
 from .models import set_lca_mode
-from .objective import resolve_speed
+from .objective import resolve_speed, uses_batch_statistics
 from .progress import log
 from .spec import RunSpec, resolve_device
 from .training import make_optimizer
@@ -44,7 +45,8 @@ IO_BYTES_PER_S = 500e6
 # (noise 44 s, neurons, oscillation and synchronization 5-6 s each, over a 0.9 GB lca.h5).
 ANALYSIS_BYTES_PER_S = 70e6
 FIGURE_S = 4.0  # a figure from a table: start-up and matplotlib (measured 3-5 s)
-CALIBRATION_REPEATS = 3  # timed passes, after one warm-up
+CALIBRATION_REPEATS = 3  # timed samples of passes, after one warm-up pass
+MIN_SAMPLE_S = 0.1  # a sample repeats a fast pass until it lasts this long
 MAX_CALIBRATION_BATCH = 2048  # examples per timed evaluation pass; per-example time scales linearly beyond
 
 
@@ -283,6 +285,7 @@ def example_batch(spec: RunSpec, data_path: Path, n: int, device) -> tuple[torch
 
 def time_model(spec: RunSpec, lca: dict, device, input_shape, classes: int, batches: dict, data_path: Path) -> dict:
     """Time training steps and evaluation passes (forward, loss, backward) of the run's seeded model."""
+    load = os.getloadavg()[0]  # before timing: a busy machine makes every time longer
     model = set_lca_mode(spec.build_model(input_shape, classes).to(device))
     optimizer = make_optimizer(model, spec.layout(model), spec.run)
     x, y = example_batch(spec, data_path, batches["train"], device)
@@ -291,12 +294,15 @@ def time_model(spec: RunSpec, lca: dict, device, input_shape, classes: int, batc
     x, y = example_batch(spec, data_path, batches["eval"], device)
     if speed.channels_last and x.dim() == 4:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    step = min(speed.compute_batch or len(x), len(x))
+    whole = speed.compute_batch is None or uses_batch_statistics(model)  # as the engine: batch norm needs the whole chunk
+    step = len(x) if whole else min(speed.compute_batch, len(x))
     eval_s = timed(lambda: evaluation_pass(model, spec.loss, x, y, step), device)
     return {
         "train_s_per_example": train_s / batches["train"],
         "eval_s_per_example": eval_s / batches["eval"],
         "repeats": CALIBRATION_REPEATS,
+        "load_average": round(load, 2),
+        "cpu_count": os.cpu_count(),
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -314,18 +320,21 @@ def evaluation_pass(model, loss, x, y, step: int) -> None:
 
 
 def timed(fn, device) -> float:
-    """Median seconds of CALIBRATION_REPEATS calls of fn after one warm-up."""
+    """Median seconds per call of fn over CALIBRATION_REPEATS samples, after one warm-up call. A sample
+    repeats fn for at least MIN_SAMPLE_S, so that a small model's time is not one tick of a busy scheduler."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda device: None
     fn()
-    times = []
+    sync(device)
+    samples = []
     for _ in range(CALIBRATION_REPEATS):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        start, calls, elapsed = time.perf_counter(), 0, 0.0
+        while elapsed < MIN_SAMPLE_S:
+            fn()
+            sync(device)
+            calls += 1
+            elapsed = time.perf_counter() - start
+        samples.append(elapsed / calls)
+    return statistics.median(samples)
 
 
 # --- plan.md ----------------------------------------------------------------------------------------------
@@ -381,7 +390,18 @@ def calibration_line(c: dict) -> list[str]:
     return [
         f"Calibration ({where} `{c['file']}`): {c['architecture']} on {c['accelerator'] or c['cpu']} ({c['threads']} threads, "
         f"torch {c['torch']}): {c['train_s_per_example'] * 1e6:.1f} us per training example (batch {c['batches']['train']}), "
-        f"{c['eval_s_per_example'] * 1e6:.1f} us per evaluated example (batch {c['batches']['eval']})."
+        f"{c['eval_s_per_example'] * 1e6:.1f} us per evaluated example (batch {c['batches']['eval']}).",
+        *busy_note(c),
+    ]
+
+
+def busy_note(c: dict) -> list[str]:
+    """A calibration made while other work kept the processors busy overestimates every time."""
+    if c["device"] != "cpu" or c["load_average"] + c["threads"] <= c["cpu_count"] + 0.5:
+        return []
+    return [
+        f"The processors were busy while it was measured (load {c['load_average']} on {c['cpu_count']} cores): the times "
+        "below may be too long; delete the calibration file and plan again on a quieter machine."
     ]
 
 
