@@ -75,7 +75,7 @@ def plan_run(name: str, run: dict, config: dict, analysis_jobs: int, figure_jobs
         )
     files = run_files(name, spec, lca, data_path)
     calibration = calibrate(spec, lca, config["threads"], size, data_path, results / "plan" / "calibration")
-    jobs = run_jobs(spec.run, lca, size, calibration, files, data_path, analysis_jobs, figure_jobs)
+    jobs = run_jobs(spec, lca, size, calibration, files, data_path, analysis_jobs, figure_jobs)
     return {
         "parameters": size.num_params,
         "iterations": spec.run["iterations"],
@@ -113,10 +113,13 @@ def run_files(name: str, spec: RunSpec, lca: dict, data_path: Path) -> dict:
     return files
 
 
-def run_jobs(run, lca, size, calibration, files, data_path, analysis_jobs: int, figure_jobs: int) -> dict:
-    """{job kind: {count, seconds_each, seconds_total, mem_mb}} of one run."""
+def run_jobs(spec: RunSpec, lca, size, calibration, files, data_path, analysis_jobs: int, figure_jobs: int) -> dict:
+    """{job kind: {count, seconds_each, seconds_total, mem_mb}} of one run; the memory is what the jobs request."""
+    run = spec.run
+    layout = spec.meta_layout()
+    analysis_mem = resources.analysis_mem_mb(run, data_path, len(layout.layers) if layout is not None else 12)
     per_iteration = (size.n_train + size.n_val) * EVALUATIONS_PER_ITERATION[lca["quadrature"]] * calibration["eval_s_per_example"]
-    data = files[f"data/{data_path.name}"]
+    data = files.get(f"data/{data_path.name}", 0)
     chunk_seconds = [
         STARTUP_S + (data + n) / IO_BYTES_PER_S + B * per_iteration
         for B, n in zip(resources.chunk_rows(run["iterations"], lca["iterations_per_job"]), chunk_files(files))
@@ -126,10 +129,8 @@ def run_jobs(run, lca, size, calibration, files, data_path, analysis_jobs: int, 
         "train": job(1, train_seconds(run, calibration, files), resources.train_mem_mb(run, data_path)),
         "gradients": job(len(chunk_seconds), chunk_seconds, resources.gradient_mem_mb(run, lca, data_path)),
         # the assemble rule requests no memory: it streams blocks of rows, as an analysis does
-        "assemble": job(
-            1, STARTUP_S + (sum(chunk_files(files)) + lca_bytes) / IO_BYTES_PER_S, resources.analysis_mem_mb(run, data_path)
-        ),
-        "analyses": job(analysis_jobs, STARTUP_S + lca_bytes / ANALYSIS_BYTES_PER_S, resources.analysis_mem_mb(run, data_path)),
+        "assemble": job(1, STARTUP_S + (sum(chunk_files(files)) + lca_bytes) / IO_BYTES_PER_S, analysis_mem),
+        "analyses": job(analysis_jobs, STARTUP_S + lca_bytes / ANALYSIS_BYTES_PER_S, analysis_mem),
         "figures": job(figure_jobs, FIGURE_S, resources.BASE_MEM_MB),
     }
 
