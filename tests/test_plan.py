@@ -64,7 +64,8 @@ def test_a_second_plan_reuses_the_calibration(planned):
 
 def test_predictions_match_a_real_run(planned):
     """Every file the plan names is within 10% of the real one; a gradient job's predicted time is within a
-    factor of 2 of its benchmark (tiny jobs are mostly start-up, which the plan counts as a constant)."""
+    factor of 2 of its benchmark (tiny jobs are mostly start-up, which the plan counts as a constant), unless
+    other work kept the processors busy while the plan calibrated."""
     workdir, config = planned
     result = snakemake(workdir, "--cores", "1", "lca_all", "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -79,6 +80,8 @@ def test_predictions_match_a_real_run(planned):
         compared += 1
     assert compared == 5
     assert not (results / "runs" / "tiny_sgd" / "train_checkpoint" / "params.f32").exists()
+    if run["calibration"]["busy"]:  # plan.md says so too: other work on the processors makes such times meaningless
+        pytest.skip(f"the processors were busy while the plan calibrated (load {run['calibration']['load_average']})")
     predicted = run["jobs"]["gradients"]["seconds_each"]
     for chunk in ("0000", "0001"):
         with open(results / "benchmarks" / "gradients" / "tiny_sgd" / f"{chunk}.tsv") as f:

@@ -257,7 +257,7 @@ def calibrate(spec: RunSpec, lca: dict, threads: int, size, data_path: Path, cac
     path = cache_dir / f"{calibration_key(facts)}.json"
     if path.exists():
         return {**json.loads(path.read_text()), "cached": True, "file": str(path)}
-    measured = {**facts, **time_model(spec, lca, device, input_shape, classes, batches, data_path)}
+    measured = {**facts, **time_model(spec, lca, threads, device, input_shape, classes, batches, data_path)}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, measured)
     return {**measured, "cached": False, "file": str(path)}
@@ -284,7 +284,7 @@ def example_batch(spec: RunSpec, data_path: Path, n: int, device) -> tuple[torch
     return split.x, split.y
 
 
-def time_model(spec: RunSpec, lca: dict, device, input_shape, classes: int, batches: dict, data_path: Path) -> dict:
+def time_model(spec: RunSpec, lca: dict, threads: int, device, input_shape, classes: int, batches: dict, data_path: Path) -> dict:
     """Time training steps and evaluation passes (forward, loss, backward) of the run's seeded model."""
     load = os.getloadavg()[0]  # before timing: a busy machine makes every time longer
     model = set_lca_mode(spec.build_model(input_shape, classes).to(device))
@@ -303,6 +303,7 @@ def time_model(spec: RunSpec, lca: dict, device, input_shape, classes: int, batc
         "eval_s_per_example": eval_s / batches["eval"],
         "repeats": CALIBRATION_REPEATS,
         "load_average": round(load, 2),
+        "busy": load + threads > (os.cpu_count() or 1) + 0.5,  # other work kept the processors busy: times too long
         "cpu_count": os.cpu_count(),
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -398,7 +399,7 @@ def calibration_line(c: dict) -> list[str]:
 
 def busy_note(c: dict) -> list[str]:
     """A calibration made while other work kept the processors busy overestimates every time."""
-    if c["device"] != "cpu" or c["load_average"] + c["threads"] <= c["cpu_count"] + 0.5:
+    if c["device"] != "cpu" or not c["busy"]:
         return []
     return [
         f"The processors were busy while it was measured (load {c['load_average']} on {c['cpu_count']} cores): the times "
