@@ -286,7 +286,7 @@ def example_batch(spec: RunSpec, data_path: Path, n: int, device) -> tuple[torch
 
 def time_model(spec: RunSpec, lca: dict, threads: int, device, input_shape, classes: int, batches: dict, data_path: Path) -> dict:
     """Time training steps and evaluation passes (forward, loss, backward) of the run's seeded model."""
-    load = os.getloadavg()[0]  # before timing: a busy machine makes every time longer
+    load, others = os.getloadavg()[0], OtherWork()
     model = set_lca_mode(spec.build_model(input_shape, classes).to(device))
     optimizer = make_optimizer(model, spec.layout(model), spec.run)
     x, y = example_batch(spec, data_path, batches["train"], device)
@@ -298,15 +298,39 @@ def time_model(spec: RunSpec, lca: dict, threads: int, device, input_shape, clas
     whole = speed.compute_batch is None or uses_batch_statistics(model)  # as the engine: batch norm needs the whole chunk
     step = len(x) if whole else min(speed.compute_batch, len(x))
     eval_s = timed(lambda: evaluation_pass(model, spec.loss, x, y, step), device)
+    other = others.cores()
     return {
         "train_s_per_example": train_s / batches["train"],
         "eval_s_per_example": eval_s / batches["eval"],
         "repeats": CALIBRATION_REPEATS,
         "load_average": round(load, 2),
-        "busy": load + threads > (os.cpu_count() or 1) + 0.5,  # other work kept the processors busy: times too long
+        "other_work_cores": round(other, 2),
+        # other processes kept a quarter of a core busy: threads that wait for each other slow down by up to 100x
+        "busy": other > 0.25,
         "cpu_count": os.cpu_count(),
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+class OtherWork:
+    """Processor time that other processes used since it was made, in cores (Linux /proc/stat; 0 elsewhere)."""
+
+    def __init__(self):
+        self.start, self.busy, self.own = time.perf_counter(), self.busy_seconds(), time.process_time()
+
+    @staticmethod
+    def busy_seconds() -> float:
+        stat = Path("/proc/stat")
+        if not stat.exists():
+            return 0.0
+        jiffies = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(jiffies[:8]) - jiffies[3] - jiffies[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+    def cores(self) -> float:
+        if not Path("/proc/stat").exists():
+            return 0.0
+        others = (self.busy_seconds() - self.busy) - (time.process_time() - self.own)
+        return max(0.0, others / (time.perf_counter() - self.start))
 
 
 def train_step(model, optimizer, loss, x, y) -> None:
@@ -402,7 +426,7 @@ def busy_note(c: dict) -> list[str]:
     if c["device"] != "cpu" or not c["busy"]:
         return []
     return [
-        f"The processors were busy while it was measured (load {c['load_average']} on {c['cpu_count']} cores): the times "
+        f"The processors were busy while it was measured (other work used {c['other_work_cores']} of {c['cpu_count']} cores): the times "
         "below may be too long; delete the calibration file and plan again on a quieter machine."
     ]
 
