@@ -19,7 +19,8 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
-# Downloads need the internet, which cluster nodes often lack; the targets do no work.
+# Downloads need the internet, which cluster nodes often lack; the targets do no work; the plan times
+# the models on the machine that runs snakemake, before anything is submitted.
 localrules:
     all,
     data,
@@ -31,6 +32,7 @@ localrules:
     analysis_all,
     figures_all,
     claims,
+    plan,
 
 
 include: "rules/data.smk"
@@ -41,6 +43,7 @@ include: "rules/analysis.smk"
 include: "rules/figures.smk"
 include: "rules/claims.smk"
 include: "rules/benchmark.smk"
+include: "rules/plan.smk"
 
 
 rule all:

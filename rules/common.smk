@@ -11,7 +11,7 @@ from lcaflow.config import (
     without_later_defaults,
 )
 from lcaflow.errors import ConfigError
-from lcaflow.catalog import BUILTIN_DATASETS, data_key
+from lcaflow.catalog import BUILTIN_DATASETS, data_key, is_import_path
 from lcaflow.plugins import source_file
 from lcaflow.spec import RunSpec
 from lcaflow import resources as size
@@ -296,3 +296,29 @@ def claims_inputs(wildcards):
         if exp["compare_with"]:
             files.append(f"{RESULTS}/experiments/{e}/comparison.tsv")
     return files
+
+
+def plan_inputs(wildcards):
+    """Nothing of training: only the data files of runs with a model or dataset given by import path (the
+    size of such a run is read from its data file, which is cheap to make), and their .py files.
+    """
+    user = [
+        r
+        for r in RUNS.values()
+        if is_import_path(r["dataset"]) or is_import_path(r["architecture"])
+    ]
+    data = {
+        f"{RESULTS}/data/{data_key(r['dataset'], r['dataset_args'])}.h5"
+        for r in user
+    }
+    sources = {
+        f
+        for r in user
+        for f in (
+            source_file(r["architecture"]),
+            source_file(r["loss"]),
+            source_file(r["dataset"]),
+        )
+        if f
+    }
+    return sorted(data | sources)

@@ -45,14 +45,26 @@ def create_matrix(group: h5py.Group, name: str, n_rows: int, n_cols: int, compre
     Chunks hold 16 rows and an even share of the columns (at most 65,536 each), so no chunk is
     mostly padding: 65,536-column chunks over K=84,060 would allocate 56% more than the data.
     Byte shuffle groups the float32 exponents, which is where compression finds its gain."""
-    col_chunks = -(-n_cols // 65536)
     return group.create_dataset(
         name,
         shape=(n_rows, n_cols),
         dtype="float32",
-        chunks=(min(n_rows, 16), -(-n_cols // col_chunks)),
+        chunks=matrix_chunks(n_rows, n_cols),
         **COMPRESSION[compression],
     )
+
+
+def matrix_chunks(n_rows: int, n_cols: int) -> tuple[int, int]:
+    """The chunk shape of create_matrix: 16 rows (fewer in a shorter matrix), an even share of the columns."""
+    col_chunks = -(-n_cols // 65536)
+    return max(1, min(n_rows, 16)), -(-n_cols // col_chunks)
+
+
+def matrix_bytes(n_rows: int, n_cols: int) -> int:
+    """Bytes an uncompressed create_matrix dataset takes on disk: whole chunks, so the rows round up to a
+    multiple of 16 (a 21-row trajectory takes 32 rows)."""
+    rows, cols = matrix_chunks(n_rows, n_cols)
+    return -(-n_rows // rows) * rows * -(-n_cols // cols) * cols * 4
 
 
 def _json_default(value):

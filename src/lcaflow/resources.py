@@ -12,9 +12,8 @@ from functools import cache
 from pathlib import Path
 
 from .catalog import INPUT_SHAPE, OFFICIAL_TRAIN_SIZE, TEST_SIZE, data_key, is_builtin_dataset, is_import_path
-from .config import n_chunks
 from .errors import LCAError
-from .io import open_h5
+from .io import matrix_bytes, open_h5
 from .progress import log
 from .spec import full_run
 
@@ -27,7 +26,7 @@ PASSES_PER_ITERATION = 3.0  # 2 train passes + validation + refinement margin
 BASE_MEM_MB = 1500  # interpreter, torch, CUDA context
 
 
-def _cost(model, x) -> tuple[int, float, int]:
+def _cost(model, x) -> tuple[int, float, int, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -42,12 +41,14 @@ def _cost(model, x) -> tuple[int, float, int]:
         hook.remove()
     K = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n = len(x)
-    return K, counter.get_total_flops() / n, sum(activations) // n
+    kernels = [p.numel() for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    return K, counter.get_total_flops() / n, sum(activations) // n, kernels[-1] if kernels else 0
 
 
 @cache
-def model_cost(architecture: str, dataset: str) -> tuple[int, float, int]:
-    """(trainable parameters K, forward+backward FLOPs per example, activation floats per example) of a
+def model_cost(architecture: str, dataset: str) -> tuple[int, float, int, int]:
+    """(trainable parameters K, forward+backward FLOPs per example, activation floats per example, entries of
+    the last kernel) of a
     registered network on a built-in dataset, measured on the meta device: nothing is allocated."""
     import torch
 
@@ -74,8 +75,8 @@ def _user_cost(run_json: str, data_path: str, mtime: float) -> tuple[int, float,
     classes = len(info["classes"]) if run["loss"] == "cross_entropy" and info["classes"] else 1
     with torch.device("meta"):
         model = RunSpec.of("r", run).build_model(info["input_shape"], classes)
-        K, flops, activations = _cost(model, sample.to("meta"))
-    return K, flops, activations, info["n_train"], info["n_test"], math.prod(info["input_shape"]), classes
+        K, flops, activations, last_kernel = _cost(model, sample.to("meta"))
+    return K, flops, activations, info["n_train"], info["n_test"], math.prod(info["input_shape"]), classes, last_kernel
 
 
 @dataclass(frozen=True)
@@ -88,19 +89,21 @@ class RunSize:
     activations_per_example: int
     num_classes: int = NUM_CLASSES  # rows of the per-class sums (1 for a loss without classes)
     data_bytes: int | None = None  # a user's data file, which exists before the run starts
+    last_kernel: int = 4096  # entries of the last layer's kernel, whose gradients the jobs trace
 
     @classmethod
     def of(cls, run: dict, data_path: str | None = None) -> RunSize | None:
         """The size of a run; None when it cannot be known yet (a user's model or data before its data file exists)."""
         run = full_run(run)
         if is_builtin_dataset(run["dataset"]) and not is_import_path(run["architecture"]):
-            K, flops, activations = model_cost(run["architecture"], run["dataset"])
+            K, flops, activations, last_kernel = model_cost(run["architecture"], run["dataset"])
             n_train = run["train_size"] or OFFICIAL_TRAIN_SIZE[run["dataset"]] - run["val_size"]
-            return cls(K, flops, n_train, run["val_size"], math.prod(INPUT_SHAPE[run["dataset"]]), activations)
+            numel = math.prod(INPUT_SHAPE[run["dataset"]])
+            return cls(K, flops, n_train, run["val_size"], numel, activations, last_kernel=last_kernel)
         if data_path is None or not Path(data_path).is_file():
             return None
         try:
-            K, flops, activations, n_official, n_test, numel, classes = _user_cost(
+            K, flops, activations, n_official, n_test, numel, classes, last_kernel = _user_cost(
                 json.dumps(run, sort_keys=True), str(data_path), Path(data_path).stat().st_mtime
             )
         except Exception as err:  # sizing is advice: the jobs report real problems themselves
@@ -110,7 +113,7 @@ class RunSize:
             n_train, n_val = run["train_size"] or n_official, n_test
         else:
             n_train, n_val = run["train_size"] or n_official - run["val_size"], run["val_size"]
-        return cls(K, flops, n_train, n_val, numel, activations, classes, Path(data_path).stat().st_size)
+        return cls(K, flops, n_train, n_val, numel, activations, classes, Path(data_path).stat().st_size, last_kernel)
 
 
 # Requests for a run whose size is not known yet (a user's model before its data file exists).
@@ -195,7 +198,13 @@ def stored_columns_count(K: int, lca: dict, group_sizes: tuple[int, ...] | None 
     return sum(min(n, math.ceil(lca["sample_fraction"] * n)) for n in sizes)
 
 
-def chunk_bytes(B: int, K: int, lca: dict, num_classes: int = NUM_CLASSES, group_sizes: tuple[int, ...] | None = None) -> int:
+def traced_columns(K: int, lca: dict, last_kernel: int) -> int:
+    """Weights whose gradient the jobs trace (lcaflow.reducers.trace_columns): the last kernel's stored ones."""
+    stored = last_kernel if lca["store"] == "full" else math.ceil(lca["sample_fraction"] * last_kernel)
+    return min(stored, 4096)
+
+
+def job_bytes(B: int, K: int, lca: dict, num_classes: int = NUM_CLASSES, traced: int = 4096, group_sizes: tuple[int, ...] | None = None) -> int:
     """Bytes of one gradient job's chunk file over B iterations (its metadata and neuron sums left out:
     they are small)."""
     from .storage import STORAGE_BYTES
@@ -203,8 +212,27 @@ def chunk_bytes(B: int, K: int, lca: dict, num_classes: int = NUM_CLASSES, group
     S = stored_columns_count(K, lca, group_sizes)
     e = STORAGE_BYTES[lca["storage"]]
     rows = B * S * e * (2 if lca["store_validation"] else 1) + ((B + 1) * S * e if lca["store_gradients"] else 0)
-    small = (B + 1) * 4 * min(S, 4096) + (8 * S if lca["store"] == "sampled" else 0) + 64 * B * (num_classes + 8)
+    small = (B + 1) * 4 * traced + (8 * S if lca["store"] == "sampled" else 0) + 64 * B * (num_classes + 8)
     return rows + K * PER_PARAM_PER_JOB + small
+
+
+# The tables, figures, summary and grounding.json of a run, measured once on the default run (stats 2.3 MB,
+# figures 7.0 MB, summary 0.3 MB): they hardly depend on its size.
+SMALL_OUTPUTS_BYTES = 9_600_000
+
+
+def chunk_rows(T: int, per_job: int) -> list[int]:
+    """Iterations of each gradient job, in order (the last one may be shorter)."""
+    return [min(per_job, T - start) for start in range(0, T, per_job)]
+
+
+def chunk_bytes(run: dict, lca: dict, data_path: str | None = None) -> list[int]:
+    """Bytes of each chunks/NNNN.h5 of a run, in order (empty while the size of a user's model is unknown)."""
+    s = RunSize.of(run, data_path)
+    if s is None:
+        return []
+    traced = traced_columns(s.num_params, lca, s.last_kernel)
+    return [job_bytes(B, s.num_params, lca, s.num_classes, traced) for B in chunk_rows(run["iterations"], lca["iterations_per_job"])]
 
 
 def disk_bytes(run: dict, lca: dict, data_path: str | None = None) -> dict:
@@ -213,14 +241,12 @@ def disk_bytes(run: dict, lca: dict, data_path: str | None = None) -> dict:
     if s is None:
         return {}
     T, K = run["iterations"], s.num_params
-    per_job = lca["iterations_per_job"]
-    jobs = n_chunks(T, per_job)
-    chunks = sum(chunk_bytes(min(per_job, T - k * per_job), K, lca, s.num_classes) for k in range(jobs))
     return {
-        "trajectory": (T + 1) * K * 4,
+        "trajectory": matrix_bytes(T + 1, K),
         "checkpoint": (T + 1) * K * 4,  # the raw row file, removed once the trajectory is written
-        "chunks": chunks,
-        "lca": K * PER_PARAM_LCA + T * 64 * (s.num_classes + 8) + (T + 1) * 4 * min(stored_columns_count(K, lca), 4096),
+        "chunks": sum(chunk_bytes(run, lca, data_path)),
+        "lca": K * PER_PARAM_LCA + T * 64 * (s.num_classes + 8) + (T + 1) * 4 * traced_columns(K, lca, s.last_kernel),
+        "small": SMALL_OUTPUTS_BYTES,
         "data": (OFFICIAL_TRAIN_SIZE[run["dataset"]] + TEST_SIZE[run["dataset"]]) * (s.input_numel + 8)
         if s.data_bytes is None
         else s.data_bytes,
@@ -254,5 +280,5 @@ def check_free_space(
         parts = ", ".join(f"{k} {human(v)}" for k, v in need.items())
         raise LCAError(
             f"run {run_name} needs about {human(total)} on disk ({parts}) but {path} has {human(free)} free; "
-            f"free space, point results_dir elsewhere or lower iterations"
+            f"free space, point results_dir elsewhere or lower iterations (`snakemake --cores 1 plan` shows every run's files)"
         )
