@@ -58,6 +58,11 @@ def skipped_figure(out_png, run: str, title: str, reason: str) -> None:
         ax.text(0.5, 0.3, reason, ha="center", va="center", fontsize=10, color="#555555", wrap=True)
 
 
+def _sampled(source: str | None) -> str:
+    """A title's note when its numbers come from the stored sample of the parameters (lca.store: sampled)."""
+    return f"\n(from {source})" if source and "sample" in source else ""
+
+
 def _json(path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -164,7 +169,8 @@ def noise_figure(iterations_tsv, layers_tsv, hist_tsv, fraction_tsv, json_path, 
         ax.set_ylabel("count (log)")
         d = n["distribution"]
         k_it = d.get("kurtosis_per_iteration_mean")
-        ax.set_title(f"(b) LCA values, 1% tails cut\nkurtosis within an iteration {k_it:.3g} (Gaussian 3)" if k_it else "(b) LCA values, 1% tails cut")
+        title = f"(b) LCA values, 1% tails cut\nkurtosis within an iteration {k_it:.3g} (Gaussian 3)" if k_it else "(b) LCA values, 1% tails cut"
+        ax.set_title(title + _sampled(n["distribution"].get("pooled_from")))
         ax.legend(frameon=False, fontsize=8)
 
         ax = axes[0, 2]
@@ -219,7 +225,7 @@ def heavy_tail_figure(hist_tsv, json_path, out_png, run: str) -> None:
         ax.set_ylim(max(1.0 / max(total, 1), 1e-12) / 2, 1.5)
         ax.set_xlabel(f"|LCA| in standard deviations (σ = {sigma:.3g} nats)")
         ax.set_ylabel("share of non-zero values above x")
-        ax.set_title(f"{run}: LCA is heavy-tailed (tail probability, log-log)")
+        ax.set_title(f"{run}: LCA is heavy-tailed (tail probability, log-log)" + _sampled(d.get("pooled_from")))
         ax.legend(frameon=False, fontsize=8, loc="lower left")
         ax = axes[0, 1]
         ax.axis("off")
@@ -447,6 +453,7 @@ def params_figure(neurons_h5, out_png, run: str) -> None:
         traces, index = f["param_traces"][()], f["param_index"][()]
         best, random = f["most_helpful"][()], f["random"][()]
         first = f.attrs["first_layer"]
+        source = str(f.attrs.get("followed_from", ""))
     cum = np.cumsum(traces, axis=0)
     column = {int(c): j for j, c in enumerate(index)}
     with figure(out_png, 1, 2, (12, 4.2)) as (fig, axes):
@@ -458,12 +465,13 @@ def params_figure(neurons_h5, out_png, run: str) -> None:
                 ax.plot(np.arange(1, len(cum) + 1), cum[:, column[int(c)]], color=color, lw=0.7, alpha=0.7)
             ax.axhline(0, color="black", lw=0.6)
             ax.set_xlabel("iteration")
-            ax.set_title(f"{run}, layer {first}: {title}")
+            ax.set_title(f"{run}, layer {first}: {title}" + _sampled(source))
             ax.set_ylabel("cumulative LCA of one parameter (nats)")
 
 
 def correlation_figure(json_path, out_png, run: str) -> None:
-    c = _json(json_path)["correlation"]
+    result = _json(json_path)
+    c = result["correlation"]
     names = list(c)
     x = np.arange(len(names))
     with figure(out_png, 1, 1, (max(6, 1.5 * len(names) + 3), 4.4)) as (fig, axes):
@@ -477,7 +485,7 @@ def correlation_figure(json_path, out_png, run: str) -> None:
         labels = [f"{n}\nKS p out {_fmt_p(c[n]['ks_same_output_vs_baseline_p'])}\nin {_fmt_p(c[n]['ks_same_input_vs_baseline_p'])}" for n in names]
         ax.set_xticks(x, labels, fontsize=8)
         ax.set_ylabel("mean pairwise correlation of per-iteration LCA")
-        ax.set_title(f"{run}: parameters sharing a neuron learn together (KS test against the baseline)")
+        ax.set_title(f"{run}: parameters sharing a neuron learn together (KS test against the baseline)" + _sampled(result.get("followed_from")))
         ax.legend(frameon=False, fontsize=8)
 
 

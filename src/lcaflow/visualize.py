@@ -267,6 +267,15 @@ def _colorbar(fig, im, ax, limit: float, downsampled: bool, fontsize: float):
 
 
 _EXPLAIN = "green = helped (lowered the training-set loss), purple = hurt (raised it), white = no effect, grey = no parameter"
+
+
+def _explain(lca: Matrix, K: int) -> str:
+    if not lca.sampled:
+        return _EXPLAIN
+    share = 100 * lca.columns.size / K
+    return _EXPLAIN + f" or not stored (lca.store: sampled: about {share:.2g}% of the parameters)"
+
+
 _ARRANGEMENT = (
     "One pixel per parameter. Linear: rows = output units, columns = inputs. Conv: kh×kw tiles, output channels down, "
     "input channels across. Bias / norm parameters: rows under the grey gap."
@@ -340,7 +349,9 @@ def heatmap_figure(lca_path, iterations: list[int] | None, out_png) -> Path:
         _colorbar(fig, im, axes[:, c], limits[c], m.downsampled, 8)
     fig.suptitle(
         _wrap(
-            fig, f"Per-parameter loss change allocation (LCA), {T} iterations of {lca_path.name}\n{_EXPLAIN}\n{_ARRANGEMENT}", 9.5
+            fig,
+            f"Per-parameter loss change allocation (LCA), {T} iterations of {lca_path.name}\n{_explain(lca, layout.num_params)}\n{_ARRANGEMENT}",
+            9.5,
         ),
         fontsize=9.5,
     )
@@ -425,7 +436,7 @@ def animation(lca_path, out_gif, max_frames: int = 120, fps: int = 8) -> Path | 
             _colorbar(fig, im, ax, limits[k], m.downsampled, 7.5)
             artists.append(im)
 
-        explain = _wrap(fig, _EXPLAIN, 9.5)
+        explain = _wrap(fig, _explain(lca, layout.num_params), 9.5)
 
         def frame_title(t: int) -> str:  # plain text with Unicode subscripts: mathtext would cost ~0.1 s a frame
             theta = "θ" + str(t).translate(_SUBSCRIPTS)

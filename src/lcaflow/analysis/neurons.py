@@ -173,7 +173,7 @@ def specialization_table(
 
 
 def write_neurons_h5(
-    out_h5, neuron_lca, chosen_traces, chosen, best, random, examples, with_units, classes, layout, skipped
+    out_h5, neuron_lca, chosen_traces, chosen, best, random, examples, with_units, classes, layout, skipped, source
 ) -> None:
     tmp = Path(str(out_h5) + ".partial")
     with h5py.File(tmp, "w") as out:
@@ -196,6 +196,7 @@ def write_neurons_h5(
         out.attrs["first_layer"] = layout.layers[0]
         out.attrs["first_neuron_layer"] = with_units[0] if with_units else ""
         out.attrs["skipped"] = json.dumps(skipped)
+        out.attrs["followed_from"] = source
     tmp.replace(out_h5)
 
 
@@ -230,7 +231,9 @@ def neurons(lca_path, out_h5, out_correlation, out_specialization, out_json, n_t
     spec_summary, examples = specialization_table(
         neuron_class if per_class else {}, with_units if per_class else [], classes, layout, totals, out_specialization
     )
-    write_neurons_h5(out_h5, neuron_lca, chosen_traces, chosen, best, random, examples, with_units, classes, layout, skipped)
+    write_neurons_h5(
+        out_h5, neuron_lca, chosen_traces, chosen, best, random, examples, with_units, classes, layout, skipped, source
+    )
     result = {
         "correlation": corr_summary,
         "specialization": spec_summary,
