@@ -176,3 +176,24 @@ def test_restoring_a_float32_chunk_gives_the_computed_one(runs, tmp_path, form):
             if isinstance(b[name], h5py.Dataset):
                 assert np.array_equal(a[name][()], b[name][()]), name
         assert a.attrs["storage_fingerprint"] == b.attrs["storage_fingerprint"]
+
+
+def test_workflow_with_compact_storage_and_no_trajectory(tiny_workflow, tmp_path):
+    """The whole workflow with bfloat16, sampled storage and keep_trajectory: false: every figure and the
+    claims are made from the sample, the trajectory is gone afterwards, and nothing reruns."""
+    from conftest import snakemake, write_tiny_config
+
+    workdir, _, _ = tiny_workflow
+    lca = {"storage": "bfloat16", "store": "sampled", "sample_fraction": 0.05, "keep_trajectory": False}
+    config = write_tiny_config(tmp_path, datasets=workdir / "datasets", lca=lca)
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "results" / "runs" / "tiny_sgd"
+    assert not (run / "trajectory.h5").exists() and (run / "chunks" / "0000.h5").exists()
+    assert len(list((run / "figures").glob("*.png"))) == 12 and (tmp_path / "results" / "claims.md").exists()
+    noise = json.loads((run / "stats" / "noise.json").read_text())
+    assert "sample of 4,204 of the 84,060" in noise["distribution"]["pooled_from"]
+    with open_run(run) as r:  # deleted on purpose: no stale-trajectory warning
+        assert r.sampled and r.lca.shape == (20, 4204) and r.lca.encoding == "bfloat16"
+    again = snakemake(tmp_path, "--cores", "2", "--configfile", str(config), "-n")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]

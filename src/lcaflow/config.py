@@ -153,10 +153,10 @@ def job_lca_settings(lca: dict, leave_out: tuple[str, ...] = ()) -> dict:
 
 
 def with_left_out_settings(lca: dict, config: dict) -> dict:
-    """`lca` (a job's params, see job_lca_settings) with the speed and quadrature settings of `config` that it
-    leaves out."""
+    """`lca` (a job's params, see job_lca_settings) with the speed, quadrature and workflow settings of `config`
+    that it leaves out."""
     configured = validate_config(config)["lca"]
-    return {**lca, **{k: configured[k] for k in (*SPEED_KEYS, *QUADRATURE_KEYS) if k not in lca}}
+    return {**lca, **{k: configured[k] for k in (*SPEED_KEYS, *QUADRATURE_KEYS, *WORKFLOW_KEYS) if k not in lca}}
 
 
 def validate_config(config: dict) -> dict:

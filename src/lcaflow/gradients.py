@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import QUADRATURE_KEYS, STORAGE_KEYS, chunk_range, fingerprint, run_fingerprint
+from .config import QUADRATURE_KEYS, STORAGE_KEYS, WORKFLOW_KEYS, chunk_range, fingerprint, run_fingerprint
 from .errors import ConfigError, CorruptFileError, DivergenceError
 from .grounding import TRAPEZOID
 from .integrate import SPLITS, Endpoint, make_quadrature
@@ -121,7 +121,7 @@ class Job:
             "stop": self.stop,
             "train_passes": self.train.passes,
             "val_passes": self.val.passes,
-            "lca_config": json.dumps(self.lca, sort_keys=True),
+            "lca_config": json.dumps({k: v for k, v in self.lca.items() if k not in WORKFLOW_KEYS}, sort_keys=True),
             "compute_batch": self.train.compute_batch or 0,  # 0: whole chunks
             "channels_last": self.train.channels_last,
         }

@@ -134,10 +134,12 @@ def gradient_mem_mb(run: dict, lca: dict, data_path: str | None = None) -> int:
     if s is None:
         return UNKNOWN_MEM_MB
     data = (s.n_train + s.n_val) * s.input_numel * 4 * 2
-    rows = (lca["iterations_per_job"] + 1) * s.num_params * 4
-    accumulators = 8 * s.num_classes * s.num_params * 8  # per-class sums of Simpson points, float64
+    # per-class gradients of the Simpson points, float64: ~650 bytes a parameter with 10 classes, measured
+    # (benchmarks/results/2026-11-29_scale_*); the rows go to disk as they come, so nothing grows with T
+    accumulators = 8 * s.num_classes * s.num_params * 8
+    per_param = 64 * s.num_params  # the reducers' per-parameter sums and counts, theta and its step
     activations = min(lca["eval_chunk_size"], s.n_train) * s.activations_per_example * 4 * 3  # outputs, grads, workspace
-    return int(BASE_MEM_MB + 1.5 * (data + rows + accumulators + activations) / 2**20)
+    return int(BASE_MEM_MB + 1.5 * (data + accumulators + per_param + activations) / 2**20)
 
 
 def gradient_runtime_min(run: dict, lca: dict, threads: int, gpu: bool, data_path: str | None = None) -> int:

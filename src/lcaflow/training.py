@@ -70,6 +70,33 @@ class BatchSchedule:
         return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
 
 
+class RowFile:
+    """A raw (n_rows, n_params) float32 file written a row at a time and read in blocks of rows. Plain
+    reads and writes, not a memory map: the pages of a map stay in the process's resident memory, which
+    then grows with T (measured: 1.2 GB more at T = 300 for 2 M parameters); these do not."""
+
+    def __init__(self, path: Path, n_rows: int, n_params: int, create: bool):
+        self.n_rows, self.row_bytes, self.n_params = n_rows, 4 * n_params, n_params
+        self.fh = open(path, "w+b" if create else "r+b")
+        if create:
+            self.fh.truncate(n_rows * self.row_bytes)
+
+    def __setitem__(self, i: int, row: np.ndarray) -> None:
+        os.pwrite(self.fh.fileno(), np.ascontiguousarray(row, dtype=np.float32).tobytes(), i * self.row_bytes)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.n_rows)
+        data = os.pread(self.fh.fileno(), (stop - start) * self.row_bytes, start * self.row_bytes)
+        return np.frombuffer(data, dtype=np.float32).reshape(stop - start, self.n_params)
+
+    def flush(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 class Checkpoint:
     """Crash-safe training state in a directory.
 
@@ -98,8 +125,7 @@ class Checkpoint:
         self.state = self._load() if rows_path.exists() and rows_path.stat().st_size == n_rows * n_params * 4 else None
         if self.state is None:
             self.state_path.unlink(missing_ok=True)
-        mode = "r+" if self.state is not None else "w+"
-        self.rows = np.memmap(rows_path, dtype=np.float32, mode=mode, shape=(n_rows, n_params))
+        self.rows = RowFile(rows_path, n_rows, n_params, create=self.state is None)
 
     def _load(self) -> dict | None:
         if not self.state_path.exists():
@@ -130,7 +156,7 @@ class Checkpoint:
         os.replace(tmp, self.state_path)
 
     def remove(self) -> None:
-        del self.rows
+        self.rows.close()
         for name in ("state.pt", "state.tmp", "params.f32", "lock"):
             (self.dir / name).unlink(missing_ok=True)
         self._lock.close()

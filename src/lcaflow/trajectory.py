@@ -23,7 +23,7 @@ BLOCK_BYTES = 64 << 20
 
 
 def copy_rows(dest: h5py.Dataset, rows, n_rows: int, n_cols: int, check_finite: str | None = None) -> None:
-    """Copy rows[0:n_rows] (a memmap or HDF5 dataset) into `dest` in blocks of about 64 MB;
+    """Copy rows[0:n_rows] (a training RowFile or an HDF5 dataset) into `dest` in blocks of about 64 MB;
     with `check_finite` (a path, for the message), refuse non-finite parameters."""
     per_block = max(1, BLOCK_BYTES // (4 * n_cols))
     for a in range(0, n_rows, per_block):
