@@ -116,8 +116,9 @@ def _time_jobs(network, run, lca, trajectory, data_path, work, args, device) -> 
         seconds = time.perf_counter() - t0
         with h5py.File(out) as f:
             splits = f["num_splits"][()]
-            # bytes that grow with the iterations, apart from the per-job sums (lca_class_param: C x K float64)
-            growing = sum(d.id.get_storage_size() for d in f.values() if d.shape and d.shape[0] in (length, length + 1))
+            # bytes that grow with the iterations, apart from the per-job, per-parameter sums (15 bytes a parameter)
+            rows = [d for d in f.values() if isinstance(d, h5py.Dataset) and d.shape and d.shape[0] in (length, length + 1)]
+            growing = sum(d.id.get_storage_size() for d in rows)
             jobs[length] = {
                 "s": seconds,
                 "passes": (int(f.attrs["train_passes"]), int(f.attrs["val_passes"])),
@@ -233,7 +234,7 @@ def measure(network: str, args) -> dict:
         "plain_pass_gflop_per_s": flops_per_example * n_train / plain / 1e9,
         "plain_pass_fraction_of_peak": flops_per_example * n_train / plain / 1e9 / args.peak_gflops if args.peak_gflops else None,
         "lca_row_bytes": 4 * K,
-        "matrices_per_iteration": 3 if lca["store_gradients"] else 2,
+        "matrices_per_iteration": 1 + lca["store_validation"] + lca["store_gradients"],
         "compression": lca["compression"],
         "read_mb_per_s": read_mb_s,
         # per quadrature; peak memory after the short and after the long job (equal when memory does not grow
@@ -304,9 +305,9 @@ def markdown(results: list[dict], header: dict) -> str:
             )
     lines += [
         "",
-        "Bytes/iteration: what the gradient job writes per iteration (LCA on train and validation, plus the full-set "
-        "gradient when lca.store_gradients), against 4 bytes per parameter for one float32 LCA row; each job also writes "
-        "its per-class totals once (C x K float64). "
+        "Bytes/iteration: what the gradient job writes per iteration (the training LCA, plus the full-set gradient "
+        "with --store-gradients), against 4 bytes per parameter for one float32 LCA row; each job also writes its "
+        "per-parameter sums once (15 bytes a parameter). "
         "LCA s/iteration: the difference between a long and a short gradient job over the difference in iterations, "
         "so a job's start (loading data, its first point) is left out, as a 110-iteration workflow job spreads it thin. "
         "Peak host MB: the whole process, data set and model included, after the short and after the long job "
@@ -328,7 +329,7 @@ def main() -> None:
     parser.add_argument("--compute-batch", dest="compute_batch", default=None, help="lca.compute_batch (default: auto)")
     parser.add_argument("--channels-last", dest="channels_last", default=None, help="lca.channels_last: true, false or auto")
     parser.add_argument("--compression", default=None, choices=["none", "lzf", "gzip"])
-    parser.add_argument("--no-store-gradients", dest="store_gradients", action="store_false")
+    parser.add_argument("--store-gradients", dest="store_gradients", action="store_true", help="lca.store_gradients")
     parser.add_argument("--peak-gflops", dest="peak_gflops", type=float, default=None, help="the device's float32 peak, for the fraction column (H100 SXM: 67,000)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out"))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one network, print JSON

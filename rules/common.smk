@@ -308,8 +308,7 @@ def plan_inputs(wildcards):
         if is_import_path(r["dataset"]) or is_import_path(r["architecture"])
     ]
     data = {
-        f"{RESULTS}/data/{data_key(r['dataset'], r['dataset_args'])}.h5"
-        for r in user
+        f"{RESULTS}/data/{data_key(r['dataset'], r['dataset_args'])}.h5" for r in user
     }
     sources = {
         f

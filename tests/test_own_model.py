@@ -86,6 +86,7 @@ def test_open_run_warns_about_results_older_than_the_trajectory(own_project, tmp
     run = tmp_path / "chars"
     run.mkdir()
     shutil.copy(own_project / "results/runs/chars/lca.h5", run)
+    shutil.copytree(own_project / "results/runs/chars/chunks", run / "chunks")  # lca.h5 reads its matrix there
     with pytest.warns(UserWarning, match="trajectory.h5 is missing, so lca.h5 may be out of date"):
         lcaflow.open_run(run).close()
     shutil.copy(own_project / "results/runs/convnet/trajectory.h5", run)
