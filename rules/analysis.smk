@@ -1,4 +1,4 @@
-# Analyses: lca.h5 (and trajectory.h5) -> small tables under results/runs/{run}/stats/ and
+# Analyses: lca.h5 -> small tables under results/runs/{run}/stats/ and
 # results/experiments/{experiment}/. Each streams the T x K matrices in blocks of iterations.
 
 
@@ -49,7 +49,6 @@ rule noise:
 rule oscillation:
     input:
         lca=f"{RESULTS}/runs/{{run}}/lca.h5",
-        trajectory=f"{RESULTS}/runs/{{run}}/trajectory.h5",
     output:
         json=stats_path("oscillation.json"),
         layers=report(
@@ -98,7 +97,6 @@ rule layer_stats:
 rule synchronization:
     input:
         lca=f"{RESULTS}/runs/{{run}}/lca.h5",
-        trajectory=f"{RESULTS}/runs/{{run}}/trajectory.h5",
     output:
         json=stats_path("synchronization.json"),
         moments=stats_path("moments.tsv"),

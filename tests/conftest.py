@@ -116,10 +116,10 @@ def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, **kwargs)
 
 
-def plant_reductions(f, layout, lca, grad, class_param) -> None:
+def plant_reductions(f, layout, lca, grad, class_param, params) -> None:
     """Write into an lca.h5 under construction the reductions that the gradient jobs compute (see
-    lcaflow.reducers), computed here independently in numpy from full matrices: lca (T, K), grad (T+1, K)
-    and the per-class, per-parameter totals class_param (C, K)."""
+    lcaflow.reducers), computed here independently in numpy from full matrices: lca (T, K), grad (T+1, K),
+    the per-class, per-parameter totals class_param (C, K) and the trajectory params (T+1, K)."""
     from lcaflow import stats
     from lcaflow.layout import kernel_of, units_of
 
@@ -145,9 +145,15 @@ def plant_reductions(f, layout, lca, grad, class_param) -> None:
     signs = stats.SignChangeCounter(x.shape[1])
     signs.update(np.asarray(grad, dtype=np.float32))
     f["grad_sign_changes"] = signs.changes
+    steps = np.diff(np.asarray(params, dtype=np.float32).astype(np.float64), axis=0)
+    turns = stats.SignChangeCounter(x.shape[1])
+    turns.update(steps)
+    f["step_sign_changes"] = turns.changes
+    f["layer_motion"] = np.sqrt(np.stack([(steps[:, layer_index == j] ** 2).sum(1) for j in range(L)], axis=1))
     kernel = kernel_of(layout, layout.layers[-1])
     trace = np.arange(layout.offsets[kernel], layout.offsets[kernel] + layout.sizes[kernel])
     f["trace_index"], f["grad_trace"] = trace, np.asarray(grad, dtype=np.float32)[:, trace]
+    f["param_trace"] = np.asarray(params, dtype=np.float32)[:, trace]
     for name in layout.layers:
         units, _ = units_of(layout, name)
         if units is None:

@@ -55,7 +55,7 @@ def make_run(tmp_path, seed=0, hurt=1e-3, final_loss=0.5):
         f["num_splits"] = np.ones(T, dtype=np.int32)
         f["lca_layer"], f["lca_val_layer"] = lca_layer, 0.5 * lca_layer
         f["lca_class_layer"] = class_layer
-        plant_reductions(f, LAYOUT, lca, grad, np.repeat(lca.sum(0)[None] / C, C, axis=0))
+        plant_reductions(f, LAYOUT, lca, grad, np.repeat(lca.sum(0)[None] / C, C, axis=0), params)
         f["grad_norm_layer"] = rng.uniform(1, 2, size=(T + 1, 2))
         f["grad_norm_class_layer"] = rng.uniform(1, 2, size=(T + 1, C, 2))
         f["classes"] = np.array(["a", "b", "c"], dtype=object)
@@ -93,7 +93,7 @@ def test_layers_planted_hurting_layer(tmp_path):
 
 def test_oscillation_counts_known_periods(tmp_path):
     lca, traj, _ = make_run(tmp_path)
-    o = analysis.oscillation(traj, lca, tmp_path / "o.json", tmp_path / "o.tsv", tmp_path / "tr.tsv", window=(50, 200))
+    o = analysis.oscillation(lca, tmp_path / "o.json", tmp_path / "o.tsv", tmp_path / "tr.tsv", window=(50, 200))
     rows = read_tsv(tmp_path / "o.tsv")
     turns = T // (PERIOD // 2)  # the sine peaks at t = 2.5 + 6k: 40 turns inside 0..T
     assert rows["weight_direction_changes"].tolist() == pytest.approx([turns, 0])
@@ -108,7 +108,7 @@ def test_oscillation_counts_known_periods(tmp_path):
 
 def test_synchronization_finds_planted_moments(tmp_path):
     lca, traj, _ = make_run(tmp_path)
-    s = analysis.synchronization(lca, traj, tmp_path / "s.json", tmp_path / "m.tsv", top=20, max_shift=2, repeats=500)
+    s = analysis.synchronization(lca, tmp_path / "s.json", tmp_path / "m.tsv", top=20, max_shift=2, repeats=500)
     assert s["signals"]["lca"]["synchronized_total"] == 20
     # planted moments are 10 iterations apart: layers shifted apart by 1..4 never meet again
     assert s["signals"]["lca"]["p_value"] == pytest.approx(1 / 501)
@@ -182,8 +182,8 @@ def _all_outputs(tmp_path, lca, traj):
     out["grounding"] = analysis.grounding(lca, tmp_path / "g.tsv")
     (tmp_path / "grounding.json").write_text(json.dumps(out["grounding"]))  # as the assemble stage writes it
     out["noise"] = analysis.noise(lca, *(tmp_path / n for n in ("n.json", "i.tsv", "l.tsv", "h.tsv", "f.tsv")), sample_size=500)
-    out["oscillation"] = analysis.oscillation(traj, lca, tmp_path / "o.json", tmp_path / "o.tsv", tmp_path / "tr.tsv")
-    out["sync"] = analysis.synchronization(lca, traj, tmp_path / "s.json", tmp_path / "m.tsv", repeats=200)
+    out["oscillation"] = analysis.oscillation(lca, tmp_path / "o.json", tmp_path / "o.tsv", tmp_path / "tr.tsv")
+    out["sync"] = analysis.synchronization(lca, tmp_path / "s.json", tmp_path / "m.tsv", repeats=200)
     out["neurons"] = analysis.neurons(lca, tmp_path / "n.h5", tmp_path / "c.tsv", tmp_path / "s.tsv", tmp_path / "nn.json", n_top=5, nodes=3, per_node=3)
     out["tables"] = {name: read_tsv(tmp_path / name) for name in ("i.tsv", "l.tsv", "f.tsv", "o.tsv", "tr.tsv", "m.tsv", "c.tsv", "s.tsv")}
     with h5py.File(tmp_path / "n.h5") as f:
@@ -244,7 +244,7 @@ def write_generic(tmp_path, layout, T, lca):
         f["num_splits"] = np.ones(T, dtype=np.int32)
         f["lca_layer"], f["lca_val_layer"] = per_layer, per_layer
         f["lca_class_layer"] = np.repeat(per_layer[:, None] / C, C, axis=1)
-        plant_reductions(f, layout, lca, np.zeros((T + 1, K)), np.repeat(lca.sum(0)[None] / C, C, axis=0))
+        plant_reductions(f, layout, lca, np.zeros((T + 1, K)), np.repeat(lca.sum(0)[None] / C, C, axis=0), np.zeros((T + 1, K)))
         f["grad_norm_layer"] = np.ones((T + 1, L))
         f["grad_norm_class_layer"] = np.ones((T + 1, C, L))
         f["classes"] = np.array(["a", "b"], dtype=object)

@@ -122,7 +122,7 @@ def test_simpson_jobs_get_the_params_they_had_before_quadrature_existed():
     lca = validate_config(GOOD)["lca"]
     params = job_lca_settings(lca, leave_out=("max_cumulative_error_pct",))
     assert sorted(params) == [
-        "eval_chunk_size", "iterations_per_job", "max_splits", "sample_fraction", "storage", "store",
+        "eval_chunk_size", "iterations_per_job", "max_splits", "storage", "store",
         "store_gradients", "store_validation", "tolerance",
     ]  # fmt: skip
     assert with_left_out_settings(params, GOOD) == {k: v for k, v in lca.items() if k != "max_cumulative_error_pct"}

@@ -114,6 +114,15 @@ def test_reductions_match_the_stored_matrices(lca_run):
     counter.update(grad32)
     assert np.array_equal(r["grad_sign_changes"], counter.changes) and counter.changes.sum() > 0
     assert np.array_equal(r["grad_trace"], grad32[:, r["trace_index"]]) and r["trace_index"].size == 500
+    with h5py.File(lca_run["trajectory"]) as f, h5py.File(lca_run["out"]) as g:
+        theta = f["params"][()]
+        steps = np.diff(theta.astype(np.float64), axis=0)
+        turns = stats.SignChangeCounter(steps.shape[1])
+        turns.update(steps)
+        assert np.array_equal(g["step_sign_changes"][()], turns.changes) and turns.changes.sum() > 0
+        motion = np.sqrt(np.stack([(steps[:, layer_index == j] ** 2).sum(1) for j in range(3)], axis=1))
+        assert np.allclose(g["layer_motion"][()], motion, rtol=1e-12)
+        assert np.array_equal(g["param_trace"][()], theta[:, r["trace_index"]])
 
 
 def test_job_size_does_not_change_the_result(lca_run):

@@ -47,7 +47,6 @@ def run_dir(tmp_path_factory, fashion_data_file):
     analysis.layers(str(folder / "lca.h5"), stats / "layers.tsv", stats / "layers_cumulative.tsv")
     analysis.grounding(str(folder / "lca.h5"), stats / "grounding.tsv")
     analysis.oscillation(
-        str(trajectory),
         str(folder / "lca.h5"),
         stats / "oscillation.json",
         stats / "oscillation_layers.tsv",

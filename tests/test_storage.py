@@ -74,6 +74,11 @@ def test_lca_h5_maps_the_chunks_and_the_run_folder_moves_whole(runs, tmp_path):
     shutil.copytree(full, moved)
     with open_run(moved) as r:
         assert np.array_equal(r.lca[()], lca) and np.array_equal(r.lca_val[()].shape, (12, 84060))
+    # a chunk rewritten with other settings under the assembled lca.h5 is refused, not misread
+    shutil.copy(runs["bfloat16"] / "chunks" / "0001.h5", moved / "chunks" / "0001.h5")
+    with pytest.raises(CorruptFileError) as err:
+        open_run(moved)
+    assert "\n" not in str(err.value) and "rewritten after assembly" in str(err.value) and "rerun assemble" in str(err.value)
     (moved / "chunks" / "0001.h5").unlink()
     with pytest.raises(CorruptFileError) as err:
         open_run(moved)
@@ -136,7 +141,7 @@ def test_a_stratified_sample_is_stored_and_every_analysis_runs_from_it(runs, tmp
         out[name] = {
             "noise": analysis.noise(lca_path, *(s / n for n in ("n.json", "i.tsv", "l.tsv", "h.tsv", "f.tsv")), sample_size=5000),
             "neurons": analysis.neurons(lca_path, s / "n.h5", s / "c.tsv", s / "sp.tsv", s / "n.json", n_top=5, nodes=3, per_node=3),
-            "oscillation": analysis.oscillation(traj, lca_path, s / "o.json", s / "o.tsv", s / "t.tsv", window=(2, 10)),
+            "oscillation": analysis.oscillation(lca_path, s / "o.json", s / "o.tsv", s / "t.tsv", window=(2, 10)),
             "layers": analysis.layers(lca_path, s / "l.tsv", s / "lc.tsv"),
         }
     assert out["sampled"]["noise"]["pct_helping_of_nonzero"] == out["full"]["noise"]["pct_helping_of_nonzero"]

@@ -22,10 +22,10 @@ RULES = {
     "noise": lambda: analysis.noise(
         i.lca, o.json, o.iterations, o.layers, o.histogram, o.help_fraction, p.sample_size, p.seed
     ),
-    "oscillation": lambda: analysis.oscillation(i.trajectory, i.lca, o.json, o.layers, o.traces, p.window),
+    "oscillation": lambda: analysis.oscillation(i.lca, o.json, o.layers, o.traces, p.window),
     "layer_stats": lambda: analysis.layers(i.lca, o.layers, o.cumulative),
     "synchronization": lambda: analysis.synchronization(
-        i.lca, i.trajectory, o.json, o.moments, p.top, p.max_shift, p.repeats, p.seed, p.min_fraction
+        i.lca, o.json, o.moments, p.top, p.max_shift, p.repeats, p.seed, p.min_fraction
     ),
     "neurons": lambda: analysis.neurons(
         i.lca, o.h5, o.correlation, o.specialization, o.json, p.top_params, p.nodes, p.per_node, p.seed

@@ -20,7 +20,7 @@ from .grounding import QUADRATURE_NAMES, grounding_report
 from .io import atomic_h5, require
 from .progress import log
 from .reducers import ITERATION, POINT, SAME, SUM, VIRTUAL, join_kind, join_signs, smallest_int
-from .storage import MATRICES, STORAGE_BYTES, link_matrix
+from .storage import MATRICES, STORAGE_BYTES, chunk_identity, link_matrix
 from .trajectory import read_trajectory_meta
 
 
@@ -68,6 +68,7 @@ def _read_reductions(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
             raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
         attrs = {key: int(f.attrs[key]) for key in ("start", "stop", "train_passes", "val_passes")}
         attrs["matrices"] = [m for m in MATRICES if m in f]
+        attrs["identity"] = chunk_identity(f)
     return small, attrs
 
 
@@ -88,7 +89,8 @@ def join(parts: list[dict]) -> dict:
             if any(not np.array_equal(v, values[0]) for v in values[1:]):
                 raise CorruptFileError(f"the chunks disagree on {name}; rerun the gradient jobs")
             out[name] = values[0]
-    out.update(join_signs(parts))
+    out.update(join_signs(parts, "grad"))
+    out.update(join_signs(parts, "step"))
     return out
 
 
@@ -150,6 +152,8 @@ def assemble(
                 "per_class": meta["per_class"],
                 "storage": lca["storage"],
                 "store": lca["store"],
+                # each chunk mapped, as assembled: a chunk rewritten later is refused (storage.check_sources)
+                "chunks": json.dumps({os.path.relpath(p, folder): a["identity"] for p, (_, a) in zip(chunk_paths, parts)}, sort_keys=True),
             }
         )
     Path(grounding_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

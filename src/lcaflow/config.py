@@ -149,6 +149,7 @@ def job_lca_settings(lca: dict, leave_out: tuple[str, ...] = ()) -> dict:
     does `leave_out`; the quadrature's settings only when it is not the default Simpson (so that Simpson runs
     made before lca.quadrature existed are not recomputed)."""
     leave_out = (*SPEED_KEYS, *WORKFLOW_KEYS, *leave_out, *(QUADRATURE_KEYS if lca["quadrature"] == "simpson" else ()))
+    leave_out += ("sample_fraction",) if lca["store"] == "full" else ()  # matters only for a sample
     return {k: v for k, v in lca.items() if k not in leave_out}
 
 
@@ -156,7 +157,8 @@ def with_left_out_settings(lca: dict, config: dict) -> dict:
     """`lca` (a job's params, see job_lca_settings) with the speed, quadrature and workflow settings of `config`
     that it leaves out."""
     configured = validate_config(config)["lca"]
-    return {**lca, **{k: configured[k] for k in (*SPEED_KEYS, *QUADRATURE_KEYS, *WORKFLOW_KEYS) if k not in lca}}
+    keys = (*SPEED_KEYS, *QUADRATURE_KEYS, *WORKFLOW_KEYS, "sample_fraction")
+    return {**lca, **{k: configured[k] for k in keys if k not in lca}}
 
 
 def validate_config(config: dict) -> dict:

@@ -25,7 +25,8 @@ CHUNK_FORMAT_VERSION = 3  # 2: per-layer LCA and gradient norms; 3: the reductio
 
 def storage_fingerprint(lca: dict) -> str:
     """The settings that change what a chunk stores (not its numbers)."""
-    return fingerprint({k: lca[k] for k in STORAGE_KEYS})
+    keys = [k for k in STORAGE_KEYS if k != "sample_fraction" or lca["store"] == "sampled"]
+    return fingerprint({k: lca[k] for k in keys})
 
 
 def lca_settings_fingerprint(lca: dict) -> str:
@@ -136,7 +137,7 @@ def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
     theta = next(thetas)
     previous = evaluate(theta)
     for r in reducers:
-        r.point(0, previous)
+        r.point(0, previous, theta)
     errors, splits = np.empty(job.frame.iterations), np.empty(job.frame.iterations, dtype=np.int32)
     for i in range(job.frame.iterations):
         t = job.start + i
@@ -147,7 +148,7 @@ def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
         seg = quadrature(evaluate, theta, theta_next, previous, following)
         row = seg.lca.float()
         for r in reducers:
-            r.point(i + 1, following)
+            r.point(i + 1, following, theta_next)
             r.segment(i, seg, row)
         if not seg.converged(job.lca["tolerance"]):
             log.warning(

@@ -88,6 +88,8 @@ class Run:
         if self._file is not None:
             self._file.close()
             self._file = None
+        for cached in ("lca", "lca_val"):
+            self.__dict__.pop(cached, None)
 
     def __enter__(self) -> Run:
         return self
@@ -168,13 +170,13 @@ class Run:
 
     # -- the data ---------------------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def lca(self) -> Matrix:
         """(T, K) LCA on the training split, read as float32 whatever its storage (`run.lca[a:b]` reads rows
         a..b-1 only). With lca.store: sampled it is (T, S): `run.lca.columns` are its S columns of theta."""
         return matrix(self._f, "lca", self.path / "lca.h5")
 
-    @property
+    @functools.cached_property
     def lca_val(self) -> Matrix:
         """(T, K) LCA on the held-out validation split, as `lca`; stored only with lca.store_validation: true
         (`by_group("val")` always works)."""

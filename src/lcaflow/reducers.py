@@ -11,7 +11,8 @@ no analysis has to read a T x K matrix unless it follows individual parameters:
 | Losses           | loss, loss_val, loss_class (point)                                            |
 | GradientNorms    | grad_norm_layer, grad_norm_class_layer (point)                                |
 | GradientSigns    | grad_sign_changes, grad_sign_ends (signs)                                     |
-| GradientTraces   | trace_index (same), grad_trace (point)                                        |
+| Steps            | step_sign_changes, step_sign_ends (signs), layer_motion (iteration)           |
+| GradientTraces   | trace_index (same), grad_trace, param_trace (point)                           |
 | Quadrature       | lca_first_order(_val), error(_val), num_splits[, adaptive keys] (iteration)   |
 | GroupSums        | lca_layer, lca_val_layer, lca_class_layer, helping_layer, hurting_layer (iteration) |
 | ParameterTotals  | lca_total, helped_count, hurt_count (sum)                                     |
@@ -86,8 +87,9 @@ class Reducer:
         B = frame.iterations
         self.B, self.C, self.L, self.K = B, frame.num_classes, len(frame.layout.layers), frame.layout.num_params
 
-    def point(self, i: int, p) -> None:
-        """theta_(start + i), i = 0..B: p.train and p.val are lcaflow.objective.Point."""
+    def point(self, i: int, p, theta: torch.Tensor) -> None:
+        """theta_(start + i), i = 0..B (float32, as stored in the trajectory): p.train and p.val are
+        lcaflow.objective.Point."""
 
     def segment(self, i: int, seg, row: torch.Tensor) -> None:
         """Iteration start + i: seg is an lcaflow.integrate.Segment, row its training LCA as float32."""
@@ -109,7 +111,7 @@ class Losses(Reducer):
         self.loss, self.loss_val = np.empty(self.B + 1), np.empty(self.B + 1)
         self.loss_class = np.empty((self.B + 1, self.C))
 
-    def point(self, i, p):
+    def point(self, i, p, theta):
         self.loss[i], self.loss_val[i] = float(p.train.loss), float(p.val.loss)
         self.loss_class[i] = p.train.loss_class.cpu().numpy()
 
@@ -127,7 +129,7 @@ class GradientNorms(Reducer):
         self.layer = np.empty((self.B + 1, self.L))
         self.class_layer = np.empty((self.B + 1, self.C, self.L))
 
-    def point(self, i, p):
+    def point(self, i, p, theta):
         self.layer[i] = self.frame.per_layer(p.train.grad, squares=True).sqrt().cpu().numpy()
         self.class_layer[i] = self.frame.per_layer(p.train.grad_class, squares=True).sqrt().cpu().numpy()
 
@@ -135,41 +137,79 @@ class GradientNorms(Reducer):
         write_arrays(f, {"grad_norm_layer": self.layer, "grad_norm_class_layer": self.class_layer})
 
 
-class GradientSigns(Reducer):
-    """Per parameter, how often the sign of its full-set gradient (float32, as stored) flips between
-    consecutive non-zero values, plus the first and last non-zero sign to join chunks (oscillation)."""
+class SignChanges:
+    """Per parameter, how often the sign of a sequence of vectors flips between consecutive non-zero values,
+    and the first and last non-zero sign, to join consecutive chunks (join_signs)."""
 
-    JOINS = {"grad_sign_changes": SIGNS, "grad_sign_ends": SIGNS}
+    def __init__(self, K: int, device):
+        zeros = dict(dtype=torch.int8, device=device)
+        self.first, self.last = torch.zeros(K, **zeros), torch.zeros(K, **zeros)
+        self.changes = torch.zeros(K, dtype=torch.int32, device=device)
 
-    def __init__(self, frame):
-        super().__init__(frame)
-        zeros = dict(dtype=torch.int8, device=frame.device)
-        self.first, self.last = torch.zeros(self.K, **zeros), torch.zeros(self.K, **zeros)
-        self.changes = torch.zeros(self.K, dtype=torch.int32, device=frame.device)
-
-    def point(self, i, p):
-        sign = torch.sign(p.train.grad.float()).to(torch.int8)
+    def update(self, values: torch.Tensor) -> None:
+        sign = torch.sign(values).to(torch.int8)
         nonzero = sign != 0
         self.changes += (nonzero & (self.last != 0) & (sign != self.last)).to(torch.int32)
         self.first = torch.where((self.first == 0) & nonzero, sign, self.first)
         self.last = torch.where(nonzero, sign, self.last)
 
-    def write(self, f):
+    def arrays(self, name: str) -> dict:
         ends = 3 * (self.first + 1) + (self.last + 1)  # both signs (-1, 0, 1) in one byte
-        write_arrays(f, {"grad_sign_changes": self.changes.to(torch.int16), "grad_sign_ends": ends.to(torch.int8)})
+        return {f"{name}_sign_changes": self.changes.to(torch.int16), f"{name}_sign_ends": ends.to(torch.int8)}
 
 
-def join_signs(chunks: list[dict]) -> dict:
-    """Sign-change counts of consecutive chunks (sharing their boundary point) as one count over all points."""
-    first_of = lambda c: c["grad_sign_ends"] // 3 - 1  # noqa: E731
-    last_of = lambda c: c["grad_sign_ends"] % 3 - 1  # noqa: E731
-    changes = chunks[0]["grad_sign_changes"].astype(np.int64)
+class GradientSigns(Reducer):
+    """Per parameter, how often the sign of its full-set gradient (float32, as stored) flips (oscillation)."""
+
+    JOINS = {"grad_sign_changes": SIGNS, "grad_sign_ends": SIGNS}
+
+    def __init__(self, frame):
+        super().__init__(frame)
+        self.signs = SignChanges(self.K, frame.device)
+
+    def point(self, i, p, theta):
+        self.signs.update(p.train.grad.float())
+
+    def write(self, f):
+        write_arrays(f, self.signs.arrays("grad"))
+
+
+class Steps(Reducer):
+    """The steps theta_t+1 - theta_t: how often each parameter's turns (oscillation), and each group's step
+    length per iteration (synchronisation); so that no analysis needs the trajectory."""
+
+    JOINS = {"step_sign_changes": SIGNS, "step_sign_ends": SIGNS, "layer_motion": ITERATION}
+
+    def __init__(self, frame):
+        super().__init__(frame)
+        self.signs = SignChanges(self.K, frame.device)
+        self.motion = np.empty((self.B, self.L))
+        self.previous = None
+
+    def point(self, i, p, theta):
+        theta = theta.to(self.frame.device)
+        if self.previous is not None:
+            step = theta.double() - self.previous.double()
+            self.signs.update(step)
+            self.motion[i - 1] = self.frame.per_layer(step, squares=True).sqrt().cpu().numpy()
+        self.previous = theta
+
+    def write(self, f):
+        write_arrays(f, {**self.signs.arrays("step"), "layer_motion": self.motion})
+
+
+def join_signs(chunks: list[dict], name: str) -> dict:
+    """Sign-change counts of consecutive chunks as one count over the run (per-point sequences share the
+    chunks' boundary point: its sign ends one chunk and starts the next, and is not counted twice)."""
+    first_of = lambda c: c[f"{name}_sign_ends"] // 3 - 1  # noqa: E731
+    last_of = lambda c: c[f"{name}_sign_ends"] % 3 - 1  # noqa: E731
+    changes = chunks[0][f"{name}_sign_changes"].astype(np.int64)
     last = last_of(chunks[0])
     for c in chunks[1:]:
         first = first_of(c)
-        changes = changes + c["grad_sign_changes"] + ((last != 0) & (first != 0) & (last != first))
+        changes = changes + c[f"{name}_sign_changes"] + ((last != 0) & (first != 0) & (last != first))
         last = np.where(last_of(c) != 0, last_of(c), last)
-    return {"grad_sign_changes": smallest_int(changes)}
+    return {f"{name}_sign_changes": smallest_int(changes)}
 
 
 def smallest_int(values: np.ndarray) -> np.ndarray:
@@ -190,19 +230,23 @@ def trace_columns(frame: Frame) -> np.ndarray:
 
 
 class GradientTraces(Reducer):
-    JOINS = {"trace_index": SAME, "grad_trace": POINT}
+    """The gradient and the value of the traced weights at every theta_t (Fig. S8)."""
+
+    JOINS = {"trace_index": SAME, "grad_trace": POINT, "param_trace": POINT}
 
     def __init__(self, frame):
         super().__init__(frame)
         self.index = trace_columns(frame)
         self.where = torch.as_tensor(self.index, device=frame.device)
         self.traces = np.empty((self.B + 1, self.index.size), dtype=np.float32)
+        self.params = np.empty((self.B + 1, self.index.size), dtype=np.float32)
 
-    def point(self, i, p):
+    def point(self, i, p, theta):
         self.traces[i] = p.train.grad.float()[self.where].cpu().numpy()
+        self.params[i] = theta[self.where.cpu()].numpy()
 
     def write(self, f):
-        write_arrays(f, {"trace_index": self.index, "grad_trace": self.traces})
+        write_arrays(f, {"trace_index": self.index, "grad_trace": self.traces, "param_trace": self.params})
 
 
 SCALARS = ("lca_first_order", "lca_first_order_val", "error", "error_val")
@@ -399,7 +443,7 @@ class Matrices(Reducer):
         values = values.float()
         return encode(values if self.where is None else values[self.where], self.storage)
 
-    def point(self, i, p):
+    def point(self, i, p, theta):
         if self.grad is not None:
             self.grad[i] = self.stored(p.train.grad)
 
@@ -416,7 +460,7 @@ class Matrices(Reducer):
             write_arrays(f, {"sample_index": self.frame.columns})
 
 
-REDUCERS = (Losses, GradientNorms, GradientSigns, GradientTraces, Quadrature, GroupSums, ParameterTotals, NeuronSums, RowStats)
+REDUCERS = (Losses, GradientNorms, GradientSigns, Steps, GradientTraces, Quadrature, GroupSums, ParameterTotals, NeuronSums, RowStats)
 
 
 def join_kind(name: str) -> str | None:

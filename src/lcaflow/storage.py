@@ -15,6 +15,8 @@ stratified by group (dataset `sample_index` names their columns in theta)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from pathlib import Path
 
@@ -120,27 +122,37 @@ def link_matrix(out: h5py.File, name: str, parts: list[tuple[str, int, int]], n_
     return dset
 
 
+IDENTITY = ("trajectory_fingerprint", "lca_fingerprint", "storage_fingerprint", "start", "stop")
+
+
+def chunk_identity(chunk: h5py.File) -> dict:
+    """What lca.h5 records of each chunk file it maps, to notice one rewritten under it."""
+    return {key: str(chunk.attrs.get(key)) for key in IDENTITY}
+
+
 def check_sources(f: h5py.File, path) -> None:
-    """Every chunk file that a virtual matrix of lca.h5 reads exists and opens; HDF5 would otherwise
-    return fill values for a missing one."""
+    """Every chunk file that a virtual matrix of lca.h5 reads exists, opens and is the one assembled (HDF5
+    would return fill values for a missing one, and convert the numbers of one stored otherwise)."""
     folder = Path(path).parent
-    for name in MATRICES:
-        if name not in f or not f[name].is_virtual:
-            continue
-        for source in {vs.file_name for vs in f[name].virtual_sources()}:
-            chunk = folder / source
-            if not chunk.is_file():
-                raise CorruptFileError(
-                    f"{path}: its matrix '{name}' reads {chunk}, which is missing; rerun the gradient job that makes it "
-                    f"(snakemake {chunk} --cores all), then assemble"
-                )
-            try:
-                with h5py.File(chunk, "r") as c:
-                    c[name].id  # noqa: B018 (opens the dataset)
-            except (OSError, KeyError) as err:
-                raise CorruptFileError(
-                    f"{chunk}: unreadable ({str(err).splitlines()[0]}), read by {path}; delete it and rerun its gradient job"
-                ) from err
+    recorded = json.loads(f.attrs.get("chunks", "{}"))
+    sources = {vs.file_name for name in MATRICES if name in f and f[name].is_virtual for vs in f[name].virtual_sources()}
+    for source in sorted(sources):
+        chunk = folder / source
+        if not chunk.is_file():
+            raise CorruptFileError(
+                f"{path}: its matrix reads {chunk}, which is missing; rerun the gradient job that makes it "
+                f"(snakemake {chunk} --cores all), then assemble"
+            )
+        try:
+            with h5py.File(chunk, "r") as c:
+                identity = chunk_identity(c)
+                encoding = str(c["lca"].attrs.get("encoding", "float32"))
+        except (OSError, KeyError) as err:
+            raise CorruptFileError(
+                f"{chunk}: unreadable ({str(err).splitlines()[0]}), read by {path}; delete it and rerun its gradient job"
+            ) from err
+        if (source in recorded and recorded[source] != identity) or encoding != str(f["lca"].attrs.get("encoding", "float32")):
+            raise CorruptFileError(f"{path}: {chunk} was rewritten after assembly (other settings); rerun assemble")
 
 
 def open_lca(path) -> h5py.File:
@@ -156,35 +168,56 @@ def open_lca(path) -> h5py.File:
 
 class Matrix:
     """A stored (rows x columns) matrix read as float32, whatever its number format; `columns` are the
-    parameters (columns of theta) it holds, all of them unless the run stores a sample."""
+    parameters (columns of theta) it holds, all of them unless the run stores a sample.
+
+    Every read goes through a freshly opened dataset: HDF5 keeps the chunk files of a virtual dataset open
+    as long as the dataset is, and past the process's open-file limit it would return fill values. A read
+    that still meets one (NaN: no finite LCA is ever NaN) stops with a one-line error."""
 
     def __init__(self, f: h5py.File, name: str):
-        self.dset = f[name]
-        self.name = name
-        self.encoding = str(self.dset.attrs.get("encoding", "float32"))
-        n_cols = self.dset.shape[1]
-        self.columns = f["sample_index"][()] if "sample_index" in f else np.arange(n_cols)
+        self.f, self.name = f, name
+        dset = f[name]
+        self.encoding = str(dset.attrs.get("encoding", "float32"))
+        self.virtual = dset.is_virtual
+        self._shape = dset.shape
         self.sampled = "sample_index" in f
 
     @property
+    def dset(self) -> h5py.Dataset:
+        return self.f[self.name]
+
+    @functools.cached_property
+    def columns(self) -> np.ndarray:
+        return self.f["sample_index"][()] if self.sampled else np.arange(self._shape[1])
+
+    @property
     def shape(self) -> tuple[int, int]:
-        return self.dset.shape
+        return self._shape
 
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(np.float32)
 
     def __len__(self) -> int:
-        return self.dset.shape[0]
+        return self._shape[0]
 
     def __getitem__(self, key) -> np.ndarray:
-        return decode(self.dset[key], self.encoding)
+        values = decode(self.dset[key], self.encoding)
+        if self.virtual and np.isnan(values).any():
+            raise CorruptFileError(
+                f"{self.f.filename}: '{self.name}' read fill values where a chunk file's rows should be: a chunk file could "
+                f"not be opened (too many open files? raise `ulimit -n`) or was rewritten; rerun assemble"
+            )
+        return values
 
     def position(self, params: np.ndarray) -> np.ndarray:
         """The column of each parameter (columns of theta) in this matrix; -1 where it is not stored."""
-        where = np.searchsorted(self.columns, params)
-        where = np.minimum(where, max(len(self.columns) - 1, 0))
-        found = self.columns[where] == params if len(self.columns) else np.zeros(len(params), bool)
+        params = np.asarray(params)
+        if not self.sampled:
+            return np.where((params >= 0) & (params < self._shape[1]), params, -1)
+        columns = self.columns
+        where = np.minimum(np.searchsorted(columns, params), max(len(columns) - 1, 0))
+        found = columns[where] == params if len(columns) else np.zeros(len(params), bool)
         return np.where(found, where, -1)
 
 

@@ -19,7 +19,7 @@ from .layout import Layout
 from .reducers import MAX_TRACED, Frame, trace_columns
 from .storage import create_stored_matrix, decode, encode, stored_columns
 
-STORED = ("lca", "lca_val", "grad", "stored_row_sum", "sample_index", "trace_index", "grad_trace")
+STORED = ("lca", "lca_val", "grad", "stored_row_sum", "sample_index", "trace_index", "grad_trace", "param_trace")
 
 
 def transcode_chunk(src, dst, layout: Layout, lca: dict) -> None:
@@ -63,7 +63,9 @@ def _restore_matrices(f: h5py.File, out: h5py.File, frame: Frame, lca: dict) -> 
     if old.size >= MAX_TRACED or not np.isin(traced, old).all():
         raise ValueError(f"{f.filename}: its gradient traces do not cover the new traced weights")
     out.create_dataset("trace_index", data=traced)
-    out.create_dataset("grad_trace", data=f["grad_trace"][()][:, np.searchsorted(old, traced)])
+    keep = np.searchsorted(old, traced)
+    out.create_dataset("grad_trace", data=f["grad_trace"][()][:, keep])
+    out.create_dataset("param_trace", data=f["param_trace"][()][:, keep])
 
 
 def transcode_run(run_dir, out_dir, lca: dict) -> list[Path]:

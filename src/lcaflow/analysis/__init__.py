@@ -10,16 +10,14 @@ from .grounding_table import grounding
 from .layers import layers
 from .neurons import correlation_groups, neurons
 from .noise import noise
-from .oscillation import iter_steps, oscillation
-from .synchronization import layer_motion, synchronization
+from .oscillation import oscillation
+from .synchronization import synchronization
 
 __all__ = [
     "NO_CLASSES_REASON",
     "correlation_groups",
     "grounding",
     "has_classes",
-    "iter_steps",
-    "layer_motion",
     "layers",
     "neurons",
     "noise",

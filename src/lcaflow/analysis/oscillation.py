@@ -1,8 +1,8 @@
 """Oscillation (Table S2, Fig. S7, S8): how often weights turn and gradients change sign.
 
-Weight turns come from the trajectory; gradient sign changes from the gradient jobs' per-parameter counts
-(every parameter, whatever is stored); the traces of Fig. S8 from the stored LCA of the last layer's
-kernel and the gradient traces the jobs keep for it."""
+Weight turns and gradient sign changes come from the gradient jobs' per-parameter counts (every parameter,
+whatever is stored; the trajectory is not read); the traces of Fig. S8 from the stored LCA of the last
+layer's kernel and the weight and gradient traces the jobs keep for it."""
 
 from __future__ import annotations
 
@@ -10,38 +10,16 @@ import math
 
 import numpy as np
 
-from .. import stats
-from ..io import finite, open_h5, require, write_json
+from ..io import finite, require, write_json
 from ..layout import kernel_of
 from ..storage import matrix
-from ..summary import iter_row_blocks, write_tsv
+from ..summary import write_tsv
 from .common import layout_of, open_lca, source_of
 
-NEEDS = ("grad_sign_changes", "grad_trace", "trace_index", "layout")
+NEEDS = ("grad_sign_changes", "step_sign_changes", "grad_trace", "param_trace", "trace_index", "layout")
 
 
-def iter_steps(params):
-    """Blocks of theta_t+1 - theta_t (float64) over a streamed (T+1, K) trajectory, T rows in all."""
-    previous = None
-    for _, block in iter_row_blocks(params):
-        block = block.astype(np.float64)
-        rows = block if previous is None else np.vstack([previous, block])
-        if len(rows) > 1:
-            yield np.diff(rows, axis=0)
-        previous = block[-1:]
-
-
-def weight_turns(trajectory_path, K: int) -> np.ndarray:
-    """Per parameter: how often its step theta_t+1 - theta_t changes direction."""
-    turns = stats.SignChangeCounter(K)
-    with open_h5(trajectory_path, "trajectory (train stage)") as tf:
-        require(tf, ("params",), trajectory_path, "train")
-        for steps in iter_steps(tf["params"]):
-            turns.update(steps)
-    return turns.changes
-
-
-def window_traces(f, lca_path, trajectory_path, window) -> tuple[dict, dict]:
+def window_traces(f, lca_path, window) -> tuple[dict, dict]:
     """Fig. S8: in the window, the traced weights of the last layer's kernel that hurt and helped most: their
     value, gradient and LCA per iteration."""
     layout = layout_of(f, lca_path)
@@ -50,24 +28,30 @@ def window_traces(f, lca_path, trajectory_path, window) -> tuple[dict, dict]:
     w0 = min(window[0], max(T - 2, 0))
     w1 = max(min(window[1], T), w0 + 1)
     traced = f["trace_index"][()]
+    kernel = kernel_of(layout, layout.layers[-1])
+    if traced.size == 0:  # a sample without a weight of the last kernel
+        why = f"no weight of {layout.names[kernel]} in the stored sample"
+        return {"iteration": np.arange(0)}, {"layer": layout.layers[-1], "tensor": layout.names[kernel], "skipped": why}
     where = lca.position(traced)
     lo, hi = int(where.min()), int(where.max()) + 1
     window_lca = lca[w0:w1, lo:hi][:, where - lo].astype(np.float64)
     net = window_lca.sum(0)
     chosen = {"most_hurting": int(np.argmax(net)), "most_helping": int(np.argmin(net))}
-    kernel = kernel_of(layout, layout.layers[-1])
     traces = {"iteration": np.arange(w0, w1)}
-    with open_h5(trajectory_path, "trajectory (train stage)") as tf:
-        for role, j in chosen.items():
-            col = int(traced[j])
-            traces[f"{role}_weight"] = tf["params"][w0:w1, col].astype(np.float64)
-            traces[f"{role}_grad"] = f["grad_trace"][w0:w1, j].astype(np.float64)
-            traces[f"{role}_lca"] = window_lca[:, j]
+    for role, j in chosen.items():
+        traces[f"{role}_weight"] = f["param_trace"][w0:w1, j].astype(np.float64)
+        traces[f"{role}_grad"] = f["grad_trace"][w0:w1, j].astype(np.float64)
+        traces[f"{role}_lca"] = window_lca[:, j]
+    size = layout.sizes[kernel]
     summary = {
         "layer": layout.layers[-1],
         "tensor": layout.names[kernel],
         "window": [int(w0), int(w1)],
-        "chosen_from": source_of(lca, layout.num_params) if lca.sampled else f"all {traced.size:,} weights of the kernel",
+        "chosen_from": (
+            source_of(lca, layout.num_params) if lca.sampled
+            else f"all {size:,} weights of the kernel" if traced.size == size
+            else f"a fixed random {traced.size:,} of its {size:,} weights"
+        ),  # fmt: skip
         **{
             role: {"index_in_tensor": int(traced[j] - layout.offsets[kernel]), "net_lca": float(net[j])}
             for role, j in chosen.items()
@@ -76,14 +60,14 @@ def window_traces(f, lca_path, trajectory_path, window) -> tuple[dict, dict]:
     return traces, summary
 
 
-def oscillation(trajectory_path, lca_path, out_json, out_layers, out_traces, window=(50, 200)) -> dict:
+def oscillation(lca_path, out_json, out_layers, out_traces, window=(50, 200)) -> dict:
     with open_lca(lca_path) as f:
         require(f, NEEDS, lca_path, "assemble")
         layout = layout_of(f, lca_path)
-        T, K = f["lca_layer"].shape[0], layout.num_params
-        crossings = f["grad_sign_changes"][()]
-        traces, trace_summary = window_traces(f, lca_path, trajectory_path, window)
-    turns = weight_turns(trajectory_path, K)
+        T = f["lca_layer"].shape[0]
+        # per parameter: how often its step theta_t+1 - theta_t changes direction, and its gradient's sign
+        turns, crossings = f["step_sign_changes"][()].astype(np.int64), f["grad_sign_changes"][()].astype(np.int64)
+        traces, trace_summary = window_traces(f, lca_path, window)
     write_tsv(out_traces, traces)
     layer_index = layout.layer_index()
     L = len(layout.layers)

@@ -1,33 +1,20 @@
 """Synchronisation (section 5, Fig. 6, S15-S19): do layers (and classes) learn at the same moments? From
-the per-iteration group sums of LCA and gradient norms, and the layers' motion in the trajectory."""
+the per-iteration group sums of LCA, gradient norms and step lengths that the gradient jobs reduce."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import stats
-from ..io import open_h5, require, write_json
-from ..layout import Layout
+from ..io import require, write_json
 from ..summary import write_tsv
 from .common import NO_CLASSES_REASON, has_classes, layout_of, open_lca
-from .oscillation import iter_steps
 
-NEEDS = ("lca_layer", "lca_class_layer", "grad_norm_layer", "grad_norm_class_layer", "classes")
-
-
-def layer_motion(trajectory_path, layout: Layout) -> np.ndarray:
-    """(T, L): the Euclidean length of each layer's step theta_t+1 - theta_t."""
-    layer_index = layout.layer_index()
-    with open_h5(trajectory_path, "trajectory (train stage)") as tf:
-        out = [
-            np.stack([(steps[:, layer_index == j] ** 2).sum(1) for j in range(len(layout.layers))], axis=1)
-            for steps in iter_steps(tf["params"])
-        ]
-    return np.sqrt(np.concatenate(out))
+NEEDS = ("lca_layer", "lca_class_layer", "grad_norm_layer", "grad_norm_class_layer", "layer_motion", "classes")
 
 
 def synchronization(
-    lca_path, trajectory_path, out_json, out_moments, top=20, max_shift=2, repeats=10000, seed=0, min_fraction=1.0
+    lca_path, out_json, out_moments, top=20, max_shift=2, repeats=10000, seed=0, min_fraction=1.0
 ) -> dict:
     with open_lca(lca_path) as f:
         require(f, NEEDS, lca_path, "assemble")
@@ -44,7 +31,7 @@ def synchronization(
         }
         if not per_class:
             del signals["lca_by_class"], signals["gradient_by_class"]
-    signals["motion"] = (layer_motion(trajectory_path, layout)[None], "max", ["all classes"])
+        signals["motion"] = (f["layer_motion"][()][None], "max", ["all classes"])
     rows = {k: [] for k in ("signal", "group", "layer", "iteration", "value", "synchronized")}
     need = stats.required_layers(len(layout.layers), min_fraction)
     result = {
