@@ -116,7 +116,7 @@ def _time_jobs(network, run, lca, trajectory, data_path, work, args, device) -> 
         seconds = time.perf_counter() - t0
         with h5py.File(out) as f:
             splits = f["num_splits"][()]
-            # bytes that grow with the iterations, apart from the per-job, per-parameter sums (15 bytes a parameter)
+            # bytes that grow with the iterations, apart from the per-job, per-parameter sums (18 bytes a parameter)
             rows = [d for d in f.values() if isinstance(d, h5py.Dataset) and d.shape and d.shape[0] in (length, length + 1)]
             growing = sum(d.id.get_storage_size() for d in rows)
             jobs[length] = {
@@ -307,7 +307,7 @@ def markdown(results: list[dict], header: dict) -> str:
         "",
         "Bytes/iteration: what the gradient job writes per iteration (the training LCA, plus the full-set gradient "
         "with --store-gradients), against 4 bytes per parameter for one float32 LCA row; each job also writes its "
-        "per-parameter sums once (15 bytes a parameter). "
+        "per-parameter sums once (18 bytes a parameter). "
         "LCA s/iteration: the difference between a long and a short gradient job over the difference in iterations, "
         "so a job's start (loading data, its first point) is left out, as a 110-iteration workflow job spreads it thin. "
         "Peak host MB: the whole process, data set and model included, after the short and after the long job "

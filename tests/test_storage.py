@@ -137,7 +137,7 @@ def test_a_stratified_sample_is_stored_and_every_analysis_runs_from_it(runs, tmp
     for name, folder in (("full", full), ("sampled", sampled)):
         s = tmp_path / name
         s.mkdir()
-        lca_path, traj = str(folder / "lca.h5"), str(folder / "trajectory.h5")
+        lca_path = str(folder / "lca.h5")
         out[name] = {
             "noise": analysis.noise(lca_path, *(s / n for n in ("n.json", "i.tsv", "l.tsv", "h.tsv", "f.tsv")), sample_size=5000),
             "neurons": analysis.neurons(lca_path, s / "n.h5", s / "c.tsv", s / "sp.tsv", s / "n.json", n_top=5, nodes=3, per_node=3),

@@ -186,10 +186,10 @@ def analysis_runtime_min(run: dict, data_path: str | None = None) -> int:
 
 
 # Bytes a gradient job writes per parameter besides its stored rows (lcaflow.reducers): the total (float64),
-# the helped and hurt counts and the gradient sign changes (int16 each), both end signs (one byte)
-PER_PARAM_PER_JOB = 8 + 2 + 2 + 2 + 1
-# ...and lca.h5 per parameter: the total (float64), the three counts (int16 while T < 32768)
-PER_PARAM_LCA = 8 + 3 * 2
+# the helped and hurt counts, the gradient and the step sign changes (int16 each), their end signs (a byte each)
+PER_PARAM_PER_JOB = 8 + 4 * 2 + 2
+# ...and lca.h5 per parameter: the total (float64), the four counts (int16 while T < 32768)
+PER_PARAM_LCA = 8 + 4 * 2
 
 
 def stored_columns_count(K: int, lca: dict, group_sizes: tuple[int, ...] | None = None) -> int:
@@ -214,7 +214,7 @@ def job_bytes(B: int, K: int, lca: dict, num_classes: int = NUM_CLASSES, traced:
     S = stored_columns_count(K, lca, group_sizes)
     e = STORAGE_BYTES[lca["storage"]]
     rows = B * S * e * (2 if lca["store_validation"] else 1) + ((B + 1) * S * e if lca["store_gradients"] else 0)
-    small = (B + 1) * 4 * traced + (8 * S if lca["store"] == "sampled" else 0) + 64 * B * (num_classes + 8)
+    small = 2 * (B + 1) * 4 * traced + (8 * S if lca["store"] == "sampled" else 0) + 64 * B * (num_classes + 8)
     return rows + K * PER_PARAM_PER_JOB + small
 
 
@@ -247,7 +247,7 @@ def disk_bytes(run: dict, lca: dict, data_path: str | None = None) -> dict:
         "trajectory": matrix_bytes(T + 1, K),
         "checkpoint": (T + 1) * K * 4,  # the raw row file, removed once the trajectory is written
         "chunks": sum(chunk_bytes(run, lca, data_path)),
-        "lca": K * PER_PARAM_LCA + T * 64 * (s.num_classes + 8) + (T + 1) * 4 * traced_columns(K, lca, s.last_kernel),
+        "lca": K * PER_PARAM_LCA + T * 64 * (s.num_classes + 8) + 2 * (T + 1) * 4 * traced_columns(K, lca, s.last_kernel),
         "small": SMALL_OUTPUTS_BYTES,
         "data": (OFFICIAL_TRAIN_SIZE[run["dataset"]] + TEST_SIZE[run["dataset"]]) * (s.input_numel + 8)
         if s.data_bytes is None

@@ -82,12 +82,21 @@ class RowFile:
             self.fh.truncate(n_rows * self.row_bytes)
 
     def __setitem__(self, i: int, row: np.ndarray) -> None:
-        os.pwrite(self.fh.fileno(), np.ascontiguousarray(row, dtype=np.float32).tobytes(), i * self.row_bytes)
+        data = memoryview(np.ascontiguousarray(row, dtype=np.float32)).cast("B")
+        done = 0
+        while done < len(data):  # one call writes at most ~2 GB
+            done += os.pwrite(self.fh.fileno(), data[done:], i * self.row_bytes + done)
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         start, stop, _ = rows.indices(self.n_rows)
-        data = os.pread(self.fh.fileno(), (stop - start) * self.row_bytes, start * self.row_bytes)
-        return np.frombuffer(data, dtype=np.float32).reshape(stop - start, self.n_params)
+        out = np.empty((stop - start) * self.n_params, dtype=np.float32)
+        view, done = memoryview(out).cast("B"), 0
+        while done < len(view):
+            n = os.preadv(self.fh.fileno(), [view[done:]], start * self.row_bytes + done)
+            if n == 0:
+                raise LCAError(f"{self.fh.name}: ends before row {stop - 1}; delete the checkpoint folder and rerun train")
+            done += n
+        return out.reshape(stop - start, self.n_params)
 
     def flush(self) -> None:
         self.fh.flush()

@@ -59,10 +59,13 @@ class PixelMap:
         return self.block != (1, 1) or self.group != 1
 
     def render(self, values: np.ndarray) -> np.ndarray:
-        """The layer's image (float64, NaN where no parameter) from a length-K vector."""
+        """The layer's image (float64, NaN where no parameter) from a length-K vector. NaN entries (parameters
+        a sampled run did not store) are left out of their pixel's sum; a pixel with none stored is NaN."""
         h, w = self.shape
-        out = np.bincount(self.dst, weights=np.asarray(values, dtype=np.float64)[self.src], minlength=h * w)
-        out[~self.covered] = np.nan
+        v = np.asarray(values, dtype=np.float64)[self.src]
+        stored = ~np.isnan(v)
+        out = np.bincount(self.dst, weights=np.where(stored, v, 0.0), minlength=h * w)
+        out[~self.covered | (np.bincount(self.dst, weights=stored, minlength=h * w) == 0)] = np.nan
         return out.reshape(h, w)
 
     def describe_block(self) -> str:
