@@ -1,8 +1,8 @@
 """Reading a finished run in a notebook: `open_run(path)` and the `Run` it returns.
 
-`Run` reads `lca.h5` lazily: opening a run reads only its metadata, `run.lca` is the h5py dataset
-itself (slicing reads only what is asked), and the per-group and per-class sums come from the small
-(T, L) and (T, C, L) arrays that the assemble stage wrote. The file format is in docs/file-formats.md,
+`Run` reads `lca.h5` lazily: opening a run reads only its metadata, `run.lca` reads only the rows
+asked for (from the chunk files, decoded to float32 whatever the storage), and the per-group, per-class,
+per-neuron and per-parameter sums come from the small arrays that the gradient jobs reduced. The file format is in docs/file-formats.md,
 the page for notebooks is docs/notebook.md."""
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ class Run:
     """A finished run: its LCA, losses, layout and analysis tables.
 
     Members: `name`, `path`, `config`, `layout`, `groups`, `classes`, `iterations` (T), `num_params` (K),
-    `grounding`; the (T, K) float32 datasets `lca` and `lca_val`; the (T+1,) losses `loss` and
-    `loss_val`; `by_group()`, `by_class()`, `per_iteration()`, `totals()`, `parameter(name)`,
-    `group_columns(group)`, `table(name)` and `stats(name)`. Groups are the layout's layers: by default
+    `grounding`; the (T, K) matrices `lca` and `lca_val` (read as float32; (T, S) with `columns` when the
+    run stores a sample, `sampled`; `lca_val` only when stored); the (T+1,) losses `loss` and `loss_val`;
+    `by_group()`, `by_class()`, `by_neuron(group)`, `per_iteration()`, `totals()`, `parameter_totals()`,
+    `parameter(name)`, `group_columns(group)`, `table(name)` and `stats(name)`. Groups are the layout's layers: by default
     those of the paper (a bias belongs to the preceding weight's group); a group's columns need not be
     contiguous, `group_columns` gives them."""
 
