@@ -7,7 +7,9 @@ SIMPSON_RESULTS and ADAPTIVE_RESULTS are two results directories (results_dir) h
 from the same trajectories (copy trajectory.h5 and the data file into the second before running it, or train
 both from one config and seed: training is bitwise reproducible on CPU), each run through the `claims`
 target. Writes <out>.md (one row per run and method, the differences by magnitude decile, the claims whose
-verdict differs) and <out>.json. Reads the T x K matrices in blocks of iterations."""
+verdict differs) and <out>.json. Reads the T x K matrices in blocks of iterations, with h5py directly: both
+results directories must store every parameter in float32 (lca.storage: float32, lca.store: full, the
+defaults)."""
 
 from __future__ import annotations
 
