@@ -19,7 +19,7 @@ from .gradients import CHUNK_FORMAT_VERSION, check_trajectory, lca_settings_fing
 from .grounding import QUADRATURE_NAMES, grounding_report
 from .io import atomic_h5, require
 from .progress import log
-from .reducers import ITERATION, POINT, SAME, SUM, VIRTUAL, join_kind, join_signs, smallest_int
+from .reducers import VIRTUAL, Joined, join_kind
 from .storage import MATRICES, STORAGE_BYTES, chunk_identity, link_matrix
 from .trajectory import read_trajectory_meta
 
@@ -72,28 +72,6 @@ def _read_reductions(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
     return small, attrs
 
 
-def join(parts: list[dict]) -> dict:
-    """The reductions of consecutive chunks as those of the whole run (see lcaflow.reducers)."""
-    out = {}
-    for name in parts[0]:
-        values = [p[name] for p in parts]
-        kind = join_kind(name)
-        if kind == ITERATION:
-            out[name] = np.concatenate(values)
-        elif kind == POINT:  # neighbouring chunks share their boundary point: keep it once
-            out[name] = np.concatenate([v[:-1] for v in values[:-1]] + [values[-1]])
-        elif kind == SUM:
-            total = sum(v.astype(np.float64 if v.dtype.kind == "f" else np.int64) for v in values)
-            out[name] = total if total.dtype.kind == "f" else smallest_int(total)
-        elif kind == SAME:
-            if any(not np.array_equal(v, values[0]) for v in values[1:]):
-                raise CorruptFileError(f"the chunks disagree on {name}; rerun the gradient jobs")
-            out[name] = values[0]
-    out.update(join_signs(parts, "grad"))
-    out.update(join_signs(parts, "step"))
-    return out
-
-
 def storage_report(arrays: dict, lca: dict, K: int) -> dict:
     """How far the stored training rows' sums are from the float64 sums (the real loss change + error):
     the error of the number format, per iteration and cumulative."""
@@ -123,17 +101,27 @@ def assemble(
     if len(chunk_paths) != expected:
         raise CorruptFileError(f"run {run_name}: got {len(chunk_paths)} chunk files, expected {expected}")
 
-    # Every chunk checked and the grounding judged before lca.h5 is written; no T x K block is read.
-    parts = [_read_reductions(path, run_name, meta, lca, k, T, K) for k, path in enumerate(chunk_paths)]
-    arrays = join([p[0] for p in parts])
-    _warn_boundaries(parts, chunk_paths)
-    report = _grounding(run_name, arrays, lca, parts, T, out_path)
+    # Every chunk checked and the grounding judged before lca.h5 is written; no T x K block is read, and the
+    # chunks' reductions are folded in one at a time.
+    joined, chunks, previous = Joined(), [], None
+    for k, path in enumerate(chunk_paths):
+        small, attrs = _read_reductions(path, run_name, meta, lca, k, T, K)
+        if previous is not None:
+            _warn_boundary(path, attrs["start"], previous, small["loss"][0])
+        previous = small["loss"][-1]
+        try:
+            joined.add(small)
+        except ValueError as err:
+            raise CorruptFileError(f"{path}: {err}; rerun the gradient jobs") from err
+        chunks.append(attrs)
+    arrays = joined.result()
+    report = _grounding(run_name, arrays, lca, chunks, T, out_path)
     report["storage"] = storage_report(arrays, lca, K)
 
     folder = Path(out_path).parent
     with atomic_h5(out_path) as out:
-        for name in parts[0][1]["matrices"]:
-            pieces = [(os.path.relpath(path, folder), a["start"], a["stop"]) for path, (_, a) in zip(chunk_paths, parts)]
+        for name in chunks[0]["matrices"]:
+            pieces = [(os.path.relpath(path, folder), a["start"], a["stop"]) for path, a in zip(chunk_paths, chunks)]
             with open_h5(chunk_paths[0], "gradient chunk") as f:
                 n_cols, encoding = f[name].shape[1], str(f[name].attrs.get("encoding", "float32"))
             link_matrix(out, name, pieces, n_cols, encoding, shared_rows=name == "grad")
@@ -153,27 +141,26 @@ def assemble(
                 "storage": lca["storage"],
                 "store": lca["store"],
                 # each chunk mapped, as assembled: a chunk rewritten later is refused (storage.check_sources)
-                "chunks": json.dumps({os.path.relpath(p, folder): a["identity"] for p, (_, a) in zip(chunk_paths, parts)}, sort_keys=True),
+                "chunks": json.dumps({os.path.relpath(p, folder): a["identity"] for p, a in zip(chunk_paths, chunks)}, sort_keys=True),
             }
         )
     Path(grounding_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
 
 
-def _warn_boundaries(parts, chunk_paths) -> None:
-    for (prev, _), (path, (nxt, attrs)) in zip(parts, zip(chunk_paths[1:], parts[1:])):
-        if not np.isclose(prev["loss"][-1], nxt["loss"][0], rtol=1e-6, atol=1e-9):
-            log.warning(
-                f"{path}: loss at theta_{attrs['start']} differs from the previous chunk's "
-                f"({nxt['loss'][0]!r} vs {prev['loss'][-1]!r}); non-deterministic evaluation?"
-            )
+def _warn_boundary(path, start: int, previous: float, loss: float) -> None:
+    if not np.isclose(previous, loss, rtol=1e-6, atol=1e-9):
+        log.warning(
+            f"{path}: loss at theta_{start} differs from the previous chunk's ({loss!r} vs {previous!r}); "
+            f"non-deterministic evaluation?"
+        )
 
 
-def _grounding(run_name, arrays, lca, parts, T, out_path) -> dict:
+def _grounding(run_name, arrays, lca, chunks, T, out_path) -> dict:
     """The grounding report; a run whose cumulative error exceeds lca.max_cumulative_error_pct fails here."""
     report = grounding_report(arrays, lca["tolerance"], lca["quadrature"])
-    report["train_passes_per_iteration"] = sum(p[1]["train_passes"] for p in parts) / T
-    report["val_passes_per_iteration"] = sum(p[1]["val_passes"] for p in parts) / T
+    report["train_passes_per_iteration"] = sum(c["train_passes"] for c in chunks) / T
+    report["val_passes_per_iteration"] = sum(c["val_passes"] for c in chunks) / T
     log.info("grounding: " + json.dumps(report, indent=1))
     cum = report["train"]["cumulative_error_pct"]
     if not abs(cum) <= lca["max_cumulative_error_pct"]:

@@ -16,6 +16,7 @@ from .errors import LCAError
 from .io import matrix_bytes, open_h5
 from .progress import log
 from .spec import full_run
+from .storage import MAX_TRACED, STORAGE_BYTES, sample_size
 
 NUM_CLASSES = 10
 # Conservative sustained rates for the runtime request (measured: MNIST-FC passes run at ~90 GFLOP/s
@@ -89,7 +90,7 @@ class RunSize:
     activations_per_example: int
     num_classes: int = NUM_CLASSES  # rows of the per-class sums (1 for a loss without classes)
     data_bytes: int | None = None  # a user's data file, which exists before the run starts
-    last_kernel: int = 4096  # entries of the last layer's kernel, whose gradients the jobs trace
+    last_kernel: int = MAX_TRACED  # entries of the last layer's kernel, whose gradients the jobs trace
 
     @classmethod
     def of(cls, run: dict, data_path: str | None = None) -> RunSize | None:
@@ -197,20 +198,18 @@ def stored_columns_count(K: int, lca: dict, group_sizes: tuple[int, ...] | None 
     if lca["store"] == "full":
         return K
     sizes = group_sizes or (K,)
-    return sum(min(n, math.ceil(lca["sample_fraction"] * n)) for n in sizes)
+    return sum(sample_size(n, lca["sample_fraction"]) for n in sizes)
 
 
 def traced_columns(K: int, lca: dict, last_kernel: int) -> int:
     """Weights whose gradient the jobs trace (lcaflow.reducers.trace_columns): the last kernel's stored ones."""
-    stored = last_kernel if lca["store"] == "full" else math.ceil(lca["sample_fraction"] * last_kernel)
-    return min(stored, 4096)
+    stored = last_kernel if lca["store"] == "full" else sample_size(last_kernel, lca["sample_fraction"])
+    return min(stored, MAX_TRACED)
 
 
-def job_bytes(B: int, K: int, lca: dict, num_classes: int = NUM_CLASSES, traced: int = 4096, group_sizes: tuple[int, ...] | None = None) -> int:
+def job_bytes(B: int, K: int, lca: dict, num_classes: int = NUM_CLASSES, traced: int = MAX_TRACED, group_sizes: tuple[int, ...] | None = None) -> int:
     """Bytes of one gradient job's chunk file over B iterations (its metadata and neuron sums left out:
     they are small)."""
-    from .storage import STORAGE_BYTES
-
     S = stored_columns_count(K, lca, group_sizes)
     e = STORAGE_BYTES[lca["storage"]]
     rows = B * S * e * (2 if lca["store_validation"] else 1) + ((B + 1) * S * e if lca["store_gradients"] else 0)

@@ -24,10 +24,12 @@ import h5py
 import numpy as np
 
 from .errors import CorruptFileError
-from .io import COMPRESSION, open_h5
+from .io import COMPRESSION, matrix_chunks, open_h5
 from .layout import Layout
 
 STORAGE_BYTES = {"float32": 4, "bfloat16": 2}
+STORED_DTYPE = {"float32": "float32", "bfloat16": "uint16"}  # bfloat16 bits are stored as uint16
+MAX_TRACED = 4096  # the gradient jobs trace at most this many weights of the last layer's kernel (Fig. S8)
 MATRICES = ("lca", "lca_val", "grad")  # the T x K (or T x S) datasets, virtual in lca.h5
 ROWS_PER_HDF5_CHUNK = 16
 
@@ -59,6 +61,11 @@ def decode(values: np.ndarray, encoding: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+def sample_size(group_size: int, fraction: float) -> int:
+    """Parameters a group of `group_size` keeps in the sample: the fraction, rounded up."""
+    return min(group_size, math.ceil(fraction * group_size))
+
+
 def sample_columns(layout: Layout, fraction: float, seed: int = 0) -> np.ndarray:
     """A fixed random sample of columns of theta, stratified by group with proportional allocation: each group
     keeps `fraction` of its parameters (rounded up), so every parameter is in the sample with about the same
@@ -68,8 +75,7 @@ def sample_columns(layout: Layout, fraction: float, seed: int = 0) -> np.ndarray
     chosen = []
     for j in range(len(layout.layers)):
         members = np.flatnonzero(layer_index == j)
-        n = min(members.size, math.ceil(fraction * members.size))
-        chosen.append(rng.choice(members, n, replace=False))
+        chosen.append(rng.choice(members, sample_size(members.size, fraction), replace=False))
     return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, np.int64)
 
 
@@ -85,12 +91,11 @@ def create_stored_matrix(
     iterations. HDF5 chunks hold a divisor of n_rows up to 16 rows (no padded rows) and an even share of
     the columns (at most 65,536 each); byte shuffle groups the exponents, where compression finds its gain."""
     rows = max(d for d in range(1, min(n_rows, ROWS_PER_HDF5_CHUNK) + 1) if n_rows % d == 0)
-    col_chunks = -(-n_cols // 65536)
     dset = group.create_dataset(
         name,
         shape=(n_rows, n_cols),
-        dtype="uint16" if storage == "bfloat16" else "float32",
-        chunks=(rows, max(1, -(-n_cols // col_chunks))),
+        dtype=STORED_DTYPE[storage],
+        chunks=(rows, max(1, matrix_chunks(n_rows, n_cols)[1])),
         **COMPRESSION[compression],
     )
     dset.attrs["encoding"] = storage
@@ -102,7 +107,7 @@ def link_matrix(out: h5py.File, name: str, parts: list[tuple[str, int, int]], n_
     [(path relative to out's folder, start, stop)]. With shared_rows (per-point matrices) each chunk holds
     stop - start + 1 rows and the next chunk's first row repeats its last: every row is mapped once."""
     n_rows = parts[-1][2] + (1 if shared_rows else 0)
-    dtype = "uint16" if encoding == "bfloat16" else "float32"
+    dtype = STORED_DTYPE[encoding]
     layout = h5py.VirtualLayout(shape=(n_rows, n_cols), dtype=dtype)
     for k, (rel, start, stop) in enumerate(parts):
         rows = stop - start + (1 if shared_rows else 0)

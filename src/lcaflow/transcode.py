@@ -16,8 +16,8 @@ import torch
 
 from .io import atomic_h5, open_h5
 from .layout import Layout
-from .reducers import MAX_TRACED, Frame, trace_columns
-from .storage import create_stored_matrix, decode, encode, stored_columns
+from .reducers import Frame, trace_columns
+from .storage import MAX_TRACED, create_stored_matrix, decode, encode, stored_columns
 
 STORED = ("lca", "lca_val", "grad", "stored_row_sum", "sample_index", "trace_index", "grad_trace", "param_trace")
 
