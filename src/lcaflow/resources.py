@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from .catalog import INPUT_SHAPE, OFFICIAL_TRAIN_SIZE, TEST_SIZE, data_key, is_builtin_dataset, is_import_path
+from .config import chunk_range, n_chunks
 from .errors import LCAError
 from .io import matrix_bytes, open_h5
 from .progress import log
@@ -224,7 +225,7 @@ SMALL_OUTPUTS_BYTES = 9_600_000
 
 def chunk_rows(T: int, per_job: int) -> list[int]:
     """Iterations of each gradient job, in order (the last one may be shorter)."""
-    return [min(per_job, T - start) for start in range(0, T, per_job)]
+    return [stop - start for start, stop in (chunk_range(k, T, per_job) for k in range(n_chunks(T, per_job)))]
 
 
 def chunk_bytes(run: dict, lca: dict, data_path: str | None = None) -> list[int]:
