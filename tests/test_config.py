@@ -4,7 +4,8 @@ import copy
 
 import pytest
 
-from lcaflow.config import chunk_range, n_chunks, validate_config
+from lcaflow.chunkfile import chunk_range, n_chunks
+from lcaflow.config import validate_config
 from lcaflow.errors import ConfigError
 
 GOOD = {
@@ -114,19 +115,23 @@ def test_command_line_strings_are_read_as_their_schema_types():
         validate_config(with_change(["lca"], {"tolerance": "small"}))
 
 
-def test_simpson_jobs_get_the_params_they_had_before_quadrature_existed():
-    """The quadrature's settings are job params only when they change the numbers (adaptive), so Snakemake does
-    not rerun Simpson jobs made before lca.quadrature existed; the jobs get them back from the config."""
-    from lcaflow.config import job_lca_settings, with_left_out_settings
+def test_each_job_gets_as_params_the_settings_that_change_its_output():
+    """lcaflow.settings: the quadrature's own tolerance only matters for adaptive quadrature, the sample's
+    fraction only for a sample; speed settings are never params (they travel as resources)."""
+    import json
+
+    from lcaflow import settings
 
     lca = validate_config(GOOD)["lca"]
-    params = job_lca_settings(lca, leave_out=("max_cumulative_error_pct",))
-    assert sorted(params) == [
-        "eval_chunk_size", "iterations_per_job", "max_splits", "storage", "store",
+    assert sorted(settings.lca_params(lca, "gradients")) == [
+        "eval_chunk_size", "iterations_per_job", "max_splits", "quadrature", "storage", "store",
         "store_gradients", "store_validation", "tolerance",
     ]  # fmt: skip
-    assert with_left_out_settings(params, GOOD) == {k: v for k, v in lca.items() if k != "max_cumulative_error_pct"}
-    adaptive = with_change(["lca"], {"quadrature": "adaptive", "compute_batch": 64})
-    params = job_lca_settings(validate_config(adaptive)["lca"])
-    assert params["quadrature"] == "adaptive" and params["trapezoid_tolerance"] == 0.0005 and "compute_batch" not in params
-    assert with_left_out_settings(params, adaptive)["compute_batch"] == 64
+    assemble = settings.lca_params(lca, "assemble")
+    assert {"max_cumulative_error_pct", "keep_trajectory"} <= set(assemble) and "compute_batch" not in assemble
+    adaptive = validate_config(with_change(["lca"], {"quadrature": "adaptive", "compute_batch": 64, "store": "sampled"}))["lca"]
+    params = settings.lca_params(adaptive, "gradients")
+    assert params["trapezoid_tolerance"] == 0.0005 and params["sample_fraction"] == 0.01 and "compute_batch" not in params
+    assert json.loads(settings.job_resources(adaptive, "lca")) == {"compute_batch": 64, "channels_last": "auto", "compression": "none"}
+    assert settings.fingerprint_of(lca, settings.NUMBERS) != settings.fingerprint_of(adaptive, settings.NUMBERS)
+    assert settings.names(settings.STORED) == "storage, store, sample_fraction, store_validation or store_gradients"

@@ -130,7 +130,7 @@ def test_experiment_expansion_declares_one_run_per_seed():
     assert set(cfg["runs"]) == {"base", "normal_s0", "normal_s1", "normal_s2", "frozen_s0", "frozen_s1", "frozen_s2"}
     assert cfg["experiments"]["frozen"]["runs"] == ["frozen_s0", "frozen_s1", "frozen_s2"]
     assert cfg["runs"]["frozen_s2"]["seed"] == 2 and cfg["runs"]["frozen_s2"]["layers"]["fc3"]["freeze"] is True
-    assert "layers" not in cfg["runs"]["normal_s0"] and cfg["runs"]["normal_s0"]["optimizer"]["momentum"] == 0.9
+    assert cfg["runs"]["normal_s0"]["layers"] is None and cfg["runs"]["normal_s0"]["optimizer"]["momentum"] == 0.9
     for bad, message in (
         ({"e": {"base": "base"}}, "experiments.e.seeds: a list of seeds is required"),
         ({"e": {"base": "nope", "seeds": [0]}}, "experiments.e.base: 'nope' is not a run"),

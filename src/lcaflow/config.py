@@ -1,9 +1,10 @@
-"""Config schema validation with one-line errors, default filling and derived quantities."""
+"""Config validation: the schema (config.schema.json) with one-line errors, default filling, experiments
+expanded into runs, and the checks that need more than the schema (a model given by path is imported, a
+recorded trajectory read). What each setting changes is in lcaflow.settings."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from importlib import resources
 from typing import Any
@@ -12,7 +13,7 @@ import jsonschema
 
 from .catalog import OFFICIAL_TRAIN_SIZE, is_builtin_dataset, is_import_path
 from .errors import ConfigError, LCAError
-from .spec import LATER_KEYS, RunSpec
+from .spec import RunSpec
 
 SCHEMA: dict = json.loads(resources.files(__package__).joinpath("config.schema.json").read_text())
 
@@ -30,16 +31,7 @@ PAPER_LR = {
     ("allcnn", "sgd", False): 0.1,
     ("allcnn", "adam", False): 0.001,
 }
-# lca settings that change how results are computed or stored, never the numbers beyond float32
-# rounding: changing one must not recompute finished jobs.
-SPEED_KEYS = ("compute_batch", "channels_last", "compression")
-# lca settings of the quadrature rule: they change the numbers only when it is not the default Simpson
-QUADRATURE_KEYS = ("quadrature", "trapezoid_tolerance")
-# lca settings of what the gradient jobs store (lcaflow.storage): they change the files, not the numbers
-STORAGE_KEYS = ("storage", "store", "sample_fraction", "store_validation", "store_gradients")
-# lca settings of the workflow's file handling, never a job's output
-WORKFLOW_KEYS = ("keep_trajectory",)
-__all__ = ["OFFICIAL_TRAIN_SIZE", "validate_config"]
+__all__ = ["validate_config"]
 
 
 def _resolve(schema: dict) -> dict:
@@ -142,23 +134,6 @@ def _describe(error: jsonschema.ValidationError) -> str:
         choices = ", ".join(json.dumps(c) for c in error.validator_value)
         return f"{where}: {value} is not one of {choices} ({hint})"
     return f"{where}: {error.message} ({hint})"
-
-
-def job_lca_settings(lca: dict, leave_out: tuple[str, ...] = ()) -> dict:
-    """The lca settings a job gets as params: those that change its output. The speed settings never do, nor
-    does `leave_out`; the quadrature's settings only when it is not the default Simpson (so that Simpson runs
-    made before lca.quadrature existed are not recomputed)."""
-    leave_out = (*SPEED_KEYS, *WORKFLOW_KEYS, *leave_out, *(QUADRATURE_KEYS if lca["quadrature"] == "simpson" else ()))
-    leave_out += ("sample_fraction",) if lca["store"] == "full" else ()  # matters only for a sample
-    return {k: v for k, v in lca.items() if k not in leave_out}
-
-
-def with_left_out_settings(lca: dict, config: dict) -> dict:
-    """`lca` (a job's params, see job_lca_settings) with the speed, quadrature and workflow settings of `config`
-    that it leaves out."""
-    configured = validate_config(config)["lca"]
-    keys = (*SPEED_KEYS, *QUADRATURE_KEYS, *WORKFLOW_KEYS, "sample_fraction")
-    return {**lca, **{k: configured[k] for k in keys if k not in lca}}
 
 
 def validate_config(config: dict) -> dict:
@@ -361,50 +336,3 @@ def _check_layers(where: str, run: dict, layout) -> None:
             raise ConfigError(
                 f"config: {where}.layers.{layer}.freeze_at: {setting['freeze_at']} is not below iterations {run['iterations']}"
             )
-
-
-def optimizer_settings(run: dict) -> dict:
-    """Optimizer settings with defaults for its own keys only."""
-    opt = dict(run["optimizer"])
-    if opt["name"] == "sgd":
-        opt.setdefault("momentum", 0.0)
-        opt.setdefault("nesterov", False)
-    else:
-        opt.setdefault("betas", [0.9, 0.999])
-        opt.setdefault("eps", 1e-8)
-    return opt
-
-
-# Run settings that never change the numbers: left out of the fingerprint and of the rules' params,
-# so changing them reuses what was computed.
-NO_EFFECT_RUN_KEYS = ("checkpoint_every",)
-
-
-def without_later_defaults(run: dict) -> dict:
-    """The run without the keys added after runs were made (spec.LATER_KEYS) where they are at their
-    defaults: as params, it keeps the params (and fingerprints) of runs made before those keys."""
-    return {k: v for k, v in run.items() if not (k in LATER_KEYS and v == LATER_KEYS[k])}
-
-
-def numerics_of(run: dict) -> dict:
-    """The run settings that change its numbers (see without_later_defaults)."""
-    return {k: v for k, v in without_later_defaults(run).items() if k not in NO_EFFECT_RUN_KEYS}
-
-
-def run_fingerprint(run: dict) -> str:
-    return fingerprint(numerics_of(run))
-
-
-def fingerprint(obj: Any) -> str:
-    """Stable short hash of a JSON-able object (identifies a run's config across files)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def n_chunks(iterations: int, per_job: int) -> int:
-    return -(-iterations // per_job)
-
-
-def chunk_range(chunk: int, iterations: int, per_job: int) -> tuple[int, int]:
-    """Iterations [start, stop) handled by gradient job `chunk`."""
-    start = chunk * per_job
-    return start, min(start + per_job, iterations)

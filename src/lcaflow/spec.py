@@ -5,38 +5,22 @@ raw settings; this is the one place where architecture, dataset and loss names b
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from .catalog import INPUT_SHAPE, NUM_CLASSES, data_key, is_builtin_dataset, is_import_path
 from .errors import ConfigError, DivergenceError
-
-# Run settings added after runs were made, with their defaults: jobs get a run without them when they
-# are at their defaults (config.numerics_of), so that older runs keep their fingerprint and params.
-LATER_KEYS = {
-    "dataset_args": {},
-    "architecture_args": {},
-    "loss": "cross_entropy",
-    "groups": {},
-    "trajectory": None,
-    "validation": "split",
-}
-
-
-def full_run(run: dict) -> dict:
-    """A run as a job gets it, with the later keys' defaults back."""
-    return {**copy.deepcopy(LATER_KEYS), **run}
 
 
 @dataclass(frozen=True)
 class RunSpec:
     name: str
-    run: dict  # the validated config entry
+    run: dict  # the validated config entry (every key present)
 
     @classmethod
     def of(cls, name: str, run: dict) -> RunSpec:
-        return cls(name, full_run(run))
+        return cls(name, run)
 
     def where(self, key: str | None = None) -> str:
         """The config key of the run or of one of its settings, for error messages."""
@@ -52,26 +36,26 @@ class RunSpec:
 
     @property
     def data_key(self) -> str:
-        return data_key(self.dataset, self.run.get("dataset_args"))
+        return data_key(self.dataset, self.run["dataset_args"])
 
     @property
     def groups(self) -> dict:
-        return self.run.get("groups") or {}
+        return self.run["groups"] or {}
 
     @property
     def recorded(self) -> bool:
         """The trajectory comes from the user's own training loop (runs.<run>.trajectory)."""
-        return self.run.get("trajectory") is not None
+        return self.run["trajectory"] is not None
 
     @property
     def validation(self) -> str:
-        return self.run.get("validation", "split")
+        return self.run["validation"]
 
     @cached_property
     def loss(self):
         from .losses import resolve_loss
 
-        return resolve_loss(self.run.get("loss", "cross_entropy"), self.where("loss"))
+        return resolve_loss(self.run["loss"], self.where("loss"))
 
     @property
     def weight_decay(self) -> float:
@@ -88,7 +72,7 @@ class RunSpec:
             input_shape,
             num_classes,
             self.run["seed"],
-            self.run.get("architecture_args"),
+            self.run["architecture_args"],
             self.where("architecture"),
         )
 
@@ -97,15 +81,32 @@ class RunSpec:
 
         return layout_of(model, self.groups, self.where("groups"))
 
-    def meta_layout(self):
-        """The layout without data or memory (a model built on the meta device), None when the model's
-        shape depends on data not yet read (a registered network on a dataset given by import path)."""
+    def model_io(self, data_path=None) -> tuple[tuple, int] | None:
+        """The model's input shape and number of classes, as the jobs build it: a built-in dataset's from the
+        catalog, a user dataset's from its data file (None before that exists); 1 class for a loss without."""
+        from .losses import NO_CLASSES
+
+        if is_builtin_dataset(self.dataset):
+            shape, classes = INPUT_SHAPE[self.dataset], NUM_CLASSES[self.dataset]
+        elif data_path is not None and Path(data_path).is_file():
+            from .data import data_file_info
+
+            info = data_file_info(data_path)
+            shape, classes = info["input_shape"], len(info["classes"])
+        else:
+            return None
+        return tuple(shape), classes if self.loss.has_classes else len(NO_CLASSES)
+
+    def meta_layout(self, data_path=None):
+        """The layout without data or memory (a model built on the meta device), None while the model's
+        input is unknown (a dataset given by import path before its data file exists) and the model is a
+        registered network; a model given by import path is built with no input shape then."""
         import torch
 
-        if not is_import_path(self.architecture) and not is_builtin_dataset(self.dataset):
+        io = self.model_io(data_path)
+        if io is None and not is_import_path(self.architecture):
             return None
-        shape = INPUT_SHAPE.get(self.dataset)
-        classes = NUM_CLASSES.get(self.dataset, 0)
+        shape, classes = io or (None, 0)
         try:
             with torch.device("meta"):
                 model = self.build_model(shape, classes)
