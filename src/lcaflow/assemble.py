@@ -12,44 +12,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .config import chunk_range, n_chunks
-from .data import open_h5
+from . import chunkfile
+from .chunkfile import chunk_range, n_chunks
 from .errors import CorruptFileError, GroundingError
-from .gradients import CHUNK_FORMAT_VERSION, check_trajectory, lca_settings_fingerprint, storage_fingerprint
-from .grounding import QUADRATURE_NAMES, grounding_report
-from .io import atomic_h5, require
+from .grounding import grounding_report
+from .integrate import QUADRATURE_NAMES
+from .io import atomic_h5, open_h5, write_json
+from .joins import VIRTUAL, Joined
 from .progress import log
-from .reducers import VIRTUAL, Joined, join_kind
-from .storage import MATRICES, STORAGE_BYTES, chunk_identity, link_matrix
-from .trajectory import read_trajectory_meta
-
-
-def _check_chunk(f: h5py.File, path, run_name: str, meta: dict, lca: dict, chunk: int, T: int, K: int) -> None:
-    require(f, ("lca", "loss", "error", "lca_layer"), path, "gradients")
-    attrs = f.attrs
-    start, stop = chunk_range(chunk, T, lca["iterations_per_job"])
-    problems = []
-    if attrs.get("format_version") != CHUNK_FORMAT_VERSION:
-        problems.append(f"format version {attrs.get('format_version')} (expected {CHUNK_FORMAT_VERSION})")
-    if attrs.get("trajectory_fingerprint") != meta["fingerprint"] or attrs.get("run_name") != run_name:
-        problems.append(
-            f"it belongs to run {attrs.get('run_name')!r} trajectory {attrs.get('trajectory_fingerprint')}, "
-            f"not run {run_name!r} trajectory {meta['fingerprint']}"
-        )
-    if attrs.get("lca_fingerprint") != lca_settings_fingerprint(lca):
-        problems.append("it was computed with other LCA settings (tolerance, max_splits, eval_chunk_size or quadrature)")
-    if attrs.get("storage_fingerprint") != storage_fingerprint(lca):
-        problems.append(
-            "it was stored with other storage settings (storage, store, sample_fraction, store_validation or store_gradients)"
-        )
-    if (attrs.get("start"), attrs.get("stop")) != (start, stop):
-        problems.append(f"it covers iterations {attrs.get('start')}..{attrs.get('stop')} instead of {start}..{stop}")
-    if f["lca"].shape[0] != stop - start or (lca["store"] == "full" and f["lca"].shape[1] != K):
-        problems.append(
-            f"lca has shape {f['lca'].shape}, expected {stop - start} rows of {K if lca['store'] == 'full' else 'the sample'}"
-        )
-    if problems:
-        raise CorruptFileError(f"{path}: {'; '.join(problems)}; delete it and rerun its gradient job")
+from .reducers import join_kind
+from .storage import STORAGE_BYTES, link_matrix
+from .trajectory import check_trajectory, read_trajectory_meta
 
 
 def _read_reductions(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
@@ -60,15 +33,16 @@ def _read_reductions(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
         if isinstance(obj, h5py.Dataset) and join_kind(name) not in (None, VIRTUAL):
             small[name] = obj[()]
 
+    start, stop = chunk_range(k, T, lca["iterations_per_job"])
     with open_h5(path, "gradient chunk") as f:
-        _check_chunk(f, path, run_name, meta, lca, k, T, K)
+        chunkfile.check(f, path, chunkfile.attributes(run_name, meta["fingerprint"], lca, k, start, stop), K, lca["store"])
         try:
             f.visititems(visit)
         except OSError as err:
             raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
         attrs = {key: int(f.attrs[key]) for key in ("start", "stop", "train_passes", "val_passes")}
-        attrs["matrices"] = [m for m in MATRICES if m in f]
-        attrs["identity"] = chunk_identity(f)
+        attrs["matrices"] = [m for m in chunkfile.MATRICES if m in f]
+        attrs["identity"] = chunkfile.identity(f)
     return small, attrs
 
 
@@ -103,7 +77,7 @@ def assemble(
 
     # Every chunk checked and the grounding judged before lca.h5 is written; no T x K block is read, and the
     # chunks' reductions are folded in one at a time.
-    joined, chunks, previous = Joined(), [], None
+    joined, chunks, previous = Joined(join_kind), [], None
     for k, path in enumerate(chunk_paths):
         small, attrs = _read_reductions(path, run_name, meta, lca, k, T, K)
         if previous is not None:
@@ -144,7 +118,7 @@ def assemble(
                 "chunks": json.dumps({os.path.relpath(p, folder): a["identity"] for p, a in zip(chunk_paths, chunks)}, sort_keys=True),
             }
         )
-    Path(grounding_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_json(grounding_path, report, allow_nan=True)
     return report
 
 

@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .config import QUADRATURE_KEYS, STORAGE_KEYS, WORKFLOW_KEYS, chunk_range, fingerprint, run_fingerprint
+from . import chunkfile
+from .chunkfile import chunk_range
 from .errors import ConfigError, CorruptFileError, DivergenceError
-from .grounding import TRAPEZOID
-from .integrate import SPLITS, Endpoint, make_quadrature
+from .integrate import SPLITS, TRAPEZOID, Endpoint, make_quadrature
 from .io import atomic_h5
 from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
 from .reducers import REDUCERS, Frame, Matrices, Quadrature
 from .spec import RunData, RunSpec
 from .storage import stored_columns
-from .trajectory import iter_rows, read_trajectory_meta
-
-CHUNK_FORMAT_VERSION = 3  # 2: per-layer LCA and gradient norms; 3: the reductions of lcaflow.reducers, storage forms
-
-
-def storage_fingerprint(lca: dict) -> str:
-    """The settings that change what a chunk stores (not its numbers)."""
-    keys = [k for k in STORAGE_KEYS if k != "sample_fraction" or lca["store"] == "sampled"]
-    return fingerprint({k: lca[k] for k in keys})
-
-
-def lca_settings_fingerprint(lca: dict) -> str:
-    """The LCA settings that change a chunk's numbers (not the job size, speed or storage settings). The
-    quadrature's settings count only when it is not the default Simpson, whose chunks keep their fingerprint."""
-    keys = ("tolerance", "max_splits", "eval_chunk_size")
-    if lca["quadrature"] != "simpson":
-        keys += QUADRATURE_KEYS
-    return fingerprint({k: lca[k] for k in keys})
-
-
-def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
-    if meta["fingerprint"] != run_fingerprint(run):
-        raise ConfigError(
-            f"{path}: made with a different config than runs.{run_name} (fingerprint {meta['fingerprint']} vs "
-            f"{run_fingerprint(run)}); rerun training: snakemake -R train --cores all"
-        )
-    if meta["shape"][0] != run["iterations"] + 1:
-        raise CorruptFileError(
-            f"{path}: holds {meta['shape'][0]} rows, expected {run['iterations'] + 1}; delete it and rerun train"
-        )
+from .trajectory import check_trajectory, iter_rows, read_trajectory_meta
 
 
 @dataclass
@@ -112,17 +82,9 @@ class Job:
 
     def attrs(self, chunk: int) -> dict:
         return {
-            "format_version": CHUNK_FORMAT_VERSION,
-            "run_name": self.run_name,
-            "trajectory_fingerprint": self.meta["fingerprint"],
-            "lca_fingerprint": lca_settings_fingerprint(self.lca),
-            "storage_fingerprint": storage_fingerprint(self.lca),
-            "chunk": chunk,
-            "start": self.start,
-            "stop": self.stop,
+            **chunkfile.attributes(self.run_name, self.meta["fingerprint"], self.lca, chunk, self.start, self.stop),
             "train_passes": self.train.passes,
             "val_passes": self.val.passes,
-            "lca_config": json.dumps({k: v for k, v in self.lca.items() if k not in WORKFLOW_KEYS}, sort_keys=True),
             "compute_batch": self.train.compute_batch or 0,  # 0: whole chunks
             "channels_last": self.train.channels_last,
         }

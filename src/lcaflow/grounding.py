@@ -6,18 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-QUADRATURE_NAMES = {"simpson": "Simpson", "adaptive": "adaptive"}
-# per-iteration datasets that only adaptive quadrature writes: the plain trapezoid's error of each split, which
-# it removed where it allocated that split by the trapezoid (num_splits, num_splits_val TRAPEZOID), and the
-# validation split's own panel count (it may need its midpoint where the training split does not)
-ADAPTIVE_ONLY = ("trapezoid_error", "trapezoid_error_val", "num_splits_val")
-TRAPEZOID = 0  # num_splits of an iteration that adaptive quadrature allocated by the corrected trapezoid (no interior point)
-
-
-def evaluations(num_splits):
-    """Full-set evaluations inside each iteration's segment: 0 for the trapezoid, 2n - 1 for n Simpson panels
-    (doubling reuses every point). Works on ints and on numpy arrays."""
-    return 2 * num_splits - 1 + (num_splits == TRAPEZOID)
+from .integrate import TRAPEZOID, evaluations
 
 
 def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpson") -> dict:

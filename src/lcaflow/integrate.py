@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the grounding report and the analyses read the names below
+    import torch
 
-from .grounding import TRAPEZOID
-from .objective import Point
+    from .objective import Point
 
 SPLITS = ("train", "val")
+QUADRATURES = ("simpson", "adaptive")
+QUADRATURE_NAMES = {"simpson": "Simpson", "adaptive": "adaptive"}
+TRAPEZOID = 0  # num_splits of an iteration that adaptive quadrature allocated by the corrected trapezoid (no interior point)
+# per-iteration datasets that only adaptive quadrature writes: the plain trapezoid's error of each split, which
+# it removed where it allocated that split by the trapezoid (num_splits, num_splits_val TRAPEZOID), and the
+# validation split's own panel count (it may need its midpoint where the training split does not)
+ADAPTIVE_ONLY = ("trapezoid_error", "trapezoid_error_val", "num_splits_val")
+
+
+def evaluations(num_splits):
+    """Full-set evaluations inside each iteration's segment: 0 for the trapezoid, 2n - 1 for n Simpson panels
+    (doubling reuses every point). Works on ints and on numpy arrays."""
+    return 2 * num_splits - 1 + (num_splits == TRAPEZOID)
 
 
 @dataclass
@@ -161,6 +175,8 @@ def _remove_error(allocation: torch.Tensor, error: torch.Tensor) -> bool:
     row then sums to the real loss change, an entry's share of the correction is its share of the row's total
     |LCA|, and no entry of the row changes sign. Done only if every row's |error| is below its total |LCA| (or
     both are 0: nothing moved); returns whether it was done."""
+    import torch
+
     magnitude = allocation.abs()
     total = magnitude.sum(-1, keepdim=True)
     error = error.reshape(total.shape)
@@ -195,7 +211,7 @@ def _trapezoid_val(start: Endpoint, end: Endpoint, ends: _Ends) -> torch.Tensor 
     return lca_val if _remove_error(lca_val, lca_val.sum() - ends.d_loss_val) else None
 
 
-Quadrature = Callable[[Callable[[torch.Tensor], Endpoint], torch.Tensor, torch.Tensor, Endpoint, Endpoint], Segment]
+Quadrature = Callable[..., Segment]  # (evaluate, theta_t, theta_t+1, end point t, end point t+1) -> Segment
 
 
 def make_quadrature(lca: dict) -> Quadrature:

@@ -39,25 +39,41 @@ COMPRESSION = {
 }
 
 
-def create_matrix(group: h5py.Group, name: str, n_rows: int, n_cols: int, compression: str = "none") -> h5py.Dataset:
-    """A float32 (iterations x parameters) dataset chunked for reading blocks of iterations.
+ROWS_PER_CHUNK = 16  # rows of a T x K matrix per HDF5 chunk: reads of blocks of iterations touch few chunks
+BLOCK_BYTES = 128 << 20  # rows of a T x K matrix read or copied at once: bounds the memory of every stage
 
-    Chunks hold 16 rows and an even share of the columns (at most 65,536 each), so no chunk is
-    mostly padding: 65,536-column chunks over K=84,060 would allocate 56% more than the data.
-    Byte shuffle groups the float32 exponents, which is where compression finds its gain."""
+
+def create_matrix(
+    group: h5py.Group, name: str, n_rows: int, n_cols: int, dtype="float32", compression: str = "none", whole: bool = False
+) -> h5py.Dataset:
+    """An (iterations x parameters) dataset chunked for reading blocks of iterations (see matrix_chunks).
+    Byte shuffle groups the exponents, which is where compression finds its gain."""
     return group.create_dataset(
         name,
         shape=(n_rows, n_cols),
-        dtype="float32",
-        chunks=matrix_chunks(n_rows, n_cols),
+        dtype=dtype,
+        chunks=matrix_chunks(n_rows, n_cols, whole),
         **COMPRESSION[compression],
     )
 
 
-def matrix_chunks(n_rows: int, n_cols: int) -> tuple[int, int]:
-    """The chunk shape of create_matrix: 16 rows (fewer in a shorter matrix), an even share of the columns."""
+def matrix_chunks(n_rows: int, n_cols: int, whole: bool = False) -> tuple[int, int]:
+    """The chunk shape of create_matrix: 16 rows (fewer in a shorter matrix; with `whole`, the largest divisor
+    of n_rows up to 16, so that no chunk holds padded rows) and an even share of the columns, at most 65,536
+    each, so no chunk is mostly padding: 65,536-column chunks over K=84,060 would allocate 56% more than the data."""
     col_chunks = -(-n_cols // 65536)
-    return max(1, min(n_rows, 16)), -(-n_cols // col_chunks)
+    if whole:
+        rows = max(d for d in range(1, min(n_rows, ROWS_PER_CHUNK) + 1) if n_rows % d == 0)
+    else:
+        rows = max(1, min(n_rows, ROWS_PER_CHUNK))
+    return rows, max(1, -(-n_cols // col_chunks))
+
+
+def iter_row_blocks(dset, max_bytes: int | None = None):
+    """Yield (start, block) over the rows of a 2-D dataset, holding at most ~max_bytes (BLOCK_BYTES) in memory."""
+    rows = max(1, (max_bytes or BLOCK_BYTES) // max(1, dset.shape[1] * dset.dtype.itemsize))
+    for start in range(0, dset.shape[0], rows):
+        yield start, dset[start : start + rows]
 
 
 def matrix_bytes(n_rows: int, n_cols: int) -> int:
@@ -75,11 +91,18 @@ def _json_default(value):
     raise TypeError(type(value))
 
 
-def write_json(path, data: dict) -> None:
-    """A JSON table written atomically, numpy values included; NaN is refused (use `finite`)."""
+def write_text(path, text: str) -> None:
+    """A text file written under a temporary name and renamed: an interrupted job never leaves a
+    finished-looking file."""
     tmp = Path(f"{path}.partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def write_json(path, data: dict, allow_nan: bool = False) -> None:
+    """A JSON table written atomically, numpy values included; NaN is refused unless allowed (use `finite`)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=allow_nan) + "\n")
 
 
 def finite(x: float) -> float | None:

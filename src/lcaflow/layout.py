@@ -41,6 +41,10 @@ class Layout:
         lookup = {name: i for i, name in enumerate(self.layers)}
         return np.repeat([lookup[layer] for layer in self.layer_of_param], self.sizes).astype(np.int64)
 
+    def group_sizes(self) -> np.ndarray:
+        """Parameters of each layer (group), in the order of `layers`."""
+        return np.bincount(self.layer_index(), minlength=len(self.layers))
+
     def to_h5(self, group) -> None:
         group.create_dataset("names", data=np.array(self.names, dtype=object), dtype=_STR)
         group.create_dataset("offsets", data=np.array(self.offsets, dtype=np.int64))
@@ -91,15 +95,6 @@ def apply_groups(layout: Layout, groups: dict[str, str] | None, where: str = "gr
 def same_parameters(a: Layout, b: Layout) -> bool:
     """The same parameter tensors in the same order, whatever their grouping."""
     return (a.names, a.shapes, a.offsets) == (b.names, b.shapes, b.offsets)
-
-
-def _str_dtype():
-    import h5py
-
-    return h5py.string_dtype()
-
-
-_STR = _str_dtype()
 
 
 def kernel_of(layout: Layout, layer: str) -> int:

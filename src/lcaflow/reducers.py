@@ -30,18 +30,11 @@ import h5py
 import numpy as np
 import torch
 
-from .grounding import ADAPTIVE_ONLY
+from .integrate import ADAPTIVE_ONLY
+from .joins import ITERATION, POINT, SAME, SIGNS, SUM, VIRTUAL
 from .layout import Layout, kernel_of, units_of
 from .stats import TAIL_SIGMAS
 from .storage import MAX_TRACED, create_stored_matrix, decode, encode
-
-POINT = "point"  # one row per theta_t; neighbouring chunks share their boundary point
-ITERATION = "iteration"  # one row per iteration
-SUM = "sum"  # summed over chunks
-SAME = "same"  # identical in every chunk
-SIGNS = "signs"  # sign-change counts joined across chunk boundaries
-VIRTUAL = "virtual"  # a stored matrix: mapped, never copied
-
 
 
 @dataclass
@@ -195,11 +188,6 @@ class Steps(Reducer):
 
     def write(self, f):
         write_arrays(f, {**self.signs.arrays("step"), "layer_motion": self.motion})
-
-
-def smallest_int(values: np.ndarray) -> np.ndarray:
-    """Counts in int16 where they fit, else int32 (K-long arrays: the bytes count)."""
-    return values.astype(np.int16 if values.max(initial=0) < 2**15 else np.int32)
 
 
 def trace_columns(frame: Frame) -> np.ndarray:
@@ -446,53 +434,6 @@ class Matrices(Reducer):
 
 
 REDUCERS = (Losses, GradientNorms, GradientSigns, Steps, GradientTraces, Quadrature, GroupSums, ParameterTotals, NeuronSums, RowStats)
-
-
-class Joined:
-    """The reductions of consecutive chunks folded, one chunk at a time, into those of the whole run (by their
-    JOINS kinds): assembly holds the run's per-parameter arrays and one chunk's, never every chunk's."""
-
-    def __init__(self):
-        self.pieces: dict[str, list[np.ndarray]] = {}  # ITERATION and POINT rows, chunk by chunk
-        self.arrays: dict[str, np.ndarray] = {}  # SUM totals, SAME values, SIGNS counts
-        self.last_sign: dict[str, np.ndarray] = {}  # per SIGNS sequence: the last non-zero sign so far
-
-    def add(self, chunk: dict) -> None:
-        for name, values in chunk.items():
-            kind = join_kind(name)
-            if kind in (ITERATION, POINT):
-                pieces = self.pieces.setdefault(name, [])
-                if kind == POINT and pieces:  # neighbouring chunks share their boundary point: keep it once
-                    pieces[-1] = pieces[-1][:-1]
-                pieces.append(values)
-            elif kind == SUM:
-                values = values.astype(np.float64 if values.dtype.kind == "f" else np.int64)
-                self.arrays[name] = self.arrays[name] + values if name in self.arrays else values
-            elif kind == SAME:
-                if name in self.arrays and not np.array_equal(self.arrays[name], values):
-                    raise ValueError(f"the chunks disagree on {name}")
-                self.arrays[name] = values
-            elif kind == SIGNS and name.endswith("_sign_changes"):
-                self._signs(name.removesuffix("_sign_changes"), chunk)
-
-    def _signs(self, prefix: str, chunk: dict) -> None:
-        """Sign changes within the chunk, plus one where its first non-zero sign differs from the run's last so
-        far (a per-point sequence's shared boundary point ends one chunk and starts the next: not counted twice)."""
-        key, ends = f"{prefix}_sign_changes", chunk[f"{prefix}_sign_ends"]
-        first, last = ends // 3 - 1, ends % 3 - 1
-        changes = chunk[key].astype(np.int64)
-        if key in self.arrays:
-            before = self.last_sign[prefix]
-            changes += self.arrays[key] + ((before != 0) & (first != 0) & (before != first))
-            last = np.where(last != 0, last, before)
-        self.arrays[key], self.last_sign[prefix] = changes, last
-
-    def result(self) -> dict:
-        out = {name: np.concatenate(pieces) for name, pieces in self.pieces.items()}
-        for name, values in self.arrays.items():
-            counts = join_kind(name) in (SUM, SIGNS) and values.dtype.kind == "i"
-            out[name] = smallest_int(values) if counts else values
-        return out
 
 
 def join_kind(name: str) -> str | None:

@@ -183,21 +183,6 @@ def shift_baseline(
     return observed, totals, p
 
 
-class SignChangeCounter:
-    """Counts, per column of a streamed (rows = time) matrix, how often the sign flips between
-    consecutive non-zero values (zeros are skipped: a parameter that pauses has not turned)."""
-
-    def __init__(self, k: int):
-        self.last = np.zeros(k, dtype=np.int8)
-        self.changes = np.zeros(k, dtype=np.int64)
-
-    def update(self, block: np.ndarray) -> None:
-        for row in np.sign(block).astype(np.int8):
-            nonzero = row != 0
-            self.changes += (nonzero & (self.last != 0) & (row != self.last)).astype(np.int64)
-            self.last = np.where(nonzero, row, self.last)
-
-
 def mean_pairwise_correlation(series: np.ndarray) -> float:
     """Mean Pearson correlation over all pairs of columns of a (T, m) matrix; constant columns are left out."""
     x = np.asarray(series, dtype=np.float64)

@@ -16,22 +16,19 @@ stratified by group (dataset `sample_index` names their columns in theta)."""
 from __future__ import annotations
 
 import functools
-import json
 import math
-from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .chunkfile import check_sources
 from .errors import CorruptFileError
-from .io import COMPRESSION, matrix_chunks, open_h5
+from .io import create_matrix, open_h5
 from .layout import Layout
 
 STORAGE_BYTES = {"float32": 4, "bfloat16": 2}
 STORED_DTYPE = {"float32": "float32", "bfloat16": "uint16"}  # bfloat16 bits are stored as uint16
 MAX_TRACED = 4096  # the gradient jobs trace at most this many weights of the last layer's kernel (Fig. S8)
-MATRICES = ("lca", "lca_val", "grad")  # the T x K (or T x S) datasets, virtual in lca.h5
-ROWS_PER_HDF5_CHUNK = 16
 
 
 def encode_bfloat16(row):
@@ -88,16 +85,8 @@ def create_stored_matrix(
     group: h5py.Group, name: str, n_rows: int, n_cols: int, storage: str = "float32", compression: str = "none"
 ):
     """An (iterations x columns) dataset in the stored number format, chunked for reading blocks of
-    iterations. HDF5 chunks hold a divisor of n_rows up to 16 rows (no padded rows) and an even share of
-    the columns (at most 65,536 each); byte shuffle groups the exponents, where compression finds its gain."""
-    rows = max(d for d in range(1, min(n_rows, ROWS_PER_HDF5_CHUNK) + 1) if n_rows % d == 0)
-    dset = group.create_dataset(
-        name,
-        shape=(n_rows, n_cols),
-        dtype=STORED_DTYPE[storage],
-        chunks=(rows, max(1, matrix_chunks(n_rows, n_cols)[1])),
-        **COMPRESSION[compression],
-    )
+    iterations with no padded rows (io.matrix_chunks)."""
+    dset = create_matrix(group, name, n_rows, n_cols, STORED_DTYPE[storage], compression, whole=True)
     dset.attrs["encoding"] = storage
     return dset
 
@@ -125,39 +114,6 @@ def link_matrix(out: h5py.File, name: str, parts: list[tuple[str, int, int]], n_
     dset = out[name]
     dset.attrs["encoding"] = encoding
     return dset
-
-
-IDENTITY = ("trajectory_fingerprint", "lca_fingerprint", "storage_fingerprint", "start", "stop")
-
-
-def chunk_identity(chunk: h5py.File) -> dict:
-    """What lca.h5 records of each chunk file it maps, to notice one rewritten under it."""
-    return {key: str(chunk.attrs.get(key)) for key in IDENTITY}
-
-
-def check_sources(f: h5py.File, path) -> None:
-    """Every chunk file that a virtual matrix of lca.h5 reads exists, opens and is the one assembled (HDF5
-    would return fill values for a missing one, and convert the numbers of one stored otherwise)."""
-    folder = Path(path).parent
-    recorded = json.loads(f.attrs.get("chunks", "{}"))
-    sources = {vs.file_name for name in MATRICES if name in f and f[name].is_virtual for vs in f[name].virtual_sources()}
-    for source in sorted(sources):
-        chunk = folder / source
-        if not chunk.is_file():
-            raise CorruptFileError(
-                f"{path}: its matrix reads {chunk}, which is missing; rerun the gradient job that makes it "
-                f"(snakemake {chunk} --cores all), then assemble"
-            )
-        try:
-            with h5py.File(chunk, "r") as c:
-                identity = chunk_identity(c)
-                encoding = str(c["lca"].attrs.get("encoding", "float32"))
-        except (OSError, KeyError) as err:
-            raise CorruptFileError(
-                f"{chunk}: unreadable ({str(err).splitlines()[0]}), read by {path}; delete it and rerun its gradient job"
-            ) from err
-        if (source in recorded and recorded[source] != identity) or encoding != str(f["lca"].attrs.get("encoding", "float32")):
-            raise CorruptFileError(f"{path}: {chunk} was rewritten after assembly (other settings); rerun assemble")
 
 
 def open_lca(path) -> h5py.File:

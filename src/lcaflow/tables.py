@@ -1,6 +1,10 @@
-"""Reading the workflow's TSV tables back (figures and cross-run statistics are made from them)."""
+"""The workflow's TSV tables: written by the analyses, read back by the figures, the cross-run statistics,
+the claims and the reader."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -31,3 +35,17 @@ def read_tsv(path) -> dict[str, np.ndarray]:
         except ValueError:
             columns[name] = np.array(raw, dtype=str)
     return columns
+
+
+def write_tsv(path: Path, columns: dict) -> None:
+    """A tab-separated table with a header row, written under a temporary name and renamed, so an
+    interrupted job never leaves a finished-looking table."""
+    names = list(columns)
+    n = len(next(iter(columns.values())))
+    tmp = Path(f"{path}.partial")
+    with open(tmp, "w") as fh:
+        fh.write("\t".join(names) + "\n")
+        for i in range(n):
+            cells = [columns[name][i] for name in names]
+            fh.write("\t".join(c if isinstance(c, str) else f"{c:.10g}" for c in cells) + "\n")
+    os.replace(tmp, path)

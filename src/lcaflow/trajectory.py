@@ -13,17 +13,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import CorruptFileError, DivergenceError, LCAError
-from .io import create_matrix, open_h5, read_json_attr, require, versions
+from .errors import ConfigError, CorruptFileError, DivergenceError, LCAError
+from .io import BLOCK_BYTES, create_matrix, open_h5, read_json_attr, require, versions
 from .layout import Layout
+from .settings import run_fingerprint
 
 REQUIRED = ("params", "minibatch_loss", "layout", "classes", "split/train_indices", "split/val_indices")
 RECORDED_BY = "lcaflow.TrajectoryRecorder"
-BLOCK_BYTES = 64 << 20
 
 
 def copy_rows(dest: h5py.Dataset, rows, n_rows: int, n_cols: int, check_finite: str | None = None) -> None:
-    """Copy rows[0:n_rows] (a training RowFile or an HDF5 dataset) into `dest` in blocks of about 64 MB;
+    """Copy rows[0:n_rows] (a training RowFile or an HDF5 dataset) into `dest` in blocks of about 128 MB;
     with `check_finite` (a path, for the message), refuse non-finite parameters."""
     per_block = max(1, BLOCK_BYTES // (4 * n_cols))
     for a in range(0, n_rows, per_block):
@@ -71,6 +71,19 @@ def read_trajectory_meta(path) -> dict:
             }
         except (KeyError, ValueError, OSError) as err:
             raise CorruptFileError(f"{path}: metadata incomplete or damaged ({err}); delete it and rerun train") from err
+
+
+def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
+    """The trajectory file was made for this run's config (its numbers' fingerprint) and is complete."""
+    if meta["fingerprint"] != run_fingerprint(run):
+        raise ConfigError(
+            f"{path}: made with a different config than runs.{run_name} (fingerprint {meta['fingerprint']} vs "
+            f"{run_fingerprint(run)}); rerun training: snakemake -R train --cores all"
+        )
+    if meta["shape"][0] != run["iterations"] + 1:
+        raise CorruptFileError(
+            f"{path}: holds {meta['shape'][0]} rows, expected {run['iterations'] + 1}; delete it and rerun train"
+        )
 
 
 def iter_rows(path, start: int, stop: int, block: int = 16):

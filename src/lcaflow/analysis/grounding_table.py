@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 
-from ..grounding import ADAPTIVE_ONLY, grounding_report
+from ..grounding import grounding_report
+from ..integrate import ADAPTIVE_ONLY
 from ..io import require
-from ..summary import write_tsv
+from ..tables import write_tsv
 from .common import open_lca
 
 NEEDS = ("loss", "loss_val", "error", "error_val", "lca_first_order", "lca_first_order_val", "num_splits")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io import require
-from ..summary import write_tsv
+from ..tables import write_tsv
 from .common import layout_of, open_lca
 
 NEEDS = ("lca_layer", "lca_val_layer", "layout")

@@ -15,10 +15,10 @@ import numpy as np
 from scipy import stats as sps
 
 from .. import stats
-from ..io import finite, require, write_json
+from ..io import finite, iter_row_blocks, require, write_json
 from ..layout import Layout, kernel_of, units_of
 from ..storage import Matrix, matrix
-from ..summary import iter_row_blocks, write_tsv
+from ..tables import write_tsv
 from .common import NO_CLASSES_REASON, has_classes, layout_of, open_lca, source_of
 
 NEEDS = ("lca_total", "lca_neuron", "lca_class_neuron", "layout", "classes")

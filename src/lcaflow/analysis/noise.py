@@ -11,10 +11,10 @@ import math
 import numpy as np
 
 from .. import stats
-from ..io import finite, require, write_json
+from ..io import finite, iter_row_blocks, require, write_json
 from ..stats import TAIL_SIGMAS
 from ..storage import matrix
-from ..summary import iter_row_blocks, write_tsv
+from ..tables import write_tsv
 from .common import layout_of, nanmean0, open_lca, source_of
 
 NEEDS = (
@@ -35,102 +35,30 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
         require(f, NEEDS, lca_path, "assemble")
         layout = layout_of(f, lca_path)
         lca = matrix(f, "lca", lca_path)
-        K = layout.num_params
-        loss = f["loss"][()]
-        helping, hurting = f["helping_layer"][()], f["hurting_layer"][()]
-        helped_count, hurt_count = f["helped_count"][()].astype(np.int64), f["hurt_count"][()].astype(np.int64)
-        kurtosis_t, tail_t = f["row_kurtosis"][()], f["tail_share"][()]
-        T, L = helping.shape
-        layer_index = layout.layer_index()
+        counts = {k: f[k][()] for k in ("helping_layer", "hurting_layer", "row_kurtosis", "tail_share", "loss")}
+        per_param = {k: f[k][()].astype(np.int64) for k in ("helped_count", "hurt_count")}
         pooled = pooled_distribution(lca, sample_size, seed)
-    moments, sample, sigma = pooled["moments"], pooled["sample"], pooled["sigma"]
-    zoom, logh, zoom_edges, log_edges = pooled["zoom"], pooled["log"], pooled["zoom_edges"], pooled["log_edges"]
-    tail_mass, total_mass = pooled["tail_mass"], pooled["total_mass"]
-    zero = K - helping.sum(1) - hurting.sum(1)
-    nonzero_t = helping.sum(1) + hurting.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero iteration / layer has no share: NaN, not 0%
-        pct_help_nonzero = 100 * helping.sum(1) / nonzero_t
-        layer_pct = 100 * helping / (helping + hurting)
-    layer_sizes = np.bincount(layer_index, minlength=L)
-    iteration_rows = {
-        "iteration": np.arange(T),
-        "loss": loss[:-1],
-        "pct_helping": 100 * helping.sum(1) / K,
-        "pct_hurting": 100 * hurting.sum(1) / K,
-        "pct_zero": 100 * zero / K,
-        "pct_helping_of_nonzero": pct_help_nonzero,
-        "kurtosis": kurtosis_t,
-        "tail_share": tail_t,
-    }
-    for layer, name in enumerate(layout.layers):
-        iteration_rows[f"pct_helping_of_nonzero_{name}"] = layer_pct[:, layer]
-    write_tsv(out_iterations, iteration_rows)
-    write_tsv(
-        out_layers,
-        {
-            "layer": np.array(layout.layers),
-            "n_params": layer_sizes,
-            "pct_helping_of_nonzero": nanmean0(layer_pct),
-            "pct_helping": (100 * helping / layer_sizes).mean(0),
-            "pct_hurting": (100 * hurting / layer_sizes).mean(0),
-        },
-    )
-    write_tsv(
-        out_histogram,
-        {
-            "kind": np.array(["zoomed"] * 200 + ["log_magnitude"] * 120),
-            "bin_left": np.concatenate([zoom_edges[:-1], log_edges[:-1]]),
-            "bin_right": np.concatenate([zoom_edges[1:], log_edges[1:]]),
-            "helping": np.concatenate([zoom["helping"], logh["helping"]]),
-            "hurting": np.concatenate([zoom["hurting"], logh["hurting"]]),
-        },
-    )
-    # per parameter: the fraction of its non-zero iterations in which it helped (Fig. 3d)
-    active = (helped_count + hurt_count) > 0
-    fraction = helped_count[active] / (helped_count + hurt_count)[active]
+        source, encoding = source_of(lca, layout.num_params), lca.encoding
+    shares = _shares(layout, counts)
+    write_tsv(out_iterations, shares["iterations"])
+    write_tsv(out_layers, shares["layers"])
+    write_tsv(out_histogram, _histogram_rows(pooled))
+    fraction, active = _help_fraction(per_param["helped_count"], per_param["hurt_count"])
     edges = np.linspace(0, 1, 51)
     write_tsv(out_help_fraction, {"bin_left": edges[:-1], "bin_right": edges[1:], "parameters": np.histogram(fraction, edges)[0]})
-
-    z, p = stats.kurtosis_test(moments.kurtosis, moments.n)
-    weibull = {}
-    for name, part in (
-        ("helping", -sample.values[sample.values < 0]),
-        ("hurting", sample.values[sample.values > 0]),
-        ("all", np.abs(sample.values)),
-    ):
-        k, scale = stats.weibull_fit(part)
-        weibull[name] = {"shape_k": finite(k), "scale": finite(scale), "sample_size": int(part.size)}
-    observed_tail = tail_mass / total_mass if total_mass else math.nan
+    rows = shares["iterations"]
     result = {
-        "iterations": int(T),
-        "num_params": int(K),
-        "pct_helping_of_nonzero": finite(nanmean0(pct_help_nonzero)),  # Table 1
-        "pct_helping": float(iteration_rows["pct_helping"].mean()),
-        "pct_hurting": float(iteration_rows["pct_hurting"].mean()),
-        "pct_zero": float(iteration_rows["pct_zero"].mean()),
-        "pct_helping_of_nonzero_by_layer": {n: finite(v) for n, v in zip(layout.layers, nanmean0(layer_pct))},
+        "iterations": int(len(rows["iteration"])),
+        "num_params": int(layout.num_params),
+        "pct_helping_of_nonzero": finite(nanmean0(rows["pct_helping_of_nonzero"])),  # Table 1
+        "pct_helping": float(rows["pct_helping"].mean()),
+        "pct_hurting": float(rows["pct_hurting"].mean()),
+        "pct_zero": float(rows["pct_zero"].mean()),
+        "pct_helping_of_nonzero_by_layer": {n: finite(v) for n, v in zip(layout.layers, shares["layers"]["pct_helping_of_nonzero"])},
         "distribution": {
-            "nonzero_values": int(moments.n),
-            "mean": finite(moments.mean),
-            "std": finite(sigma),
-            "skewness": finite(moments.skewness),
-            "kurtosis": finite(moments.kurtosis),
-            "excess_kurtosis": finite(moments.kurtosis - 3),
-            "kurtosis_per_iteration_mean": finite(np.nanmean(kurtosis_t)) if np.isfinite(kurtosis_t).any() else None,
-            "kurtosis_per_iteration_median": finite(np.nanmedian(kurtosis_t)) if np.isfinite(kurtosis_t).any() else None,
-            "kurtosis_test_z": finite(z),
-            "kurtosis_test_p": finite(p),
-            "weibull": weibull,
-            "tail_sigmas": TAIL_SIGMAS,
-            "tail_share_observed": finite(observed_tail),
-            "tail_share_gaussian": stats.gaussian_tail_share(TAIL_SIGMAS),
-            "tail_share_ratio": finite(observed_tail / stats.gaussian_tail_share(TAIL_SIGMAS)),
-            # pooled values mix iterations whose LCA differs by orders of magnitude; within one
-            # iteration the share measures the shape alone
-            "tail_share_within_iteration_mean": finite(nanmean0(tail_t)),
-            "tail_share_within_iteration_ratio": finite(nanmean0(tail_t) / stats.gaussian_tail_share(TAIL_SIGMAS)),
-            "pooled_from": source_of(lca, K),  # the pooled values, histograms and Weibull fit
-            "storage": lca.encoding,
+            **_distribution(pooled, counts["row_kurtosis"], counts["tail_share"]),
+            "pooled_from": source,  # the pooled values, histograms and Weibull fit
+            "storage": encoding,
         },
         "help_fraction_per_param": {
             "params_ever_nonzero": int(active.sum()),
@@ -141,6 +69,91 @@ def noise(lca_path, out_json, out_iterations, out_layers, out_histogram, out_hel
     }
     write_json(out_json, result)
     return result
+
+
+def _shares(layout, counts: dict) -> dict:
+    """Per iteration and per layer: the shares of parameters helping, hurting and not moving (Table 1, Fig. 3)."""
+    helping, hurting = counts["helping_layer"], counts["hurting_layer"]
+    K, (T, L) = layout.num_params, helping.shape
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero iteration / layer has no share: NaN, not 0%
+        pct_help_nonzero = 100 * helping.sum(1) / (helping.sum(1) + hurting.sum(1))
+        layer_pct = 100 * helping / (helping + hurting)
+    layer_sizes = np.bincount(layout.layer_index(), minlength=L)
+    iterations = {
+        "iteration": np.arange(T),
+        "loss": counts["loss"][:-1],
+        "pct_helping": 100 * helping.sum(1) / K,
+        "pct_hurting": 100 * hurting.sum(1) / K,
+        "pct_zero": 100 * (K - helping.sum(1) - hurting.sum(1)) / K,
+        "pct_helping_of_nonzero": pct_help_nonzero,
+        "kurtosis": counts["row_kurtosis"],
+        "tail_share": counts["tail_share"],
+    }
+    for layer, name in enumerate(layout.layers):
+        iterations[f"pct_helping_of_nonzero_{name}"] = layer_pct[:, layer]
+    layers = {
+        "layer": np.array(layout.layers),
+        "n_params": layer_sizes,
+        "pct_helping_of_nonzero": nanmean0(layer_pct),
+        "pct_helping": (100 * helping / layer_sizes).mean(0),
+        "pct_hurting": (100 * hurting / layer_sizes).mean(0),
+    }
+    return {"iterations": iterations, "layers": layers}
+
+
+def _histogram_rows(pooled: dict) -> dict:
+    zoom, logh, zoom_edges, log_edges = pooled["zoom"], pooled["log"], pooled["zoom_edges"], pooled["log_edges"]
+    return {
+        "kind": np.array(["zoomed"] * 200 + ["log_magnitude"] * 120),
+        "bin_left": np.concatenate([zoom_edges[:-1], log_edges[:-1]]),
+        "bin_right": np.concatenate([zoom_edges[1:], log_edges[1:]]),
+        "helping": np.concatenate([zoom["helping"], logh["helping"]]),
+        "hurting": np.concatenate([zoom["hurting"], logh["hurting"]]),
+    }
+
+
+def _help_fraction(helped: np.ndarray, hurt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per parameter: the fraction of its non-zero iterations in which it helped (Fig. 3d), and which moved."""
+    active = (helped + hurt) > 0
+    return helped[active] / (helped + hurt)[active], active
+
+
+def _distribution(pooled: dict, kurtosis_t: np.ndarray, tail_t: np.ndarray) -> dict:
+    """The pooled distribution of LCA (Fig. S10): moments, the kurtosis test, Weibull fits, tail shares."""
+    moments, sample, sigma = pooled["moments"], pooled["sample"], pooled["sigma"]
+    z, p = stats.kurtosis_test(moments.kurtosis, moments.n)
+    weibull = {}
+    for name, part in (
+        ("helping", -sample.values[sample.values < 0]),
+        ("hurting", sample.values[sample.values > 0]),
+        ("all", np.abs(sample.values)),
+    ):
+        k, scale = stats.weibull_fit(part)
+        weibull[name] = {"shape_k": finite(k), "scale": finite(scale), "sample_size": int(part.size)}
+    observed_tail = pooled["tail_mass"] / pooled["total_mass"] if pooled["total_mass"] else math.nan
+    gaussian = stats.gaussian_tail_share(TAIL_SIGMAS)
+    measured = np.isfinite(kurtosis_t).any()
+    return {
+        "nonzero_values": int(moments.n),
+        "mean": finite(moments.mean),
+        "std": finite(sigma),
+        "skewness": finite(moments.skewness),
+        "kurtosis": finite(moments.kurtosis),
+        "excess_kurtosis": finite(moments.kurtosis - 3),
+        "kurtosis_per_iteration_mean": finite(np.nanmean(kurtosis_t)) if measured else None,
+        "kurtosis_per_iteration_median": finite(np.nanmedian(kurtosis_t)) if measured else None,
+        "kurtosis_test_z": finite(z),
+        "kurtosis_test_p": finite(p),
+        "weibull": weibull,
+        "tail_sigmas": TAIL_SIGMAS,
+        "tail_share_observed": finite(observed_tail),
+        "tail_share_gaussian": gaussian,
+        "tail_share_ratio": finite(observed_tail / gaussian),
+        # pooled values mix iterations whose LCA differs by orders of magnitude; within one
+        # iteration the share measures the shape alone
+        "tail_share_within_iteration_mean": finite(nanmean0(tail_t)),
+        "tail_share_within_iteration_ratio": finite(nanmean0(tail_t) / gaussian),
+    }
 
 
 def pooled_distribution(lca, sample_size: int, seed: int) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 from ..io import finite, require, write_json
 from ..layout import kernel_of
 from ..storage import matrix
-from ..summary import write_tsv
+from ..tables import write_tsv
 from .common import layout_of, open_lca, source_of
 
 NEEDS = ("grad_sign_changes", "step_sign_changes", "grad_trace", "param_trace", "trace_index", "layout")

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import stats
 from ..io import require, write_json
-from ..summary import write_tsv
+from ..tables import write_tsv
 from .common import NO_CLASSES_REASON, has_classes, layout_of, open_lca
 
 NEEDS = ("lca_layer", "lca_class_layer", "grad_norm_layer", "grad_norm_class_layer", "layer_motion", "classes")
