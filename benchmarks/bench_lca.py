@@ -106,7 +106,7 @@ def _time_jobs(network, run, lca, trajectory, data_path, work, args, device) -> 
     import h5py
 
     from lcaflow.gradients import compute_chunk
-    from lcaflow.grounding import TRAPEZOID, evaluations
+    from lcaflow.integrate import TRAPEZOID, evaluations
 
     jobs = {}
     for length in (max(1, args.iterations // 3), args.iterations):  # short first: the peak memory after each

@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from lcaflow.grounding import TRAPEZOID, evaluations  # noqa: E402
+from lcaflow.integrate import TRAPEZOID, evaluations  # noqa: E402
 from lcaflow.tables import read_tsv  # noqa: E402
 
 BLOCK = 64  # rows of the T x K matrices read at a time

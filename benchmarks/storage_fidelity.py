@@ -6,7 +6,7 @@ RESULTS is a results directory (results_dir) in which the run went through the w
 `lca.storage: float32` and `lca.store: full` (the default config: `snakemake --cores all`). For each
 other form (bfloat16; a stratified sample of the parameters) this script makes a results directory beside
 it holding the same data file and trajectory, re-stores the run's float32 chunks in that form
-(lcaflow.transcode: what the gradient jobs would write with those settings, as tests/test_storage.py
+(benchmarks/transcode.py: what the gradient jobs would write with those settings, as tests/test_storage.py
 checks dataset for dataset), and runs the workflow from assembly on (`snakemake --cores 2 all` with the
 form's settings): lca.h5, summary, every analysis, figure and the claims. It then compares the tables
 with the float32 ones and writes PREFIX.md and PREFIX.json."""
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from lcaflow.config import validate_config  # noqa: E402
 from lcaflow.tables import read_tsv  # noqa: E402
-from lcaflow.transcode import transcode_run  # noqa: E402
+from transcode import transcode_run  # noqa: E402
 
 
 def forms(fraction: float) -> dict[str, dict]:

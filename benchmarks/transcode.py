@@ -1,5 +1,6 @@
 """Re-store a float32 chunk file in another storage form (bfloat16, a sample, fewer matrices) without
 recomputing it: the chunk the gradient job would have written with those settings, dataset for dataset.
+A benchmark tool (benchmarks/storage_fidelity.py; tests/test_storage.py checks it), not part of lcaflow.
 
 The reductions do not depend on the storage settings (they are computed from the float32 rows), so
 only the stored matrices, the stored rows' sums and the sample's and traces' indices change. Used by
@@ -14,18 +15,18 @@ import h5py
 import numpy as np
 import torch
 
-from .io import atomic_h5, open_h5
-from .layout import Layout
-from .reducers import Frame, trace_columns
-from .storage import MAX_TRACED, create_stored_matrix, decode, encode, stored_columns
+from lcaflow import chunkfile
+from lcaflow.io import atomic_h5, open_h5
+from lcaflow.layout import Layout
+from lcaflow.paths import RunPaths
+from lcaflow.reducers import Frame, trace_columns
+from lcaflow.storage import MAX_TRACED, create_stored_matrix, decode, encode, stored_columns
 
 STORED = ("lca", "lca_val", "grad", "stored_row_sum", "sample_index", "trace_index", "grad_trace", "param_trace")
 
 
 def transcode_chunk(src, dst, layout: Layout, lca: dict) -> None:
     """Write chunk `src` (stored as float32, every column) as the settings `lca` would store it, to `dst`."""
-    from .gradients import storage_fingerprint
-
     with open_h5(src, "gradient chunk") as f, atomic_h5(dst) as out:
         source = json.loads(f.attrs["lca_config"])
         if source["storage"] != "float32" or source["store"] != "full":
@@ -36,8 +37,8 @@ def transcode_chunk(src, dst, layout: Layout, lca: dict) -> None:
         frame = Frame(layout, f["lca"].shape[0], 1, torch.device("cpu"), lca, stored_columns(layout, lca))
         _restore_matrices(f, out, frame, lca)
         out.attrs.update(dict(f.attrs))
-        out.attrs["lca_config"] = json.dumps({**source, **{k: lca[k] for k in lca if k in source}}, sort_keys=True)
-        out.attrs["storage_fingerprint"] = storage_fingerprint(lca)
+        made = chunkfile.attributes(f.attrs["run_name"], f.attrs["trajectory_fingerprint"], lca, 0, 0, 0)
+        out.attrs["lca_config"], out.attrs["storage_fingerprint"] = made["lca_config"], made["storage_fingerprint"]
 
 
 def _restore_matrices(f: h5py.File, out: h5py.File, frame: Frame, lca: dict) -> None:
@@ -70,12 +71,12 @@ def _restore_matrices(f: h5py.File, out: h5py.File, frame: Frame, lca: dict) -> 
 
 def transcode_run(run_dir, out_dir, lca: dict) -> list[Path]:
     """Every chunk of a run folder re-stored under out_dir/chunks; returns the new chunk paths."""
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    with open_h5(run_dir / "lca.h5", "LCA file (assemble stage)") as f:
+    here, there = RunPaths(str(run_dir)), RunPaths(str(out_dir))
+    with open_h5(here.lca, "LCA file (assemble stage)") as f:
         layout = Layout.from_h5(f["layout"])
     paths = []
-    for src in sorted((run_dir / "chunks").glob("*.h5")):
-        dst = out_dir / "chunks" / src.name
+    for src in sorted(Path(here.chunk(0)).parent.glob("*.h5")):
+        dst = Path(there.chunk(src.stem))
         transcode_chunk(src, dst, layout, lca)
         paths.append(dst)
     return paths

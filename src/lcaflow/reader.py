@@ -17,6 +17,7 @@ import numpy as np
 from .errors import CorruptFileError, LCAError
 from .io import read_json_attr, require
 from .layout import Layout
+from .paths import RunPaths
 from .storage import Matrix, matrix, open_lca
 from .tables import read_tsv
 
@@ -45,7 +46,8 @@ class Run:
 
     def __init__(self, path):
         self.path = Path(path)
-        lca_path = self.path / "lca.h5"
+        self.paths = RunPaths(str(self.path))
+        lca_path = Path(self.paths.lca)
         if not self.path.is_dir():
             raise CorruptFileError(f"{self.path}: no such run folder; make it with `snakemake --cores all {lca_path}`")
         if not lca_path.is_file():
@@ -63,7 +65,7 @@ class Run:
         """lca.h5 outlives a failed rerun of its run (Snakemake deletes only the failed job's outputs)."""
         import warnings
 
-        trajectory = self.path / "trajectory.h5"
+        trajectory = Path(self.paths.trajectory)
         made_from = self._file.attrs.get("trajectory_fingerprint")
         if not trajectory.is_file():
             if not json.loads(self._file.attrs.get("lca_config", "{}")).get("keep_trajectory", True):
@@ -105,7 +107,7 @@ class Run:
         return self._file
 
     def _read(self, key: str) -> np.ndarray:
-        require(self._f, (key,), self.path / "lca.h5", "assemble")
+        require(self._f, (key,), self.paths.lca, "assemble")
         return self._f[key][()]
 
     def __repr__(self) -> str:
@@ -125,7 +127,7 @@ class Run:
     @functools.cached_property
     def config(self) -> dict:
         """The run's settings as the workflow used them (dataset, architecture, optimizer, iterations, ...)."""
-        return read_json_attr(self._f, "run_config", self.path / "lca.h5")
+        return read_json_attr(self._f, "run_config", self.paths.lca)
 
     @functools.cached_property
     def layout(self) -> Layout:
@@ -133,7 +135,7 @@ class Run:
         try:
             return Layout.from_h5(self._f["layout"])
         except (KeyError, ValueError) as err:
-            raise CorruptFileError(f"{self.path / 'lca.h5'}: layout unreadable ({err}); delete it and rerun assemble") from err
+            raise CorruptFileError(f"{self.paths.lca}: layout unreadable ({err}); delete it and rerun assemble") from err
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -145,7 +147,7 @@ class Run:
         """Class names, in the order of the columns of `by_class()`; None when the run's loss has no classes."""
         if not bool(self._f.attrs.get("per_class", True)):
             return None
-        require(self._f, ("classes",), self.path / "lca.h5", "assemble")
+        require(self._f, ("classes",), self.paths.lca, "assemble")
         return [str(c) for c in self._f["classes"].asstr()[()]]
 
     @property
@@ -161,13 +163,13 @@ class Run:
     @functools.cached_property
     def grounding(self) -> dict:
         """How well the LCA sums to the real loss change (grounding.json; keys in docs/file-formats.md)."""
-        path = self.path / "grounding.json"
+        path = Path(self.paths.grounding)
         if path.is_file():
             try:
                 return json.loads(path.read_text())
             except ValueError as err:
                 raise CorruptFileError(f"{path}: not valid JSON ({err}); delete it and rerun assemble") from err
-        return read_json_attr(self._f, "grounding", self.path / "lca.h5")
+        return read_json_attr(self._f, "grounding", self.paths.lca)
 
     # -- the data ---------------------------------------------------------------------------------
 
@@ -175,13 +177,13 @@ class Run:
     def lca(self) -> Matrix:
         """(T, K) LCA on the training split, read as float32 whatever its storage (`run.lca[a:b]` reads rows
         a..b-1 only). With lca.store: sampled it is (T, S): `run.lca.columns` are its S columns of theta."""
-        return matrix(self._f, "lca", self.path / "lca.h5")
+        return matrix(self._f, "lca", self.paths.lca)
 
     @functools.cached_property
     def lca_val(self) -> Matrix:
         """(T, K) LCA on the held-out validation split, as `lca`; stored only with lca.store_validation: true
         (`by_group("val")` always works)."""
-        return matrix(self._f, "lca_val", self.path / "lca.h5")
+        return matrix(self._f, "lca_val", self.paths.lca)
 
     @property
     def sampled(self) -> bool:
@@ -279,9 +281,9 @@ class Run:
 
     def _stats_file(self, name: str, ext: str) -> Path:
         stem = name[: -len(ext)] if name.endswith(ext) else name
-        path = self.path / "stats" / f"{stem}{ext}"
+        path = Path(self.paths.stats(f"{stem}{ext}"))
         if not path.is_file():
-            present = sorted(p.stem for p in (self.path / "stats").glob(f"*{ext}"))
+            present = sorted(p.stem for p in Path(self.paths.stats_dir).glob(f"*{ext}"))
             have = f" (present: {', '.join(present)})" if present else ""
             raise CorruptFileError(f"{path}: missing; build it with `snakemake --cores all {path}`{have}")
         return path

@@ -9,21 +9,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import optimizer_settings, run_fingerprint
 from .errors import ConfigError, DivergenceError, LCAError
 from .io import atomic_h5, open_h5
 from .layout import same_parameters
 from .models import flat_params
+from .paths import CHECKPOINT_ROWS
 from .progress import Progress, log
-from .resources import check_free_space
+from .settings import run_fingerprint
 from .spec import RunData, RunSpec, probe
 from .trajectory import frozen_fingerprint, read_recorded, write_run_trajectory
+
+
+def optimizer_settings(run: dict) -> dict:
+    """Optimizer settings with defaults for its own keys only."""
+    opt = dict(run["optimizer"])
+    if opt["name"] == "sgd":
+        opt.setdefault("momentum", 0.0)
+        opt.setdefault("nesterov", False)
+    else:
+        opt.setdefault("betas", [0.9, 0.999])
+        opt.setdefault("eps", 1e-8)
+    return opt
 
 
 def make_optimizer(model, layout, run: dict) -> torch.optim.Optimizer:
     """The run's optimizer; with per-layer settings (run["layers"]), one parameter group per layer."""
     opt = optimizer_settings(run)
-    overrides = run.get("layers") or {}
+    overrides = run["layers"] or {}
     if overrides:
         params = dict(model.named_parameters())
         params = [
@@ -45,7 +57,7 @@ def make_optimizer(model, layout, run: dict) -> torch.optim.Optimizer:
 
 def layer_learning_rate(run: dict, layer: str, t: int) -> float:
     """Learning rate of a layer at iteration t: the optimizer's, times lr_factor, 0 once frozen."""
-    setting = (run.get("layers") or {}).get(layer)
+    setting = (run["layers"] or {}).get(layer)
     if setting is None:
         return run["optimizer"]["lr"]
     if setting["freeze"] or (setting["freeze_at"] is not None and t >= setting["freeze_at"]):
@@ -130,7 +142,7 @@ class Checkpoint:
         except OSError as err:  # some network file systems do not lock: work on, unprotected
             log.warning(f"{self.dir}: cannot lock the checkpoint ({err}); make sure no other trainer uses it")
         self.state_path = self.dir / "state.pt"
-        rows_path = self.dir / "params.f32"
+        rows_path = self.dir / CHECKPOINT_ROWS
         self.state = self._load() if rows_path.exists() and rows_path.stat().st_size == n_rows * n_params * 4 else None
         if self.state is None:
             self.state_path.unlink(missing_ok=True)
@@ -166,7 +178,7 @@ class Checkpoint:
 
     def remove(self) -> None:
         self.rows.close()
-        for name in ("state.pt", "state.tmp", "params.f32", "lock"):
+        for name in ("state.pt", "state.tmp", CHECKPOINT_ROWS, "lock"):
             (self.dir / name).unlink(missing_ok=True)
         self._lock.close()
         try:
@@ -175,13 +187,13 @@ class Checkpoint:
             pass
 
 
-def train(
-    run_name: str, run: dict, data_path: str, out_path: str, checkpoint_dir: str, checkpoint_every: int | None = None
-) -> None:
+def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_dir: str, checkpoint_every: int | None = None) -> None:
+    """Train the run from theta_0 (or resume its checkpoint), recording every theta_t, then write its trajectory.
+    `checkpoint_every` comes apart from the run's settings in the workflow (it changes no number: job
+    resources, lcaflow.settings); None takes the run's own."""
+    checkpoint_every = checkpoint_every or run["checkpoint_every"]
     spec = RunSpec.of(run_name, run)
     device = spec.device()
-    run_fp = run_fingerprint(run)
-    every = checkpoint_every or run.get("checkpoint_every") or 100
     data = RunData(spec, data_path, device)
     model = spec.build_model(data.input_shape, data.num_classes).to(device)
     layout = spec.layout(model)
@@ -193,32 +205,46 @@ def train(
     if run["batch_size"] > n_train:
         raise ConfigError(f"config: runs.{run_name}.batch_size: {run['batch_size']} exceeds the {n_train} training examples")
     log.info(f"run {run_name}: {spec.architecture} on {spec.dataset} ({n_train} train examples), K={K}, T={T}, device={device}")
+    ckpt = Checkpoint(Path(checkpoint_dir), run_fingerprint(run), T + 1, K)
+    start, minibatch_loss = _start(ckpt, model, optimizer, layout, T, run_name)
+    _steps(spec, model, optimizer, layout, data, ckpt, minibatch_loss, range(start, T), checkpoint_every)
+    ckpt.rows.flush()
+    with atomic_h5(out_path) as f:
+        write_run_trajectory(
+            f, ckpt.rows, T + 1, minibatch_loss, layout, data.classes, data.split, _run_attrs(run_name, run, data)
+        )
+    ckpt.remove()
+    log.info(f"wrote {out_path}: params ({T + 1}, {K}), final minibatch loss {minibatch_loss[-1]:.4f}")
 
-    ckpt = Checkpoint(Path(checkpoint_dir), run_fp, T + 1, K)
-    minibatch_loss = np.full(T, np.nan)
+
+def _start(ckpt: Checkpoint, model, optimizer, layout, T: int, run_name: str) -> tuple[int, np.ndarray]:
+    """Where training starts: the checkpoint's iteration and state, or 0 with theta_0 recorded."""
     state = ckpt.state
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        minibatch_loss = np.asarray(state["minibatch_loss"], dtype=np.float64)
-        start = state["iteration"]
-        log.info(f"resuming run {run_name} from checkpoint at iteration {start}")
-    else:
+    if state is None:
         ckpt.rows[0] = flat_params(model, layout).cpu().numpy()
+        return 0, np.full(T, np.nan)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    log.info(f"resuming run {run_name} from checkpoint at iteration {state['iteration']}")
+    return state["iteration"], np.asarray(state["minibatch_loss"], dtype=np.float64)
 
-    schedule = BatchSchedule(n_train, run["batch_size"], run["seed"])
-    progress = Progress(f"train {run_name}", T)
+
+def _steps(spec: RunSpec, model, optimizer, layout, data: RunData, ckpt: Checkpoint, minibatch_loss, iterations, every: int) -> None:
+    """The optimizer steps of `iterations`, each theta_t+1 recorded, checkpointed every `every` steps."""
+    run, T = spec.run, len(minibatch_loss)
+    device = data.train.x.device
+    schedule = BatchSchedule(len(data.train.y), run["batch_size"], run["seed"])
+    progress = Progress(f"train {spec.name}", T)
     model.train()
-    for t in range(start, T):
+    for t in iterations:
         torch.manual_seed(run["seed"] * 1_000_003 + t)  # dropout masks depend on (seed, t) only
         batch = torch.from_numpy(schedule(t)).to(device)
         loss = spec.loss.mean(model(data.train.x[batch]), data.train.y[batch])
         if not torch.isfinite(loss):
             ckpt.save(t, model, optimizer, minibatch_loss)  # keep theta_0..theta_t for inspection
             raise DivergenceError(
-                f"run {run_name}: minibatch loss is {loss.item()} at iteration {t}; lower the learning rate "
-                f"(optimizer.lr={run['optimizer']['lr']}); the partial trajectory is kept in {checkpoint_dir}"
+                f"run {spec.name}: minibatch loss is {loss.item()} at iteration {t}; lower the learning rate "
+                f"(optimizer.lr={run['optimizer']['lr']}); the partial trajectory is kept in {ckpt.dir}"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -231,14 +257,6 @@ def train(
         if (t + 1) % every == 0 and t + 1 < T:
             ckpt.save(t + 1, model, optimizer, minibatch_loss)
         progress.update(t + 1, f"loss {minibatch_loss[t]:.4f}")
-
-    ckpt.rows.flush()
-    with atomic_h5(out_path) as f:
-        write_run_trajectory(
-            f, ckpt.rows, T + 1, minibatch_loss, layout, data.classes, data.split, _run_attrs(run_name, run, data)
-        )
-    ckpt.remove()
-    log.info(f"wrote {out_path}: params ({T + 1}, {K}), final minibatch loss {minibatch_loss[-1]:.4f}")
 
 
 def _run_attrs(run_name: str, run: dict, data: RunData) -> dict:
@@ -255,16 +273,14 @@ def _run_attrs(run_name: str, run: dict, data: RunData) -> dict:
 
 
 def _check_layer_settings(spec: RunSpec, layout) -> None:
-    for layer in spec.run.get("layers") or {}:
+    for layer in spec.run["layers"] or {}:
         if layer not in layout.layers:
             raise ConfigError(
                 f"{spec.where('layers')}.{layer}: no such layer (group); the run's groups: {', '.join(layout.layers)}"
             )
 
 
-def adopt_trajectory(
-    run_name: str, run: dict, source: str, data_path: str, out_path: str, lca: dict | None = None, results_dir: str | None = None
-) -> None:
+def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_path: str) -> None:
     """The train stage of a run recorded by the user's own loop (runs.<run>.trajectory): check the
     recording against the run's model and data, then write the run's trajectory file (rows copied,
     with the run's groups, split and classes) that the later stages read as if the train rule made it."""
@@ -293,8 +309,6 @@ def adopt_trajectory(
         raise ConfigError(
             f"{where}: {source} holds {n_rows - 1} steps but iterations is {run['iterations']}; remove iterations or record again"
         )
-    if lca is not None and results_dir is not None:  # the copy and everything after it must fit
-        check_free_space(run_name, run, lca, results_dir, Path(data_path).stat().st_size, data_path)
     with open_h5(source, "recorded trajectory") as f, atomic_h5(out_path) as out:
         write_run_trajectory(
             out,

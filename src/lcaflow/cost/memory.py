@@ -1,0 +1,42 @@
+"""The memory each job requests (mem_mb), from the run's size; the cost plan reports the same numbers."""
+
+from __future__ import annotations
+
+from ..io import BLOCK_BYTES
+from .size import RunSize
+
+BASE_MEM_MB = 1500  # interpreter, torch, CUDA context
+UNKNOWN_MEM_MB = 8000  # a run whose size is not known yet (a user's dataset before its data file exists)
+
+
+def _mb(nbytes: float) -> int:
+    return int(BASE_MEM_MB + 1.5 * nbytes / 2**20)
+
+
+def _data(s: RunSize) -> int:
+    return s.examples * s.model.input_numel * 4 * 2  # the float copy and the file's arrays read
+
+
+def train_mem_mb(s: RunSize | None) -> int:
+    return UNKNOWN_MEM_MB if s is None else _mb(_data(s) + 40 * s.num_params * 4)
+
+
+def gradient_mem_mb(s: RunSize | None, lca: dict) -> int:
+    if s is None:
+        return UNKNOWN_MEM_MB
+    # per-class gradients of the Simpson points, float64: ~650 bytes a parameter with 10 classes, measured
+    # (benchmarks/results/2026-11-29_scale_*); the rows go to disk as they come, so nothing grows with T
+    accumulators = 8 * s.num_classes * s.num_params * 8
+    per_param = 64 * s.num_params  # the reducers' per-parameter sums and counts, theta and its step
+    activations = min(lca["eval_chunk_size"], s.n_train) * s.model.activations_per_example * 4 * 3  # outputs, grads, workspace
+    return _mb(_data(s) + accumulators + per_param + activations)
+
+
+def analysis_mem_mb(s: RunSize | None, iterations: int) -> int:
+    """A streaming analysis holds a few copies of one block, a dozen K-long arrays and the parameter
+    columns it follows over all T iterations (the correlation test: up to 3 x 30 x 12 weights per
+    group with the default settings, float32)."""
+    if s is None:
+        return UNKNOWN_MEM_MB
+    followed = iterations * 3 * 30 * 12 * len(s.model.group_sizes) * 4
+    return _mb(6 * BLOCK_BYTES + 12 * 8 * s.num_params + followed)
