@@ -49,7 +49,7 @@ include: "rules/plan.smk"
 rule all:
     default_target: True
     input:
-        summary_outputs(),
-        analysis_outputs(),
-        figure_outputs(),
-        f"{RESULTS}/claims.md",
+        rules.summary_all.input,
+        rules.analysis_all.input,
+        rules.figures_all.input,
+        rules.claims.output.md,

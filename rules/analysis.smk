@@ -1,152 +1,139 @@
-# Analyses: lca.h5 -> small tables under results/runs/{run}/stats/ and
-# results/experiments/{experiment}/. Each streams the T x K matrices in blocks of iterations.
+# Analyses: lca.h5 -> small tables under results/runs/{run}/stats/ and results/experiments/{experiment}/.
+# Each reads the reductions that the gradient jobs made (sums per group, neuron, class and parameter, sign
+# counts); only the pooled distribution (noise) and the followed parameters (neurons, oscillation) stream
+# the stored matrix, in blocks of rows.
 
 
 rule grounding_stats:
     input:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        lca=RUN.lca,
     output:
         tsv=report(
-            stats_path("grounding.tsv"),
-            caption="../report/tables/grounding.rst",
-            category="Runs",
-            subcategory="{run}",
-            labels={"table": "grounding per iteration"},
+            RUN.stats("grounding.tsv"),
+            **run_report("grounding", "tables", "grounding per iteration"),
         ),
     log:
-        f"{RESULTS}/logs/analysis/{{run}}/grounding.log",
+        PATHS.log("analysis", "{run}", "grounding"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     script:
         "scripts/analyze.py"
 
 
 rule noise:
     input:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        lca=RUN.lca,
     output:
-        json=stats_path("noise.json"),
-        iterations=stats_path("noise_iterations.tsv"),
-        layers=stats_path("noise_layers.tsv"),
-        histogram=stats_path("lca_histogram.tsv"),
-        help_fraction=stats_path("help_fraction.tsv"),
+        json=RUN.stats("noise.json"),
+        iterations=RUN.stats("noise_iterations.tsv"),
+        layers=RUN.stats("noise_layers.tsv"),
+        histogram=RUN.stats("lca_histogram.tsv"),
+        help_fraction=RUN.stats("help_fraction.tsv"),
     log:
-        f"{RESULTS}/logs/analysis/{{run}}/noise.log",
+        PATHS.log("analysis", "{run}", "noise"),
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{run}}/noise.tsv"
+        PATHS.timing("analysis", "{run}", "noise")
     conda:
         "../envs/lca.yaml"
     resources:
-        mem_mb=analysis_mem_mb,
-        runtime=analysis_runtime,
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     params:
-        sample_size=ANALYSIS["sample_size"],
-        seed=ANALYSIS["seed"],
+        **analysis_params("noise"),
     script:
         "scripts/analyze.py"
 
 
 rule oscillation:
     input:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        lca=RUN.lca,
     output:
-        json=stats_path("oscillation.json"),
+        json=RUN.stats("oscillation.json"),
         layers=report(
-            stats_path("oscillation_layers.tsv"),
-            caption="../report/tables/oscillation.rst",
-            category="Runs",
-            subcategory="{run}",
-            labels={"table": "oscillation per layer"},
+            RUN.stats("oscillation_layers.tsv"),
+            **run_report("oscillation", "tables", "oscillation per layer"),
         ),
-        traces=stats_path("oscillation_traces.tsv"),
+        traces=RUN.stats("oscillation_traces.tsv"),
     log:
-        f"{RESULTS}/logs/analysis/{{run}}/oscillation.log",
+        PATHS.log("analysis", "{run}", "oscillation"),
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{run}}/oscillation.tsv"
+        PATHS.timing("analysis", "{run}", "oscillation")
     conda:
         "../envs/lca.yaml"
     resources:
-        mem_mb=analysis_mem_mb,
-        runtime=analysis_runtime,
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     params:
-        window=ANALYSIS["oscillation_window"],
+        **analysis_params("oscillation"),
     script:
         "scripts/analyze.py"
 
 
 rule layer_stats:
     input:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        lca=RUN.lca,
     output:
         layers=report(
-            stats_path("layers.tsv"),
-            caption="../report/tables/layers.rst",
-            category="Runs",
-            subcategory="{run}",
-            labels={"table": "LCA per layer"},
+            RUN.stats("layers.tsv"), **run_report("layers", "tables", "LCA per layer")
         ),
-        cumulative=stats_path("layers_cumulative.tsv"),
+        cumulative=RUN.stats("layers_cumulative.tsv"),
     log:
-        f"{RESULTS}/logs/analysis/{{run}}/layers.log",
+        PATHS.log("analysis", "{run}", "layers"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     script:
         "scripts/analyze.py"
 
 
 rule synchronization:
     input:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        lca=RUN.lca,
     output:
-        json=stats_path("synchronization.json"),
-        moments=stats_path("moments.tsv"),
+        json=RUN.stats("synchronization.json"),
+        moments=RUN.stats("moments.tsv"),
     log:
-        f"{RESULTS}/logs/analysis/{{run}}/synchronization.log",
+        PATHS.log("analysis", "{run}", "synchronization"),
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{run}}/synchronization.tsv"
+        PATHS.timing("analysis", "{run}", "synchronization")
     conda:
         "../envs/lca.yaml"
     resources:
-        mem_mb=analysis_mem_mb,
-        runtime=analysis_runtime,
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     params:
-        top=ANALYSIS["top_moments"],
-        max_shift=ANALYSIS["max_shift"],
-        repeats=ANALYSIS["shift_repeats"],
-        min_fraction=ANALYSIS["sync_min_fraction"],
-        seed=ANALYSIS["seed"],
+        **analysis_params("synchronization"),
     script:
         "scripts/analyze.py"
 
 
 rule neurons:
     input:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        lca=RUN.lca,
     output:
-        h5=stats_path("neurons.h5"),
-        correlation=stats_path("correlation.tsv"),
+        h5=RUN.stats("neurons.h5"),
+        correlation=RUN.stats("correlation.tsv"),
         specialization=report(
-            stats_path("specialization.tsv"),
-            caption="../report/tables/specialization.rst",
-            category="Runs",
-            subcategory="{run}",
-            labels={"table": "class specialisation per neuron"},
+            RUN.stats("specialization.tsv"),
+            **run_report("specialization", "tables", "class specialisation per neuron"),
         ),
-        json=stats_path("neurons.json"),
+        json=RUN.stats("neurons.json"),
     log:
-        f"{RESULTS}/logs/analysis/{{run}}/neurons.log",
+        PATHS.log("analysis", "{run}", "neurons"),
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{run}}/neurons.tsv"
+        PATHS.timing("analysis", "{run}", "neurons")
     conda:
         "../envs/lca.yaml"
     resources:
-        mem_mb=analysis_mem_mb,
-        runtime=analysis_runtime,
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     params:
-        top_params=ANALYSIS["top_params"],
-        nodes=ANALYSIS["correlation_nodes"],
-        per_node=ANALYSIS["correlation_weights_per_node"],
-        seed=ANALYSIS["seed"],
+        **analysis_params("neurons"),
     script:
         "scripts/analyze.py"
 
@@ -156,19 +143,16 @@ rule experiment:
         unpack(experiment_inputs),
     output:
         layers=report(
-            f"{RESULTS}/experiments/{{experiment}}/layers.tsv",
-            caption="../report/tables/experiment.rst",
-            category="Experiments",
-            subcategory="{experiment}",
-            labels={"table": "per-layer tests across runs"},
+            EXPERIMENT.layers,
+            **experiment_report("experiment", table="per-layer tests across runs"),
         ),
-        json=f"{RESULTS}/experiments/{{experiment}}/summary.json",
+        json=EXPERIMENT.summary,
     log:
-        f"{RESULTS}/logs/experiments/{{experiment}}.log",
+        PATHS.log("experiments", "{experiment}"),
     conda:
         "../envs/lca.yaml"
     params:
-        runs=experiment_runs,
+        runs=lambda w: EXPERIMENTS[w.experiment]["runs"],
     script:
         "scripts/analyze.py"
 
@@ -178,24 +162,32 @@ rule comparison:
         unpack(comparison_inputs),
     output:
         report(
-            f"{RESULTS}/experiments/{{experiment}}/comparison.tsv",
-            caption="../report/tables/comparison.rst",
-            category="Experiments",
-            subcategory="{experiment}",
-            labels={"table": "comparison with another experiment"},
+            EXPERIMENT.comparison,
+            **experiment_report("comparison", table="comparison with another experiment"),
         ),
     log:
-        f"{RESULTS}/logs/experiments/{{experiment}}_comparison.log",
+        PATHS.log("experiments", "{experiment}_comparison"),
     conda:
         "../envs/lca.yaml"
     params:
-        runs=experiment_runs,
+        runs=lambda w: EXPERIMENTS[w.experiment]["runs"],
         other=compared_experiment,
-        other_runs=compared_runs,
+        other_runs=lambda w: EXPERIMENTS[compared_experiment(w)]["runs"],
     script:
         "scripts/analyze.py"
 
 
+# Every analysis of a run, and of an experiment
+RUN_ANALYSES = [
+    rules.grounding_stats,
+    rules.noise,
+    rules.oscillation,
+    rules.layer_stats,
+    rules.synchronization,
+    rules.neurons,
+]
+
+
 rule analysis_all:
     input:
-        analysis_outputs(),
+        outputs(*RUN_ANALYSES, rules.experiment),

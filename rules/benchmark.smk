@@ -6,10 +6,10 @@
 
 rule benchmark:
     output:
-        table=f"{RESULTS}/benchmark/lca_speed.md",
-        json=f"{RESULTS}/benchmark/lca_speed.json",
+        table=PATHS.speed_table,
+        json=PATHS.speed_json,
     log:
-        f"{RESULTS}/logs/benchmark.log",
+        PATHS.log("benchmark"),
     conda:
         "../envs/lca.yaml"
     threads: THREADS

@@ -3,20 +3,20 @@
 
 rule claims:
     input:
-        claims_inputs,
+        unpack(claims_inputs),
     output:
         md=report(
-            f"{RESULTS}/claims.md",
+            PATHS.claims_md,
             caption="../report/tables/claims.rst",
             category="Claims",
         ),
-        tsv=f"{RESULTS}/claims.tsv",
+        tsv=PATHS.claims_tsv,
     log:
-        f"{RESULTS}/logs/claims.log",
+        PATHS.log("claims"),
     conda:
         "../envs/lca.yaml"
     params:
-        runs={name: without_later_defaults(run) for name, run in RUNS.items()},
+        runs={name: settings.run_params(run) for name, run in RUNS.items()},
         experiments=EXPERIMENTS,
     script:
         "scripts/claims.py"

@@ -1,20 +1,23 @@
-# Config validation, derived paths and input functions shared by all stages.
+# Shared by every stage: the config validated, its constants, wildcard constraints, input functions, the
+# params and resources of each job. What a setting changes (and so which job gets it as a param) is in
+# lcaflow.settings, where every file lives in lcaflow.paths, what a job costs in lcaflow.cost.
 import functools
+import json
 import re
 import sys
 
-from lcaflow.config import (
-    job_lca_settings,
-    n_chunks,
-    numerics_of,
-    validate_config,
-    without_later_defaults,
-)
-from lcaflow.errors import ConfigError
+from lcaflow import settings
 from lcaflow.catalog import BUILTIN_DATASETS, data_key, is_import_path
+from lcaflow.chunkfile import n_chunks
+from lcaflow.config import validate_config
+from lcaflow.cost.run import RunCost
+from lcaflow.errors import ConfigError
+from lcaflow.paths import ResultPaths
 from lcaflow.plugins import source_file
 from lcaflow.spec import RunSpec
-from lcaflow import resources as size
+
+
+# --- the config ----------------------------------------------------------------------------------------
 
 try:
     CONFIG = validate_config(config)
@@ -26,11 +29,8 @@ RESULTS = CONFIG["results_dir"]
 THREADS = CONFIG["threads"]
 RUNS = CONFIG["runs"]
 LCA = CONFIG["lca"]
-# Jobs get as params only the settings that change their numbers, so e.g. a new assembly threshold
-# or speed setting never recomputes gradients; scripts read the others from the config.
-LCA_GRADIENTS = job_lca_settings(LCA, leave_out=("max_cumulative_error_pct",))
-LCA_ASSEMBLE = job_lca_settings(LCA)
-DATA = CONFIG["data"]
+ANALYSIS = CONFIG["analysis"]
+EXPERIMENTS = CONFIG["experiments"]
 # Data files by name: a built-in dataset's own name, or a key for a dataset given by import path
 DATASETS = {
     data_key(r["dataset"], r["dataset_args"]): (r["dataset"], r["dataset_args"])
@@ -40,6 +40,14 @@ DATASETS = {
 TRAINED = sorted(r for r in RUNS if RUNS[r]["trajectory"] is None)
 RECORDED = sorted(r for r in RUNS if RUNS[r]["trajectory"] is not None)
 
+# Every file's pattern: PATHS.run("{run}").lca is results/runs/{run}/lca.h5
+PATHS = ResultPaths(RESULTS)
+RUN = PATHS.run("{run}")
+EXPERIMENT = PATHS.experiment("{experiment}")
+
+
+# --- wildcard constraints ------------------------------------------------------------------------------
+
 
 def one_of(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
@@ -47,30 +55,41 @@ def one_of(names):
 
 wildcard_constraints:
     run=one_of(sorted(RUNS)),
+    experiment=one_of(sorted(EXPERIMENTS)),
     dataset=one_of(sorted(set(DATASETS) | set(BUILTIN_DATASETS))),
     chunk=r"\d+",
 
 
-def trajectory_output():
-    """trajectory.h5, deleted once every job that reads it is done when lca.keep_trajectory is false."""
-    path = f"{RESULTS}/runs/{{run}}/trajectory.h5"
-    return path if LCA["keep_trajectory"] else temp(path)
+# --- params: the settings that change a job's output (a change reruns it) -------------------------------
 
 
-def run_dir(run):
-    return f"{RESULTS}/runs/{run}"
+def run_params(wildcards):
+    return settings.run_params(RUNS[wildcards.run])
 
 
-def chunk_ids(run):
-    return [
-        f"{k:04d}"
-        for k in range(n_chunks(RUNS[run]["iterations"], LCA["iterations_per_job"]))
-    ]
+LCA_PARAMS = {rule: settings.lca_params(LCA, rule) for rule in settings.LCA_RULES}
+
+
+def analysis_params(rule):
+    return settings.analysis_params(ANALYSIS, rule)
+
+
+# The settings a job needs that change none of its output (speed, where data comes from): resources,
+# which Snakemake does not compare, so changing one reruns nothing.
+LCA_EXECUTION = settings.job_resources(LCA, "lca")
+DATA_LOCATION = settings.job_resources(CONFIG["data"], "data")
+
+
+def run_execution(wildcards):
+    return settings.job_resources(RUNS[wildcards.run], "run")
+
+
+# --- input functions -----------------------------------------------------------------------------------
 
 
 def data_file(wildcards):
     run = RUNS[wildcards.run]
-    return f"{RESULTS}/data/{data_key(run['dataset'], run['dataset_args'])}.h5"
+    return PATHS.data(data_key(run["dataset"], run["dataset_args"]))
 
 
 def dataset_source(wildcards):
@@ -90,18 +109,107 @@ def recorded_trajectory(wildcards):
     return RUNS[wildcards.run]["trajectory"]
 
 
-def run_config(wildcards):
-    """The run settings that determine the numbers (a change reruns the run's jobs)."""
-    return numerics_of(RUNS[wildcards.run])
+def trajectory_output():
+    """trajectory.h5, deleted once every job that reads it is done when lca.keep_trajectory is false."""
+    return RUN.trajectory if LCA["keep_trajectory"] else temp(RUN.trajectory)
 
 
-def checkpoint_dir(wildcards):
-    """Training checkpoints live outside the declared outputs so that a failed job keeps them."""
-    return f"{run_dir(wildcards.run)}/train_checkpoint"
+def chunks_of(run):
+    return [
+        PATHS.run(run).chunk(k)
+        for k in range(n_chunks(RUNS[run]["iterations"], LCA["iterations_per_job"]))
+    ]
 
 
 def chunk_files(wildcards):
-    return [f"{run_dir(wildcards.run)}/chunks/{c}.h5" for c in chunk_ids(wildcards.run)]
+    return chunks_of(wildcards.run)
+
+
+def experiment_tables(name):
+    runs = EXPERIMENTS[name]["runs"]
+    return {
+        "layers": [PATHS.run(r).stats("layers.tsv") for r in runs],
+        "grounding": [PATHS.run(r).grounding for r in runs],
+    }
+
+
+def experiment_inputs(wildcards):
+    return experiment_tables(wildcards.experiment)
+
+
+def compared_experiment(wildcards):
+    return EXPERIMENTS[wildcards.experiment]["compare_with"]
+
+
+def comparison_inputs(wildcards):
+    a = experiment_tables(wildcards.experiment)
+    b = experiment_tables(compared_experiment(wildcards))
+    return {f"{key}_{side}": files for side, t in (("a", a), ("b", b)) for key, files in t.items()}
+
+
+def experiment_figure_inputs(wildcards):
+    e = PATHS.experiment(wildcards.experiment)
+    inputs = {"layers": e.layers, "summary": e.summary}
+    if EXPERIMENTS[wildcards.experiment]["compare_with"]:
+        inputs["comparison"] = e.comparison
+    return inputs
+
+
+def claims_inputs(wildcards):
+    """Every table the claims read (lcaflow.claims.RUN_TABLES, EXPERIMENT_TABLES), one list each, in the
+    order of the runs and the experiments."""
+    stats = {"noise": "noise.json", "oscillation": "oscillation.json", "synchronization": "synchronization.json", "layers": "layers.tsv"}
+    files = {key: [PATHS.run(r).stats(name) for r in RUNS] for key, name in stats.items()}
+    files["grounding"] = [PATHS.run(r).grounding for r in RUNS]
+    files["experiment_summary"] = [PATHS.experiment(e).summary for e in EXPERIMENTS]
+    files["experiment_layers"] = [PATHS.experiment(e).layers for e in EXPERIMENTS]
+    files["comparison"] = [
+        PATHS.experiment(e).comparison
+        for e, exp in EXPERIMENTS.items()
+        if exp["compare_with"]
+    ]
+    return files
+
+
+def plan_inputs(wildcards):
+    """Nothing of training: only the data files of runs with a dataset given by import path (the size of such
+    a run is read from its data file, which is cheap to make), and the .py files of user code."""
+    data = {
+        PATHS.data(data_key(r["dataset"], r["dataset_args"]))
+        for r in RUNS.values()
+        if is_import_path(r["dataset"])
+    }
+    sources = {
+        f
+        for r in RUNS.values()
+        for f in (
+            source_file(r["architecture"]),
+            source_file(r["loss"]),
+            source_file(r["dataset"]),
+        )
+        if f
+    }
+    return sorted(data | sources)
+
+
+# --- resources: what each job requests (lcaflow.cost, the model the plan reports) ----------------------
+
+
+def job_device(run):
+    """Where a run's jobs compute: a GPU unless the run is pinned to the CPU, where jobs are submitted to a
+    cluster (each requests one) or this machine has one."""
+    if RUNS[run]["device"] == "cpu":
+        return "cpu"
+    if workflow.non_local_exec:
+        return "cuda"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.cache
+def cost(run):
+    return RunCost(RunSpec.of(run, RUNS[run]), LCA, THREADS, RESULTS, job_device(run))
 
 
 def gpus_wanted(wildcards):
@@ -111,213 +219,56 @@ def gpus_wanted(wildcards):
     return 0 if RUNS[wildcards.run]["device"] == "cpu" else 1
 
 
-# Cluster requests derived from the run's size (parameters, FLOPs, examples); a retry after a
-# failure (e.g. out of memory or time) asks for proportionally more.
-def train_mem_mb(wildcards, attempt):
-    return size.train_mem_mb(RUNS[wildcards.run], data_file(wildcards)) * attempt
+def mem_mb(kind):
+    """A job's memory: a retry after a failure (out of memory or time) asks for proportionally more."""
+    return lambda wildcards, attempt: cost(wildcards.run).mem_mb(kind, attempt)
 
 
-def train_runtime(wildcards, attempt):
-    gpu = gpus_wanted(wildcards) > 0
-    return f"{size.train_runtime_min(RUNS[wildcards.run], THREADS, gpu, data_file(wildcards)) * attempt}m"
+def runtime(kind):
+    def request(wildcards, attempt):
+        chunk = int(wildcards.chunk) if kind == "gradients" else None
+        return cost(wildcards.run).runtime(kind, attempt, chunk)
+
+    return request
 
 
-def gradient_mem_mb(wildcards, attempt):
-    return (
-        size.gradient_mem_mb(RUNS[wildcards.run], LCA, data_file(wildcards)) * attempt
-    )
+def run_disk(wildcards):
+    """The disk a run takes at its peak, by kind of file (JSON): train and adopt_trajectory refuse to start
+    without it."""
+    return json.dumps(cost(wildcards.run).disk_need())
 
 
-def gradient_runtime(wildcards, attempt):
-    gpu = gpus_wanted(wildcards) > 0
-    return f"{size.gradient_runtime_min(RUNS[wildcards.run], LCA, THREADS, gpu, data_file(wildcards)) * attempt}m"
+# --- the report ----------------------------------------------------------------------------------------
 
 
-def analysis_mem_mb(wildcards, attempt):
-    return (
-        size.analysis_mem_mb(
-            RUNS[wildcards.run], data_file(wildcards), n_groups(wildcards.run)
-        )
-        * attempt
-    )
-
-
-@functools.cache
-def n_groups(run):
-    """The run's parameter groups (layers), from its model built on the meta device; 12 while unknown."""
-    layout = RunSpec.of(run, RUNS[run]).meta_layout()
-    return len(layout.layers) if layout is not None else 12
-
-
-def analysis_runtime(wildcards, attempt):
-    return f"{size.analysis_runtime_min(RUNS[wildcards.run], data_file(wildcards)) * attempt}m"
-
-
-def train_outputs():
-    return [f"{run_dir(r)}/trajectory.h5" for r in RUNS]
-
-
-def lca_outputs():
-    return [f"{run_dir(r)}/lca.h5" for r in RUNS]
-
-
-def summary_outputs():
-    return [f"{run_dir(r)}/summary/summary.json" for r in RUNS]
-
-
-def chunk_outputs():
-    return [f"{run_dir(r)}/chunks/{c}.h5" for r in RUNS for c in chunk_ids(r)]
-
-
-ANALYSIS = CONFIG["analysis"]
-EXPERIMENTS = CONFIG["experiments"]
-
-
-wildcard_constraints:
-    experiment="|".join(re.escape(e) for e in sorted(EXPERIMENTS)) or "(?!)",
-
-
-def stats_path(name):
-    """A table of the run's analysis stage (wildcard {run} left in)."""
-    return f"{RESULTS}/runs/{{run}}/stats/{name}"
-
-
-def figure_path(name):
-    return f"{RESULTS}/runs/{{run}}/figures/{name}"
-
-
-def experiment_runs(wildcards):
-    return EXPERIMENTS[wildcards.experiment]["runs"]
-
-
-def compared_experiment(wildcards):
-    return EXPERIMENTS[wildcards.experiment]["compare_with"]
-
-
-def compared_runs(wildcards):
-    return EXPERIMENTS[compared_experiment(wildcards)]["runs"]
-
-
-def _experiment_files(name):
-    runs = EXPERIMENTS[name]["runs"]
+def run_report(caption, kind="figures", table=None):
+    """report() settings of a run's figure (or table: kind="tables" with its label), filed under the run."""
     return {
-        "layers": [f"{run_dir(r)}/stats/layers.tsv" for r in runs],
-        "grounding": [f"{run_dir(r)}/grounding.json" for r in runs],
-    }
-
-
-def experiment_inputs(wildcards):
-    return _experiment_files(wildcards.experiment)
-
-
-def comparison_inputs(wildcards):
-    a = _experiment_files(wildcards.experiment)
-    b = _experiment_files(compared_experiment(wildcards))
-    return {
-        "layers_a": a["layers"],
-        "grounding_a": a["grounding"],
-        "layers_b": b["layers"],
-        "grounding_b": b["grounding"],
-    }
-
-
-def experiment_figure_inputs(wildcards):
-    inputs = {
-        "layers": f"{RESULTS}/experiments/{wildcards.experiment}/layers.tsv",
-        "summary": f"{RESULTS}/experiments/{wildcards.experiment}/summary.json",
-    }
-    if EXPERIMENTS[wildcards.experiment]["compare_with"]:
-        inputs["comparison"] = (
-            f"{RESULTS}/experiments/{wildcards.experiment}/comparison.tsv"
-        )
-    return inputs
-
-
-def run_report(caption):
-    """report() settings of a run's figure: its caption file, filed under the run."""
-    return {
-        "caption": f"../report/figures/{caption}.rst",
+        "caption": f"../report/{kind}/{caption}.rst",
         "category": "Runs",
         "subcategory": "{run}",
+        **({"labels": {"table": table}} if table else {}),
     }
 
 
-RUN_FIGURES = (
-    "grounding.png",
-    "noise.png",
-    "heavy_tails.png",
-    "oscillation.png",
-    "layers.png",
-    "synchronization.png",
-    "synchronization_classes.png",
-    "neurons.png",
-    "parameters.png",
-    "correlation.png",
-    "specialization.png",
-    "heatmaps.png",
-    "animation.gif",
-)
+def experiment_report(caption, kind="tables", table=None):
+    return {
+        "caption": f"../report/{kind}/{caption}.rst",
+        "category": "Experiments",
+        "subcategory": "{experiment}",
+        **({"labels": {"table": table}} if table else {}),
+    }
 
 
-def figure_outputs():
-    return [f"{run_dir(r)}/figures/{name}" for r in RUNS for name in RUN_FIGURES] + [
-        f"{RESULTS}/experiments/{e}/experiment.png" for e in EXPERIMENTS
-    ]
+# --- targets: the outputs of rules, for every run and experiment -----------------------------------------
 
 
-def analysis_outputs():
-    names = (
-        "grounding.tsv",
-        "noise.json",
-        "oscillation.json",
-        "layers.tsv",
-        "synchronization.json",
-        "neurons.json",
-    )
-    runs = [f"{run_dir(r)}/stats/{n}" for r in RUNS for n in names]
-    return runs + [f"{RESULTS}/experiments/{e}/summary.json" for e in EXPERIMENTS]
-
-
-def claims_inputs(wildcards):
-    """Every table the claims read: each run's analyses and each experiment's statistics."""
-    names = (
-        "noise.json",
-        "oscillation.json",
-        "synchronization.json",
-        "layers.tsv",
-    )
-    files = [f"{run_dir(r)}/stats/{n}" for r in RUNS for n in names]
-    files += [f"{run_dir(r)}/grounding.json" for r in RUNS]
-    for e, exp in EXPERIMENTS.items():
-        files += [
-            f"{RESULTS}/experiments/{e}/summary.json",
-            f"{RESULTS}/experiments/{e}/layers.tsv",
-        ]
-        if exp["compare_with"]:
-            files.append(f"{RESULTS}/experiments/{e}/comparison.tsv")
+def outputs(*rules_):
+    """Every output of the rules, for every run and experiment of the config."""
+    names = {"run": list(RUNS), "experiment": list(EXPERIMENTS)}
+    files = []
+    for r in rules_:
+        for pattern in r.output:
+            used = {k: v for k, v in names.items() if "{" + k + "}" in pattern}
+            files += expand(pattern, **used) if used else [pattern]
     return files
-
-
-def plan_inputs(wildcards):
-    """Nothing of training: only the data files of runs with a model or dataset given by import path (the
-    size of such a run is read from its data file, which is cheap to make), and their .py files.
-    """
-    user = [
-        r
-        for r in RUNS.values()
-        if is_import_path(r["dataset"]) or is_import_path(r["architecture"])
-    ]
-    data = {
-        f"{RESULTS}/data/{data_key(r['dataset'], r['dataset_args'])}.h5" for r in user
-    }
-    sources = {
-        f
-        for r in user
-        for f in (
-            source_file(r["architecture"]),
-            source_file(r["loss"]),
-            source_file(r["dataset"]),
-        )
-        if f
-    }
-    return sorted(data | sources)

@@ -1,12 +1,17 @@
+# Data: each dataset's official train and test sets in one file, results/data/{dataset}.h5.
+
+
 rule data:
     output:
-        f"{RESULTS}/data/{{dataset}}.h5",
+        PATHS.data("{dataset}"),
     log:
-        f"{RESULTS}/logs/data/{{dataset}}.log",
+        PATHS.log("data", "{dataset}"),
     wildcard_constraints:
         dataset=one_of(BUILTIN_DATASETS),
     conda:
         "../envs/lca.yaml"
+    resources:
+        location=DATA_LOCATION,
     script:
         "scripts/data.py"
 
@@ -17,9 +22,9 @@ rule user_data:
     input:
         dataset_source,
     output:
-        f"{RESULTS}/data/{{dataset}}.h5",
+        PATHS.data("{dataset}"),
     log:
-        f"{RESULTS}/logs/data/{{dataset}}.log",
+        PATHS.log("data", "{dataset}"),
     wildcard_constraints:
         dataset=one_of(sorted(set(DATASETS) - set(BUILTIN_DATASETS))),
     conda:
@@ -32,4 +37,4 @@ rule user_data:
 
 rule data_all:
     input:
-        sorted(f"{RESULTS}/data/{key}.h5" for key in DATASETS),
+        sorted(PATHS.data(key) for key in DATASETS),

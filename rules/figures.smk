@@ -4,152 +4,165 @@
 
 rule figure_grounding:
     input:
-        tsv=stats_path("grounding.tsv"),
-        json=f"{RESULTS}/runs/{{run}}/grounding.json",
+        tsv=RUN.stats("grounding.tsv"),
+        json=RUN.grounding,
     output:
-        report(figure_path("grounding.png"), **run_report("grounding")),
+        report(RUN.figure("grounding.png"), **run_report("grounding")),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/grounding.log",
+        PATHS.log("figures", "{run}", "grounding"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("figure"),
     script:
         "scripts/figure.py"
 
 
 rule figure_noise:
     input:
-        iterations=stats_path("noise_iterations.tsv"),
-        layers=stats_path("noise_layers.tsv"),
-        histogram=stats_path("lca_histogram.tsv"),
-        help_fraction=stats_path("help_fraction.tsv"),
-        json=stats_path("noise.json"),
+        iterations=RUN.stats("noise_iterations.tsv"),
+        layers=RUN.stats("noise_layers.tsv"),
+        histogram=RUN.stats("lca_histogram.tsv"),
+        help_fraction=RUN.stats("help_fraction.tsv"),
+        json=RUN.stats("noise.json"),
     output:
-        report(figure_path("noise.png"), **run_report("noise")),
+        report(RUN.figure("noise.png"), **run_report("noise")),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/noise.log",
+        PATHS.log("figures", "{run}", "noise"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("figure"),
     script:
         "scripts/figure.py"
 
 
 rule figure_heavy_tails:
     input:
-        histogram=stats_path("lca_histogram.tsv"),
-        json=stats_path("noise.json"),
+        histogram=RUN.stats("lca_histogram.tsv"),
+        json=RUN.stats("noise.json"),
     output:
-        report(figure_path("heavy_tails.png"), **run_report("heavy_tails")),
+        report(RUN.figure("heavy_tails.png"), **run_report("heavy_tails")),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/heavy_tails.log",
+        PATHS.log("figures", "{run}", "heavy_tails"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("figure"),
     script:
         "scripts/figure.py"
 
 
 rule figure_oscillation:
     input:
-        layers=stats_path("oscillation_layers.tsv"),
-        traces=stats_path("oscillation_traces.tsv"),
-        json=stats_path("oscillation.json"),
+        layers=RUN.stats("oscillation_layers.tsv"),
+        traces=RUN.stats("oscillation_traces.tsv"),
+        json=RUN.stats("oscillation.json"),
     output:
-        report(figure_path("oscillation.png"), **run_report("oscillation")),
+        report(RUN.figure("oscillation.png"), **run_report("oscillation")),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/oscillation.log",
+        PATHS.log("figures", "{run}", "oscillation"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("figure"),
     script:
         "scripts/figure.py"
 
 
 rule figure_layers:
     input:
-        layers=stats_path("layers.tsv"),
-        cumulative=stats_path("layers_cumulative.tsv"),
+        layers=RUN.stats("layers.tsv"),
+        cumulative=RUN.stats("layers_cumulative.tsv"),
     output:
-        report(figure_path("layers.png"), **run_report("layers")),
+        report(RUN.figure("layers.png"), **run_report("layers")),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/layers.log",
+        PATHS.log("figures", "{run}", "layers"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("figure"),
     script:
         "scripts/figure.py"
 
 
 rule figure_synchronization:
     input:
-        moments=stats_path("moments.tsv"),
-        json=stats_path("synchronization.json"),
+        moments=RUN.stats("moments.tsv"),
+        json=RUN.stats("synchronization.json"),
     output:
         layers=report(
-            figure_path("synchronization.png"), **run_report("synchronization")
+            RUN.figure("synchronization.png"), **run_report("synchronization")
         ),
         classes=report(
-            figure_path("synchronization_classes.png"),
+            RUN.figure("synchronization_classes.png"),
             **run_report("synchronization_classes"),
         ),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/synchronization.log",
+        PATHS.log("figures", "{run}", "synchronization"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("figure"),
     script:
         "scripts/figure.py"
 
 
 rule figure_neurons:
     input:
-        h5=stats_path("neurons.h5"),
-        json=stats_path("neurons.json"),
+        h5=RUN.stats("neurons.h5"),
+        json=RUN.stats("neurons.json"),
     output:
-        neurons=report(figure_path("neurons.png"), **run_report("neurons")),
-        parameters=report(figure_path("parameters.png"), **run_report("parameters")),
-        correlation=report(figure_path("correlation.png"), **run_report("correlation")),
+        neurons=report(RUN.figure("neurons.png"), **run_report("neurons")),
+        parameters=report(RUN.figure("parameters.png"), **run_report("parameters")),
+        correlation=report(RUN.figure("correlation.png"), **run_report("correlation")),
         specialization=report(
-            figure_path("specialization.png"), **run_report("specialization")
+            RUN.figure("specialization.png"), **run_report("specialization")
         ),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/neurons.log",
+        PATHS.log("figures", "{run}", "neurons"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("figure"),
     script:
         "scripts/figure.py"
 
 
 rule heatmaps:
     input:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        lca=RUN.lca,
     output:
-        report(figure_path("heatmaps.png"), **run_report("heatmaps")),
+        report(RUN.figure("heatmaps.png"), **run_report("heatmaps")),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/heatmaps.log",
+        PATHS.log("figures", "{run}", "heatmaps"),
     conda:
         "../envs/lca.yaml"
     resources:
-        mem_mb=analysis_mem_mb,
-        runtime=analysis_runtime,
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     params:
-        iterations=ANALYSIS["heatmap_iterations"],
+        **analysis_params("heatmaps"),
     script:
         "scripts/figure.py"
 
 
 rule animation:
     input:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
+        lca=RUN.lca,
     output:
-        report(figure_path("animation.gif"), **run_report("animation")),
+        report(RUN.figure("animation.gif"), **run_report("animation")),
     log:
-        f"{RESULTS}/logs/figures/{{run}}/animation.log",
+        PATHS.log("figures", "{run}", "animation"),
     benchmark:
-        f"{RESULTS}/benchmarks/figures/{{run}}/animation.tsv"
+        PATHS.timing("figures", "{run}", "animation")
     conda:
         "../envs/lca.yaml"
     resources:
-        mem_mb=analysis_mem_mb,
-        runtime=analysis_runtime,
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     params:
-        max_frames=ANALYSIS["animation_max_frames"],
-        fps=ANALYSIS["animation_fps"],
+        **analysis_params("animation"),
     script:
         "scripts/figure.py"
 
@@ -158,20 +171,29 @@ rule figure_experiment:
     input:
         unpack(experiment_figure_inputs),
     output:
-        report(
-            f"{RESULTS}/experiments/{{experiment}}/experiment.png",
-            caption="../report/figures/experiment.rst",
-            category="Experiments",
-            subcategory="{experiment}",
-        ),
+        report(EXPERIMENT.figure, **experiment_report("experiment", "figures")),
     log:
-        f"{RESULTS}/logs/figures/experiments/{{experiment}}.log",
+        PATHS.log("figures", "experiments", "{experiment}"),
     conda:
         "../envs/lca.yaml"
     script:
         "scripts/figure.py"
 
 
+# Every figure of a run: those drawn from its tables, and those drawn from its LCA matrix
+RUN_FIGURES = [
+    rules.figure_grounding,
+    rules.figure_noise,
+    rules.figure_heavy_tails,
+    rules.figure_oscillation,
+    rules.figure_layers,
+    rules.figure_synchronization,
+    rules.figure_neurons,
+    rules.heatmaps,
+    rules.animation,
+]
+
+
 rule figures_all:
     input:
-        figure_outputs(),
+        outputs(*RUN_FIGURES, rules.figure_experiment),

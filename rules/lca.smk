@@ -1,24 +1,28 @@
+# LCA: one gradient job per block of iterations (GPU when present), then one assembly per run.
+
+
 rule gradients:
     input:
-        trajectory=f"{RESULTS}/runs/{{run}}/trajectory.h5",
+        trajectory=RUN.trajectory,
         data=data_file,
         sources=run_sources,
     output:
-        f"{RESULTS}/runs/{{run}}/chunks/{{chunk}}.h5",
+        RUN.chunk("{chunk}"),
     log:
-        f"{RESULTS}/logs/gradients/{{run}}/{{chunk}}.log",
+        PATHS.log("gradients", "{run}", "{chunk}"),
     benchmark:
-        f"{RESULTS}/benchmarks/gradients/{{run}}/{{chunk}}.tsv"
+        PATHS.timing("gradients", "{run}", "{chunk}")
     conda:
         "../envs/lca.yaml"
     threads: THREADS
     resources:
         gpu=gpus_wanted,
-        mem_mb=gradient_mem_mb,
-        runtime=gradient_runtime,
+        mem_mb=mem_mb("gradients"),
+        runtime=runtime("gradients"),
+        execution=LCA_EXECUTION,
     params:
-        run=run_config,
-        lca=LCA_GRADIENTS,
+        run=run_params,
+        lca=LCA_PARAMS["gradients"],
         threads=THREADS,
     script:
         "scripts/gradients.py"
@@ -26,29 +30,32 @@ rule gradients:
 
 rule assemble:
     input:
-        trajectory=f"{RESULTS}/runs/{{run}}/trajectory.h5",
+        trajectory=RUN.trajectory,
         chunks=chunk_files,
     output:
-        lca=f"{RESULTS}/runs/{{run}}/lca.h5",
-        grounding=f"{RESULTS}/runs/{{run}}/grounding.json",
+        lca=RUN.lca,
+        grounding=RUN.grounding,
     log:
-        f"{RESULTS}/logs/assemble/{{run}}.log",
+        PATHS.log("assemble", "{run}"),
     benchmark:
-        f"{RESULTS}/benchmarks/assemble/{{run}}.tsv"
+        PATHS.timing("assemble", "{run}")
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("assemble"),
     params:
-        run=run_config,
-        lca=LCA_ASSEMBLE,
+        run=run_params,
+        lca=LCA_PARAMS["assemble"],
     script:
         "scripts/assemble.py"
 
 
 rule gradients_all:
     input:
-        chunk_outputs(),
+        [chunk for run in RUNS for chunk in chunks_of(run)],
 
 
 rule lca_all:
     input:
-        lca_outputs(),
+        outputs(rules.assemble),

@@ -1,48 +1,36 @@
 # A cost plan before any compute (snakemake --cores 1 plan): every run's files and their sizes, the memory
 # and time of each job (from a short calibration of the run's model on this machine), totals and free space.
 
-# Jobs after the assembly, per run: those that stream lca.h5, and the figures drawn from their tables
-# (naming the rules makes a renamed one fail here, not count wrong).
-STREAMING_RULES = [
-    rules.summary,
-    rules.grounding_stats,
-    rules.noise,
-    rules.oscillation,
-    rules.layer_stats,
-    rules.synchronization,
-    rules.neurons,
-    rules.heatmaps,
-    rules.animation,
+# The jobs after the assembly, per run, as the plan prices them: those that read lca.h5 (and so the stored
+# matrix), and the figures drawn from the analyses' tables.
+RUN_JOBS = [
+    getattr(rules, r.name)
+    for r in workflow.rules
+    if any("{run}" in f for f in getattr(rules, r.name).output)
 ]
-FIGURE_RULES = [
-    rules.figure_grounding,
-    rules.figure_noise,
-    rules.figure_heavy_tails,
-    rules.figure_oscillation,
-    rules.figure_layers,
-    rules.figure_synchronization,
-    rules.figure_neurons,
-]
+READS_LCA = [r for r in RUN_JOBS if RUN.lca in r.input]
+FROM_TABLES = [r for r in RUN_JOBS if r not in READS_LCA and any(RUN.stats_dir in str(f) for f in r.input)]
 
 
 rule plan:
     input:
         plan_inputs,
     output:
-        md=f"{RESULTS}/plan.md",
-        json=f"{RESULTS}/plan.json",
+        md=PATHS.plan_md,
+        json=PATHS.plan_json,
     log:
-        f"{RESULTS}/logs/plan.log",
+        PATHS.log("plan"),
     benchmark:
-        f"{RESULTS}/benchmarks/plan.tsv"
+        PATHS.timing("plan")
     conda:
         "../envs/lca.yaml"
     threads: THREADS
     params:
         runs=RUNS,
-        lca=LCA,
+        lca=LCA_PARAMS["plan"],
         threads=THREADS,
-        analysis_jobs=len(STREAMING_RULES),
-        figure_jobs=len(FIGURE_RULES),
+        results=RESULTS,
+        analysis_jobs=len(READS_LCA),
+        figure_jobs=len(FROM_TABLES),
     script:
         "scripts/plan.py"

@@ -1,24 +1,28 @@
+# The first look at each run, as soon as it is assembled: its headline numbers and an overview figure.
+
+
 rule summary:
     input:
-        f"{RESULTS}/runs/{{run}}/lca.h5",
+        RUN.lca,
     output:
-        json=f"{RESULTS}/runs/{{run}}/summary/summary.json",
-        iterations=f"{RESULTS}/runs/{{run}}/summary/iterations.tsv",
-        layers=f"{RESULTS}/runs/{{run}}/summary/layers.tsv",
+        json=RUN.summary("summary.json"),
         figure=report(
-            f"{RESULTS}/runs/{{run}}/summary/overview.png",
+            RUN.summary("overview.png"),
             caption="../report/overview.rst",
             category="Runs",
             subcategory="{run}",
         ),
     log:
-        f"{RESULTS}/logs/summary/{{run}}.log",
+        PATHS.log("summary", "{run}"),
     conda:
         "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
     script:
         "scripts/summary.py"
 
 
 rule summary_all:
     input:
-        summary_outputs(),
+        outputs(rules.summary),

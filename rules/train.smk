@@ -1,3 +1,6 @@
+# Training: the trajectory theta_0..theta_T of each run, or the checked recording of the user's own loop.
+
+
 rule train:
     input:
         data=data_file,
@@ -5,9 +8,9 @@ rule train:
     output:
         trajectory_output(),
     log:
-        f"{RESULTS}/logs/train/{{run}}.log",
+        PATHS.log("train", "{run}"),
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+        PATHS.timing("train", "{run}")
     wildcard_constraints:
         run=one_of(TRAINED),
     conda:
@@ -15,12 +18,16 @@ rule train:
     threads: THREADS
     resources:
         gpu=gpus_wanted,
-        mem_mb=train_mem_mb,
-        runtime=train_runtime,
+        mem_mb=mem_mb("train"),
+        runtime=runtime("train"),
+        run_disk=run_disk,
+        execution=run_execution,
     params:
-        run=run_config,
-        checkpoint_dir=checkpoint_dir,
+        run=run_params,
         threads=THREADS,
+        checkpoint_dir=RUN.checkpoint_dir,
+        checkpoint_rows=RUN.checkpoint_rows,
+        results=RESULTS,
     script:
         "scripts/train.py"
 
@@ -35,21 +42,24 @@ rule adopt_trajectory:
     output:
         trajectory_output(),
     log:
-        f"{RESULTS}/logs/train/{{run}}.log",
+        PATHS.log("train", "{run}"),
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+        PATHS.timing("train", "{run}")
     wildcard_constraints:
         run=one_of(RECORDED),
     conda:
         "../envs/lca.yaml"
     resources:
-        mem_mb=train_mem_mb,
+        mem_mb=mem_mb("train"),
+        runtime=runtime("train"),
+        run_disk=run_disk,
     params:
-        run=run_config,
+        run=run_params,
+        results=RESULTS,
     script:
         "scripts/adopt_trajectory.py"
 
 
 rule train_all:
     input:
-        train_outputs(),
+        outputs(rules.train, rules.adopt_trajectory),

@@ -22,13 +22,13 @@ RULES = {
     "noise": lambda: analysis.noise(
         i.lca, o.json, o.iterations, o.layers, o.histogram, o.help_fraction, p.sample_size, p.seed
     ),
-    "oscillation": lambda: analysis.oscillation(i.lca, o.json, o.layers, o.traces, p.window),
+    "oscillation": lambda: analysis.oscillation(i.lca, o.json, o.layers, o.traces, p.oscillation_window),
     "layer_stats": lambda: analysis.layers(i.lca, o.layers, o.cumulative),
     "synchronization": lambda: analysis.synchronization(
-        i.lca, o.json, o.moments, p.top, p.max_shift, p.repeats, p.seed, p.min_fraction
+        i.lca, o.json, o.moments, p.top_moments, p.max_shift, p.shift_repeats, p.seed, p.sync_min_fraction
     ),
     "neurons": lambda: analysis.neurons(
-        i.lca, o.h5, o.correlation, o.specialization, o.json, p.top_params, p.nodes, p.per_node, p.seed
+        i.lca, o.h5, o.correlation, o.specialization, o.json, p.top_params, p.correlation_nodes, p.correlation_weights_per_node, p.seed
     ),
     "experiment": experiment,
     "comparison": comparison,

@@ -1,14 +1,8 @@
 from lcaflow.assemble import assemble
-from lcaflow.config import with_left_out_settings
 from lcaflow.progress import stage
 
-with stage("assemble", snakemake.log[0]):
-    assemble(
-        snakemake.wildcards.run,
-        snakemake.params.run,
-        with_left_out_settings(snakemake.params.lca, snakemake.config),
-        snakemake.input.trajectory,
-        list(snakemake.input.chunks),
-        snakemake.output.lca,
-        snakemake.output.grounding,
-    )
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("assemble", sm.log[0]):
+    i, o = sm.input, sm.output
+    assemble(sm.wildcards.run, sm.params.run, sm.params.lca, i.trajectory, list(i.chunks), o.lca, o.grounding)

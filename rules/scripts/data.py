@@ -1,9 +1,11 @@
-from lcaflow.config import validate_config
 from lcaflow.data import load_official, write_data_file
 from lcaflow.progress import stage
+from lcaflow.settings import from_resources
 
-with stage("data", snakemake.log[0]):
-    # Where the files come from does not change them, so these settings are read here, not as params.
-    data = validate_config(snakemake.config)["data"]
-    name = snakemake.wildcards.dataset
-    write_data_file(snakemake.output[0], name, load_official(name, data["root"], data["fashion_mnist_dir"], data["download"]))
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("data", sm.log[0]):
+    # Where the files come from does not change them: resources, not params (a change reruns nothing).
+    where = from_resources(sm.resources.location)
+    name = sm.wildcards.dataset
+    write_data_file(sm.output[0], name, load_official(name, where["root"], where["fashion_mnist_dir"], where["download"]))

@@ -21,7 +21,7 @@ def neurons():
 
 
 def heatmaps():
-    visualize.heatmap_figure(i.lca, p.iterations, o[0])
+    visualize.heatmap_figure(i.lca, p.heatmap_iterations, o[0])
 
 
 RULES = {
@@ -33,7 +33,7 @@ RULES = {
     "figure_synchronization": synchronization,
     "figure_neurons": neurons,
     "heatmaps": heatmaps,
-    "animation": lambda: visualize.animation(i.lca, o[0], p.max_frames, p.fps),
+    "animation": lambda: visualize.animation(i.lca, o[0], p.animation_max_frames, p.animation_fps),
     "figure_experiment": lambda: figures.experiment_figure(
         i.layers, i.summary, o[0], sm.wildcards.experiment, i.get("comparison")
     ),

@@ -1,17 +1,12 @@
 import torch
 
-from lcaflow.config import with_left_out_settings
 from lcaflow.gradients import compute_chunk
 from lcaflow.progress import stage
+from lcaflow.settings import from_resources
 
-with stage("gradients", snakemake.log[0]):
-    torch.set_num_threads(snakemake.params.threads)  # configured, not scaled to --cores: it fixes the float sums
-    compute_chunk(
-        snakemake.wildcards.run,
-        snakemake.params.run,
-        with_left_out_settings(snakemake.params.lca, snakemake.config),
-        int(snakemake.wildcards.chunk),
-        snakemake.input.trajectory,
-        snakemake.input.data,
-        snakemake.output[0],
-    )
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("gradients", sm.log[0]):
+    torch.set_num_threads(sm.params.threads)  # configured, not scaled to --cores: it fixes the float sums
+    lca = {**sm.params.lca, **from_resources(sm.resources.execution)}  # the numbers' settings and the speed settings
+    compute_chunk(sm.wildcards.run, sm.params.run, lca, int(sm.wildcards.chunk), sm.input.trajectory, sm.input.data, sm.output[0])

@@ -1,7 +1,8 @@
-from lcaflow.config import validate_config
 from lcaflow.plan import write_plan
 from lcaflow.progress import stage
 
-with stage("plan", snakemake.log[0]):
-    p = snakemake.params
-    write_plan(validate_config(snakemake.config), snakemake.output.md, snakemake.output.json, p.analysis_jobs, p.figure_jobs)
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("plan", sm.log[0]):
+    p = sm.params
+    write_plan(p.runs, p.lca, p.threads, p.results, sm.output.md, sm.output.json, p.analysis_jobs, p.figure_jobs)

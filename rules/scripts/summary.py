@@ -1,7 +1,7 @@
-from pathlib import Path
-
 from lcaflow.progress import stage
 from lcaflow.summary import summarize
 
-with stage("summary", snakemake.log[0]):
-    summarize(snakemake.input[0], str(Path(snakemake.output.json).parent))
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("summary", sm.log[0]):
+    summarize(sm.input[0], sm.output.json, sm.output.figure)

@@ -2,18 +2,17 @@ from pathlib import Path
 
 import torch
 
-from lcaflow.config import validate_config
+from lcaflow.cost.disk import check_free_space
 from lcaflow.progress import stage
-from lcaflow.resources import check_free_space
+from lcaflow.settings import from_resources
 from lcaflow.training import train
 
-with stage("train", snakemake.log[0]):
-    p = snakemake.params
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+
+with stage("train", sm.log[0]):
+    p, i = sm.params, sm.input
     torch.set_num_threads(p.threads)  # the configured count, not one scaled to --cores: it fixes the float sums
-    # The disk check reads the whole config rather than params, so LCA settings never trigger retraining.
-    config = validate_config(snakemake.config)
-    existing = [Path(snakemake.input.data), Path(p.checkpoint_dir) / "params.f32"]
-    present = sum(f.stat().st_size for f in existing if f.exists())
-    check_free_space(snakemake.wildcards.run, p.run, config["lca"], config["results_dir"], present)
-    every = config["runs"][snakemake.wildcards.run]["checkpoint_every"]
-    train(snakemake.wildcards.run, p.run, snakemake.input.data, snakemake.output[0], p.checkpoint_dir, every)
+    present = sum(f.stat().st_size for f in (Path(i.data), Path(p.checkpoint_rows)) if f.exists())
+    check_free_space(sm.wildcards.run, from_resources(sm.resources.run_disk), p.results, present)
+    every = from_resources(sm.resources.execution)["checkpoint_every"]
+    train(sm.wildcards.run, p.run, i.data, sm.output[0], p.checkpoint_dir, every)
