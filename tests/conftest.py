@@ -116,6 +116,21 @@ def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, **kwargs)
 
 
+class SignChangeCounter:
+    """The tests' own numpy reference of the gradient jobs' sign-change counts (lcaflow.reducers.SignChanges). Counts, per column of a streamed (rows = time) matrix, how often the sign flips between
+    consecutive non-zero values (zeros are skipped: a parameter that pauses has not turned)."""
+
+    def __init__(self, k: int):
+        self.last = np.zeros(k, dtype=np.int8)
+        self.changes = np.zeros(k, dtype=np.int64)
+
+    def update(self, block: np.ndarray) -> None:
+        for row in np.sign(block).astype(np.int8):
+            nonzero = row != 0
+            self.changes += (nonzero & (self.last != 0) & (row != self.last)).astype(np.int64)
+            self.last = np.where(nonzero, row, self.last)
+
+
 def plant_reductions(f, layout, lca, grad, class_param, params) -> None:
     """Write into an lca.h5 under construction the reductions that the gradient jobs compute (see
     lcaflow.reducers), computed here independently in numpy from full matrices: lca (T, K), grad (T+1, K),
@@ -142,11 +157,11 @@ def plant_reductions(f, layout, lca, grad, class_param, params) -> None:
         std.append(np.sqrt(m2)), kurt.append(m4 / m2**2)
         tail.append(np.abs(row)[np.abs(row) > 3 * np.sqrt(m2)].sum() / np.abs(row).sum())
     f["row_std"], f["row_kurtosis"], f["tail_share"] = np.array(std), np.array(kurt), np.array(tail)
-    signs = stats.SignChangeCounter(x.shape[1])
+    signs = SignChangeCounter(x.shape[1])
     signs.update(np.asarray(grad, dtype=np.float32))
     f["grad_sign_changes"] = signs.changes
     steps = np.diff(np.asarray(params, dtype=np.float32).astype(np.float64), axis=0)
-    turns = stats.SignChangeCounter(x.shape[1])
+    turns = SignChangeCounter(x.shape[1])
     turns.update(steps)
     f["step_sign_changes"] = turns.changes
     f["layer_motion"] = np.sqrt(np.stack([(steps[:, layer_index == j] ** 2).sum(1) for j in range(L)], axis=1))

@@ -207,11 +207,11 @@ def _assert_close(a, b, path="result"):
 
 def test_streaming_in_small_blocks_gives_the_same_results(tmp_path, monkeypatch):
     """Analyses read T x K matrices in blocks: tiny blocks (7 rows) must give what one block gives."""
-    import lcaflow.summary
+    import lcaflow.io
 
     lca, traj, _ = make_run(tmp_path)
     whole = _all_outputs(tmp_path / "whole", lca, traj)
-    monkeypatch.setattr(lcaflow.summary, "BLOCK_BYTES", 7 * K * 4)
+    monkeypatch.setattr(lcaflow.io, "BLOCK_BYTES", 7 * K * 4)
     blocks = _all_outputs(tmp_path / "blocks", lca, traj)
     # the uniform sample (and the Weibull fit on it) depends on how the stream is cut; the rest must not
     for result in (whole, blocks):

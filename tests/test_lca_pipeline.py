@@ -7,10 +7,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import tiny_lca, tiny_run
+from conftest import SignChangeCounter, tiny_lca, tiny_run
 
 from lcaflow.assemble import assemble
-from lcaflow.config import n_chunks
+from lcaflow.chunkfile import n_chunks
 from lcaflow.errors import ConfigError, CorruptFileError, GroundingError
 from lcaflow.gradients import compute_chunk
 from lcaflow.layout import Layout
@@ -110,14 +110,14 @@ def test_reductions_match_the_stored_matrices(lca_run):
     assert r["row_std"][5] == pytest.approx(np.sqrt(m2), rel=1e-9)
     assert r["row_kurtosis"][5] == pytest.approx(((row - row.mean()) ** 4).mean() / m2**2, rel=1e-9)
     assert r["tail_share"][5] == pytest.approx(np.abs(row)[np.abs(row) > 3 * np.sqrt(m2)].sum() / np.abs(row).sum(), rel=1e-9)
-    counter = stats.SignChangeCounter(grad32.shape[1])  # two chunks joined at their shared point
+    counter = SignChangeCounter(grad32.shape[1])  # two chunks joined at their shared point
     counter.update(grad32)
     assert np.array_equal(r["grad_sign_changes"], counter.changes) and counter.changes.sum() > 0
     assert np.array_equal(r["grad_trace"], grad32[:, r["trace_index"]]) and r["trace_index"].size == 500
     with h5py.File(lca_run["trajectory"]) as f, h5py.File(lca_run["out"]) as g:
         theta = f["params"][()]
         steps = np.diff(theta.astype(np.float64), axis=0)
-        turns = stats.SignChangeCounter(steps.shape[1])
+        turns = SignChangeCounter(steps.shape[1])
         turns.update(steps)
         assert np.array_equal(g["step_sign_changes"][()], turns.changes) and turns.changes.sum() > 0
         motion = np.sqrt(np.stack([(steps[:, layer_index == j] ** 2).sum(1) for j in range(3)], axis=1))
@@ -250,21 +250,29 @@ def test_non_finite_full_set_loss_names_the_iteration(lca_run):
 
 
 def test_disk_check_states_the_need_before_training(tmp_path):
+    from lcaflow.cost.disk import by_kind, check_free_space, run_files
+    from lcaflow.cost.size import RunSize
     from lcaflow.errors import LCAError
-    from lcaflow.resources import check_free_space
+    from lcaflow.spec import RunSpec
 
-    run, lca = tiny_run(iterations=10**8), tiny_lca()
+    def need(run):
+        spec = RunSpec.of("r", run)
+        return by_kind(run_files(spec, RunSize.of(spec), tiny_lca(), str(tmp_path)))
+
     with pytest.raises(LCAError) as err:
-        check_free_space("r", run, lca, tmp_path / "not-yet" / "results")
+        check_free_space("r", need(tiny_run(iterations=10**8)), tmp_path / "not-yet" / "results")
     text = str(err.value)
     assert "\n" not in text and "needs about" in text and "free" in text and "trajectory" in text
-    check_free_space("r", tiny_run(), lca, tmp_path)  # a small run fits
+    check_free_space("r", need(tiny_run()), tmp_path)  # a small run fits
 
 
 def test_predicted_disk_matches_the_files(lca_run):
-    from lcaflow.resources import disk_bytes
+    from lcaflow.cost.disk import by_kind, run_files
+    from lcaflow.cost.size import RunSize
+    from lcaflow.spec import RunSpec
 
-    predicted = disk_bytes(lca_run["run"], lca_run["lca"])
+    spec = RunSpec.of("r", lca_run["run"])
+    predicted = by_kind(run_files(spec, RunSize.of(spec), lca_run["lca"], ""))
     real = {
         "trajectory": lca_run["trajectory"].stat().st_size,
         "chunks": sum(Path(c).stat().st_size for c in lca_run["chunks"]),

@@ -363,18 +363,20 @@ def test_a_checkpoint_never_runs_a_pickle(in_tmp):
 def test_a_user_run_is_sized_from_its_data_file(in_tmp):
     """Cluster requests and the disk check: measured from the model and data once the data file exists,
     conservative defaults before."""
-    from lcaflow import resources
+    from lcaflow.cost import disk, memory
+    from lcaflow.cost.size import RunSize
+    from lcaflow.spec import RunSpec
 
     _user_files(in_tmp)
     ref = "user_data.py:classes"
     write_data_file(in_tmp / "d.h5", ref, load_user_dataset(ref, {}, "config: runs.r.dataset"), raw_inputs=True)
     cfg = validate_config(_config(in_tmp, dataset=ref, architecture="user_models.py:linear", val_size=8))
-    run, lca = cfg["runs"]["r"], cfg["lca"]
-    size = resources.RunSize.of(run, str(in_tmp / "d.h5"))
-    assert (size.num_params, size.n_train, size.n_val, size.input_numel) == (15, 32, 8, 4)
-    assert resources.disk_bytes(run, lca, str(in_tmp / "d.h5"))["trajectory"] == 5 * 15 * 4
-    assert resources.RunSize.of(run, None) is None
-    assert resources.gradient_mem_mb(run, lca) == resources.UNKNOWN_MEM_MB
+    spec, lca = RunSpec.of("r", cfg["runs"]["r"]), cfg["lca"]
+    size = RunSize.of(spec, str(in_tmp / "d.h5"))
+    assert (size.num_params, size.n_train, size.n_val, size.model.input_numel) == (15, 32, 8, 4)
+    assert disk.by_kind(disk.run_files(spec, size, lca, "results"))["trajectory"] == 5 * 15 * 4
+    assert RunSize.of(spec, None) is None
+    assert memory.gradient_mem_mb(RunSize.of(spec, None), lca) == memory.UNKNOWN_MEM_MB
 
 
 def test_tied_weights_are_one_tensor_of_theta(in_tmp):

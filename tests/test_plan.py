@@ -36,9 +36,10 @@ def test_plan_runs_before_any_training_and_names_every_file(planned):
         "runs/tiny_sgd/chunks/0000.h5",
         "runs/tiny_sgd/chunks/0001.h5",
         "runs/tiny_sgd/lca.h5",
-        "runs/tiny_sgd/train_checkpoint/params.f32 (transient)",
+        "runs/tiny_sgd/train_checkpoint/params.f32",
     }
     assert expected <= set(run["files"]) and all(n > 0 for n in run["files"].values())
+    assert run["transient"] == ["runs/tiny_sgd/train_checkpoint/params.f32"]
     assert set(run["jobs"]) == {"train", "gradients", "assemble", "analyses", "figures"}
     assert run["jobs"]["gradients"]["count"] == 2 and all(j["mem_mb"] > 0 and j["seconds_each"] > 0 for j in run["jobs"].values())
     assert plan["totals"]["disk_bytes"] == run["totals"]["disk_bytes"] and plan["free_bytes"] > 0
@@ -60,6 +61,30 @@ def test_a_second_plan_reuses_the_calibration(planned):
     assert second["cached"] is True and path.stat().st_mtime_ns == mtime
     assert second["eval_s_per_example"] == first["eval_s_per_example"]
     assert "reused from" in (workdir / "results" / "plan.md").read_text()
+
+
+def test_the_jobs_request_what_the_plan_predicts(planned):
+    """One cost model: each job's runtime request (what SLURM gets) is the plan's predicted time with the
+    request margin, from the same calibration; its memory request is the plan's."""
+    from lcaflow.cost.time import request_minutes
+
+    workdir, config = planned
+    run = read_plan(workdir)["runs"]["tiny_sgd"]
+    result = snakemake(workdir, "-n", "--cores", "1", "lca_all", "--configfile", str(config))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    requests = {}
+    rule = None
+    for line in out.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:"):
+            fields = dict(item.split("=", 1) for item in line.split(":", 1)[1].strip().split(", ") if "=" in item)
+            requests.setdefault(rule, []).append(fields)
+    for kind, rule in (("gradients", "gradients"), ("train", "train"), ("assemble", "assemble")):
+        expected = request_minutes(run["jobs"][kind]["seconds_each"])
+        assert all(int(r["runtime"]) == expected for r in requests[rule]), (rule, requests[rule], expected)
+        assert all(int(r["mem_mb"]) == run["jobs"][kind]["mem_mb"] for r in requests[rule]), rule
 
 
 def test_predictions_match_a_real_run(planned):

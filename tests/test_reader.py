@@ -16,7 +16,7 @@ from conftest import REPO, tiny_lca, tiny_run
 
 from lcaflow import analysis
 from lcaflow.assemble import assemble
-from lcaflow.config import n_chunks
+from lcaflow.chunkfile import n_chunks
 from lcaflow.errors import CorruptFileError, LCAError
 from lcaflow.gradients import compute_chunk
 from lcaflow.reader import Run, open_run

@@ -108,16 +108,22 @@ def test_synchronisation_of_a_fraction_of_the_layers():
     assert stats.required_layers(22, 0.5) == 11 and stats.required_layers(3, 1.0) == 3
 
 
-def test_sign_change_counter_on_a_known_oscillation():
+def test_sign_changes_on_a_known_oscillation():
+    """The gradient jobs' sign-change counter (lcaflow.reducers.SignChanges), fed one vector at a time."""
+    import torch
+
+    from lcaflow.reducers import SignChanges
+
     t = np.arange(400)
     period = 16
     motion = np.sin(2 * np.pi * (t + 0.5) / period)  # 2 sign changes per period
     constant = np.ones(400)
     with_pauses = np.where(t % 2 == 0, 0.0, np.where(t % 4 == 1, 1.0, -1.0))  # +, 0, -, 0, +: zeros do not count
     data = np.stack([motion, constant, with_pauses], axis=1)
-    counter = stats.SignChangeCounter(3)
+    counter = SignChanges(3, "cpu")
     for b in _blocks(data, 37):
-        counter.update(b)
+        for row in b:
+            counter.update(torch.from_numpy(row))
     assert counter.changes.tolist() == [2 * 400 // period - 1, 0, 199]
 
 

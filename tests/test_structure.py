@@ -53,3 +53,84 @@ def test_no_private_names_imported_across_modules():
         for names in re.findall(r"^\s*from \.+[\w.]* import \(?([^)\n]+)", path.read_text(), flags=re.M):
             offenders += [f"{path.name}: {n.strip()}" for n in names.split(",") if n.strip().startswith("_") and not n.strip().endswith("__")]
     assert not offenders
+
+
+REPO = PACKAGE.parents[1]
+SCRIPTS = REPO / "rules" / "scripts"
+
+
+def test_no_job_script_reads_the_config():
+    """A job gets what it needs through its params, inputs and resources (lcaflow.settings): no script reads
+    snakemake.config or validates the whole config again."""
+    offenders = []
+    for path in sorted(SCRIPTS.glob("*.py")):
+        text = path.read_text()
+        offenders += [f"{path.name}: {word}" for word in ("snakemake.config", "sm.config", "validate_config") if word in text]
+    assert not offenders
+
+
+def test_no_job_module_imports_config_validation():
+    """config.py validates the config while the DAG is built; the modules the jobs run never import it."""
+    graph = _imports()
+    allowed = {"lcaflow.config"}  # and what only the DAG and the tests use
+    users = sorted(m for m, deps in graph.items() if "lcaflow.config" in deps and m not in allowed)
+    assert users == [], users
+
+
+# The results layout's names (a file's as a whole string or after a '/', a folder's beside a '/', or either
+# divided onto a path): only lcaflow.paths spells them
+FILES = r"lca\.h5|trajectory\.h5|grounding\.json|params\.f32|claims\.(md|tsv)|plan\.(md|json)"
+FOLDERS = r"runs|chunks|stats|figures|summary|experiments|train_checkpoint"
+LAYOUT_NAMES = re.compile(rf"(^|/)({FILES})$|(^|/)({FOLDERS})/|/({FOLDERS})$")
+DIVIDED = re.compile(rf"^({FILES}|{FOLDERS})$")
+
+
+def _path_literals(tree) -> list[str]:
+    """String constants (f-string parts included) that name a file or folder of the results layout;
+    docstrings left out."""
+    import ast
+
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    strings = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+        and LAYOUT_NAMES.search(node.value.strip())
+    ]
+    divided = [
+        side.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+        for side in (node.left, node.right)
+        if isinstance(side, ast.Constant) and isinstance(side.value, str) and DIVIDED.match(side.value)
+    ]
+    return strings + divided
+
+
+def test_no_literal_result_path_outside_the_layout_module():
+    import ast
+
+    found = []
+    for path in [*PACKAGE.rglob("*.py"), *SCRIPTS.glob("*.py")]:
+        if path.name == "paths.py":
+            continue
+        found += [f"{path.relative_to(REPO)}: {s!r}" for s in _path_literals(ast.parse(path.read_text()))]
+    for path in [REPO / "Snakefile", *(REPO / "rules").glob("*.smk")]:
+        for line in path.read_text().splitlines():
+            code = line.split("#", 1)[0]
+            found += [f"{path.relative_to(REPO)}: {s!r}" for s in re.findall(r"[\"']([^\"']*)[\"']", code) if LAYOUT_NAMES.search(s)]
+    assert not found, "\n".join(found)
+
+
+def test_the_layout_check_finds_a_literal_path():
+    import ast
+
+    found = _path_literals(ast.parse('p = f"{results}/runs/{run}/lca.h5"\nq = folder / "stats"\n"""lca.h5 doc"""'))
+    assert sorted(found) == ["/lca.h5", "/runs/", "stats"]

@@ -39,8 +39,9 @@ def test_end_to_end_outputs(tiny_workflow):
     assert abs(grounding["train"]["cumulative_error_pct"]) < 1 and grounding["iterations_over_tolerance"] == 0
     summary = json.loads((run_dir / "summary" / "summary.json").read_text())
     assert 40 < summary["pct_helping_of_nonzero_mean"] < 80
-    header = (run_dir / "summary" / "iterations.tsv").read_text().splitlines()[0].split("\t")
-    assert {"iteration", "pct_helping", "pct_hurting", "pct_zero", "pct_helping_fc1"} <= set(header)
+    header = (run_dir / "stats" / "noise_iterations.tsv").read_text().splitlines()[0].split("\t")
+    assert {"iteration", "pct_helping", "pct_hurting", "pct_zero", "pct_helping_of_nonzero_fc1"} <= set(header)
+    assert sorted(p.name for p in (run_dir / "summary").iterdir()) == ["overview.png", "summary.json"]  # no copies of tables
     assert (run_dir / "summary" / "overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for log in ("train/tiny_sgd.log", "gradients/tiny_sgd/0000.log", "assemble/tiny_sgd.log"):
         assert "finished" in (workdir / "results" / "logs" / log).read_text()
@@ -117,6 +118,26 @@ def test_changing_a_tolerance_reruns_lca_but_not_training(tiny_workflow):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "rule gradients" in out and "rule train:" not in out
+
+
+def test_settings_that_change_no_number_rerun_nothing(tiny_workflow):
+    """Speed settings, compression, the checkpoint interval and the data location travel as job resources
+    (lcaflow.settings): changing them keeps every finished job; the assembly threshold reruns assembly only."""
+    workdir, config_path, _ = tiny_workflow
+    changes = [
+        "lca={'compute_batch': 32, 'channels_last': True, 'compression': 'lzf'}",
+        "runs={'tiny_sgd': {'checkpoint_every': 3}}",
+        "data={'download': True}",
+    ]
+    for change in changes:
+        result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config_path), "--config", change)
+        out = result.stdout + result.stderr
+        assert result.returncode == 0 and "Nothing to be done" in out, (change, out[-2000:])
+    result = snakemake(
+        workdir, "-n", "--cores", "2", "--configfile", str(config_path), "--config", "lca={'max_cumulative_error_pct': 2.0}"
+    )
+    out = result.stdout + result.stderr
+    assert "rule assemble" in out and "rule gradients" not in out and "rule train" not in out, out[-2000:]
 
 
 def test_report_gathers_the_figures(tiny_workflow):
