@@ -9,8 +9,7 @@ import numpy as np
 from . import stats
 from .errors import ConfigError
 from .io import finite, write_json
-from .summary import write_tsv
-from .tables import read_tsv
+from .tables import read_tsv, write_tsv
 
 ALPHA = 0.05
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .grounding import QUADRATURE_NAMES, TRAPEZOID
+from .integrate import QUADRATURE_NAMES, TRAPEZOID
 from .summary import HELP_COLOR, HURT_COLOR
 from .tables import read_tsv
 
