@@ -135,7 +135,6 @@ def plant_reductions(f, layout, lca, grad, class_param, params) -> None:
     """Write into an lca.h5 under construction the reductions that the gradient jobs compute (see
     lcaflow.reducers), computed here independently in numpy from full matrices: lca (T, K), grad (T+1, K),
     the per-class, per-parameter totals class_param (C, K) and the trajectory params (T+1, K)."""
-    from lcaflow import stats
     from lcaflow.layout import kernel_of, units_of
 
     lca32 = np.asarray(lca, dtype=np.float32)

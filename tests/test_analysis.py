@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import plant_reductions
 
-from lcaflow import analysis, experiments, figures
+from lcaflow import analysis, experiments, plots
 from lcaflow.models import Layout
 from lcaflow.tables import read_tsv
 
@@ -172,7 +172,7 @@ def test_experiment_detects_a_planted_hurting_layer(tmp_path):
     rows = experiments.compare("normal", "frozen", a, b, tmp_path / "cmp.tsv")
     i = rows["metric"].index("final_train_loss")
     assert rows["p_value"][i] < 1e-4 and rows["mean_a"][i] > rows["mean_b"][i]
-    figures.experiment_figure(tmp_path / "e.tsv", tmp_path / "e.json", tmp_path / "e.png", "normal", tmp_path / "cmp.tsv")
+    plots.experiment_figure(tmp_path / "e.tsv", tmp_path / "e.json", tmp_path / "e.png", "normal", tmp_path / "cmp.tsv")
     assert (tmp_path / "e.png").stat().st_size > 10_000
 
 
@@ -271,17 +271,17 @@ def test_every_analysis_and_figure_survives_edge_cases(tmp_path, layout, T, kind
     assert out["oscillation"]["iterations_per_weight_direction_change"] is None  # never turned
     d, f = tmp_path / "out", tmp_path / "fig"
     f.mkdir()
-    figures.grounding_figure(d / "g.tsv", d / "grounding.json", f / "g.png", "r")
-    figures.noise_figure(d / "i.tsv", d / "l.tsv", d / "h.tsv", d / "f.tsv", d / "n.json", f / "n.png", "r")
-    figures.heavy_tail_figure(d / "h.tsv", d / "n.json", f / "h.png", "r")
-    figures.oscillation_figure(d / "o.tsv", d / "tr.tsv", d / "o.json", f / "o.png", "r")
-    figures.layers_figure(d / "layers.tsv", d / "cum.tsv", f / "l.png", "r")
-    figures.sync_figure(d / "m.tsv", d / "s.json", f / "s.png", "r")
-    figures.sync_classes_figure(d / "m.tsv", d / "s.json", f / "sc.png", "r")
-    figures.neurons_figure(d / "n.h5", f / "nn.png", "r")
-    figures.params_figure(d / "n.h5", f / "p.png", "r")
-    figures.correlation_figure(d / "nn.json", f / "c.png", "r")
-    figures.specialization_figure(d / "nn.json", d / "n.h5", f / "sp.png", "r")
+    plots.grounding_figure(d / "g.tsv", d / "grounding.json", f / "g.png", "r")
+    plots.noise_figure(d / "i.tsv", d / "l.tsv", d / "h.tsv", d / "f.tsv", d / "n.json", f / "n.png", "r")
+    plots.heavy_tail_figure(d / "h.tsv", d / "n.json", f / "h.png", "r")
+    plots.oscillation_figure(d / "o.tsv", d / "tr.tsv", d / "o.json", f / "o.png", "r")
+    plots.layers_figure(d / "layers.tsv", d / "cum.tsv", f / "l.png", "r")
+    plots.sync_figure(d / "m.tsv", d / "s.json", f / "s.png", "r")
+    plots.sync_classes_figure(d / "m.tsv", d / "s.json", f / "sc.png", "r")
+    plots.neurons_figure(d / "n.h5", f / "nn.png", "r")
+    plots.params_figure(d / "n.h5", f / "p.png", "r")
+    plots.correlation_figure(d / "nn.json", f / "c.png", "r")
+    plots.specialization_figure(d / "nn.json", d / "n.h5", f / "sp.png", "r")
     for png in f.iterdir():
         assert png.read_bytes()[:4] == b"\x89PNG", png
     for path in set(d.glob("*.json")) - {d / "grounding.json"}:  # the assemble stage's file writes NaN for a zero loss change
@@ -309,5 +309,5 @@ def test_grounding_of_an_adaptive_run_reports_the_trapezoid(tmp_path):
     rows = read_tsv(tmp_path / "g.tsv")
     assert np.allclose(rows["trapezoid_error"], trapezoid, rtol=1e-6) and np.array_equal(rows["num_splits_val"], np.arange(T) % 2 == 0)
     (tmp_path / "grounding.json").write_text(json.dumps({**g, "train_passes_per_iteration": 1.25}))
-    figures.grounding_figure(tmp_path / "g.tsv", tmp_path / "grounding.json", tmp_path / "g.png", "r")
+    plots.grounding_figure(tmp_path / "g.tsv", tmp_path / "grounding.json", tmp_path / "g.png", "r")
     assert (tmp_path / "g.png").stat().st_size > 10_000

@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from lcaflow.integrate import TRAPEZOID
-from lcaflow.integrate import SPLITS, Endpoint, integrate_segment, make_quadrature
+from lcaflow.integrate import SPLITS, TRAPEZOID, Endpoint, integrate_segment, make_quadrature
 from lcaflow.objective import Point
 
 

@@ -89,7 +89,6 @@ def test_per_class_lca_sums_to_the_data_loss_allocation(lca_run):
 def test_reductions_match_the_stored_matrices(lca_run):
     """What the gradient jobs reduce for every parameter equals what the old analyses computed from the
     stored float32 matrices."""
-    from lcaflow import stats
 
     with h5py.File(lca_run["out"]) as f:
         lca32, grad32 = f["lca"][()], f["grad"][()]

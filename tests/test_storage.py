@@ -2,8 +2,8 @@
 bfloat16, a stratified sample, and re-storing a float32 run in those forms."""
 
 import json
-import sys
 import shutil
+import sys
 from pathlib import Path
 
 import h5py

@@ -1,6 +1,7 @@
 """The package's modules form layers: no import circle (counting imports inside functions) and no
 module reaching into another's private names."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -134,3 +135,40 @@ def test_the_layout_check_finds_a_literal_path():
 
     found = _path_literals(ast.parse('p = f"{results}/runs/{run}/lca.h5"\nq = folder / "stats"\n"""lca.h5 doc"""'))
     assert sorted(found) == ["/lca.h5", "/runs/", "stats"]
+
+
+def _pyplot_uses(tree) -> list[str]:
+    """Where a module imports matplotlib.pyplot or chooses matplotlib's backend (matplotlib.use)."""
+    found, aliases = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "matplotlib.pyplot" or alias.name.startswith("matplotlib.pyplot."):
+                    found.append(f"line {node.lineno}: import {alias.name}")
+                elif alias.name == "matplotlib" or alias.name.startswith("matplotlib."):
+                    aliases.add(alias.asname or "matplotlib")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = {alias.name for alias in node.names}
+            if node.module.startswith("matplotlib.pyplot") or (node.module == "matplotlib" and names & {"pyplot", "use", "*"}):
+                found.append(f"line {node.lineno}: from {node.module} import {', '.join(sorted(names))}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("matplotlib.pyplot"):
+            found.append(f"line {node.lineno}: {node.value!r}")  # importlib.import_module("matplotlib.pyplot")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "use":
+            if isinstance(node.func.value, ast.Name) and node.func.value.id in aliases:
+                found.append(f"line {node.lineno}: {node.func.value.id}.use(...)")
+    return found
+
+
+def test_only_plots_style_sets_up_matplotlib():
+    """One matplotlib set-up (backend, settings): plots/style.py. Every other module draws through it."""
+    offenders = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        uses = _pyplot_uses(ast.parse(path.read_text()))
+        if uses and path != PACKAGE / "plots" / "style.py":
+            offenders[str(path.relative_to(PACKAGE))] = uses
+    assert not offenders, offenders
+    assert _pyplot_uses(ast.parse((PACKAGE / "plots" / "style.py").read_text())), "the check no longer finds style.py's set-up"
+    for offending in ("import matplotlib.pyplot as plt", "from matplotlib import pyplot", "import matplotlib as mpl\nmpl.use('Agg')"):
+        assert _pyplot_uses(ast.parse(offending)), offending
+    assert not _pyplot_uses(ast.parse("import matplotlib\nfrom matplotlib import ticker\nmatplotlib.colormaps['viridis']"))

@@ -9,7 +9,8 @@ from PIL import Image
 
 from lcaflow.errors import ConfigError, CorruptFileError
 from lcaflow.models import Layout
-from lcaflow.visualize import _frame_iterations, animation, default_iterations, heatmap_figure, layer_matrix
+from lcaflow.plots import animation, default_iterations, heatmap_figure, layer_matrix
+from lcaflow.plots.animate import _frame_iterations
 
 T = 7
 LAYOUT = Layout(

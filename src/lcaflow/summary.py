@@ -12,10 +12,8 @@ import numpy as np
 from .errors import CorruptFileError
 from .io import require, write_json
 from .layout import Layout
+from .plots.overview import overview_figure
 from .storage import open_lca
-
-HELP_COLOR, HURT_COLOR = "#1b7837", "#762a83"  # green / purple: distinguishable with red-green colour blindness
-
 
 NEEDS = ("loss", "loss_val", "layout", "lca_layer", "lca_val_layer", "helping_layer", "hurting_layer", "stored_row_sum")
 
@@ -39,7 +37,7 @@ def summarize(lca_path: str, out_json, out_png) -> dict:
         "grounding_max_abs_iteration_error": d["grounding"]["train"]["max_abs_iteration_error"],
     }
     write_json(out_json, summary, allow_nan=True)
-    _overview_figure(
+    overview_figure(
         out_png, d["loss"], d["loss_val"], d["grounding"], rows, d["layout"].layers, d["layer_lca"], d["layer_lca_val"]
     )
     return summary
@@ -76,61 +74,3 @@ def _iterations(d: dict) -> dict:
         "pct_zero": 100 * (K - helping - hurting) / K,
         "pct_helping_of_nonzero": 100 * helping / np.maximum(helping + hurting, 1),
     }
-
-
-def _overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, layer_lca_val) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "lcaflow"
-    T = len(loss) - 1
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
-    t = np.arange(T + 1)
-    ax = axes[0]
-    # validation underneath, so the rebuilt curve stays visible on top of the measured one
-    ax.plot(t, loss_val, color="#56b4e9", lw=1, alpha=0.8, label="validation loss")
-    ax.plot(t, loss, color="black", lw=2, label="train loss (measured)")
-    rebuilt = loss[0] + np.concatenate([[0.0], np.cumsum(rows["lca_sum"])])
-    ax.plot(t, rebuilt, color="#e69f00", lw=1.2, ls="--", label="L(θ₀) + cumulative LCA")
-    g = grounding["train"]
-    ax.set_title(
-        f"Loss, grounded: cumulative error {g['cumulative_error_pct']:.2g}%\n"
-        f"(first order {g['first_order_cumulative_error_pct']:.3g}%)",
-        fontsize=10,
-    )
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("full-set cross-entropy (nats)")
-    ax.legend(frameon=False)
-
-    ax = axes[1]
-    x = np.arange(len(layers))
-    ax.bar(x - 0.2, layer_lca, 0.4, color=[HELP_COLOR if v < 0 else HURT_COLOR for v in layer_lca], label="train")
-    ax.bar(x + 0.2, layer_lca_val, 0.4, color="none", edgecolor="black", hatch="//", label="validation")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, layers, rotation=30, ha="right")
-    ax.set_ylabel("LCA summed over training (nats)")
-    ax.set_title("LCA per layer (negative = helped)", fontsize=10)
-    ax.legend(frameon=False)
-
-    ax = axes[2]
-    it = np.arange(T)
-    ax.stackplot(
-        it,
-        rows["pct_helping"],
-        rows["pct_zero"],
-        rows["pct_hurting"],
-        colors=[HELP_COLOR, "#d9d9d9", HURT_COLOR],
-        labels=["helping", "zero", "hurting"],
-        alpha=0.85,
-    )
-    ax.axhline(50, color="white", lw=0.8, ls=":")
-    ax.set_xlim(0, T - 1 if T > 1 else 1)
-    ax.set_ylim(0, 100)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("parameters (%)")
-    ax.set_title(f"Parameters helping / hurting (helping {rows['pct_helping_of_nonzero'].mean():.1f}% of non-zero)", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)

@@ -1,4 +1,5 @@
-"""Direct visualisation of per-parameter LCA (the paper's Fig. 2 and section 2.2).
+"""Direct visualisation of per-parameter LCA (the paper's Fig. 2 and section 2.2): the pixel arrangement of
+a layer's parameters, reading rows of the LCA matrix, and the still figure.
 
 Every parameter is one pixel. A Linear kernel (out, in) is an out x in image; a convolution kernel
 (out, in, kh, kw) is a grid of kh x kw tiles with output channels down the rows and input channels
@@ -6,35 +7,26 @@ across the columns; the layer's 1-D parameters (bias, normalisation scale/shift)
 the kernel after one empty (NaN) row. Green = negative LCA = the parameter lowered the whole
 training-set loss at that iteration, purple = positive = it raised it.
 
-`heatmap_figure` draws chosen iterations as a still (rows = iterations, columns = layers);
-`animation` writes a GIF (and an MP4 when ffmpeg is installed) with one frame per sampled iteration.
-Both read only the rows of the (T, K) LCA matrix they show, and write byte-identical files for
-identical inputs.
+`heatmap_figure` draws chosen iterations as a still (rows = iterations, columns = layers); the animation
+(plots.animate) draws every sampled iteration with the same pieces. Both read only the rows of the
+(T, K) LCA matrix they show, and write byte-identical files for identical inputs.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import subprocess
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, CorruptFileError
-from .layout import Layout
-from .storage import Matrix, matrix, open_lca
+from ..errors import ConfigError, CorruptFileError
+from ..layout import Layout
+from ..storage import Matrix, matrix, open_lca
+from .style import PERCENTILE, PIXEL_DPI, diverging_cmap, figure, symmetric_limit
 
-CMAP = "PRGn_r"  # green (negative, helped) -> white (zero) -> purple (positive, hurt); colour-blind safe
-NAN_COLOR = "#d9d9d9"  # padding / separator pixels: no parameter there
 MAX_SIDE = 400  # display pixels per layer and direction before block-summing
-PERCENTILE = 99.0
 _MAX_EXTRA_ROWS = 8  # rows a downsampled 1-D tensor may take under its kernel
-_MAX_SAMPLES = 1_000_000  # |LCA| values kept per layer to estimate the animation's colour limits
-_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,7 +90,7 @@ def _block_factor(n: int, tile: int, max_side: int) -> int:
     return f
 
 
-def _pixel_map(layout: Layout, layer: str, max_side: int | None = None) -> PixelMap:
+def pixel_map(layout: Layout, layer: str, max_side: int | None = None) -> PixelMap:
     """Pixel arrangement of one layer; `max_side=None` keeps one pixel per parameter."""
     members = [j for j, name in enumerate(layout.layer_of_param) if name == layer]
     if not members:
@@ -149,7 +141,7 @@ def layer_matrix(layout: Layout, layer: str, values: np.ndarray) -> np.ndarray:
     values = np.asarray(values)
     if values.shape != (layout.num_params,):
         raise ValueError(f"values has shape {values.shape}, expected ({layout.num_params},)")
-    return _pixel_map(layout, layer).render(values)
+    return pixel_map(layout, layer).render(values)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,7 +149,7 @@ def layer_matrix(layout: Layout, layer: str, values: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _read_header(f, path) -> tuple[Layout, Matrix, np.ndarray]:
+def read_header(f, path) -> tuple[Layout, Matrix, np.ndarray]:
     try:
         layout = Layout.from_h5(f["layout"])
         lca = matrix(f, "lca", path)
@@ -173,7 +165,7 @@ def _read_header(f, path) -> tuple[Layout, Matrix, np.ndarray]:
     return layout, lca, loss
 
 
-def _read_row(lca: Matrix, t: int, path, K: int) -> np.ndarray:
+def read_row(lca: Matrix, t: int, path, K: int) -> np.ndarray:
     """Row t as a length-K vector; with a sampled matrix NaN (a blank pixel) where a parameter is not stored."""
     try:
         if not lca.sampled:
@@ -210,54 +202,17 @@ def default_iterations(T: int) -> list[int]:
     return sorted(picks)
 
 
-def _frame_iterations(T: int, max_frames: int) -> list[int]:
-    """Every stride-th iteration, the first and the last always among them, at most max_frames in all."""
-    if T == 1:
-        return [0]
-    if max_frames < 2:
-        raise ConfigError(f"max_frames = {max_frames}: need at least 2 to show the first and the last iteration")
-    stride = max(1, math.ceil((T - 1) / (max_frames - 1)))
-    frames = list(range(0, T - 1, stride)) + [T - 1]
-    return frames
-
-
 # ----------------------------------------------------------------------------------------------
 # Drawing
 # ----------------------------------------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "lcaflow"
-    return plt
-
-
-def _cmap():
-    import matplotlib
-
-    return matplotlib.colormaps[CMAP].with_extremes(bad=NAN_COLOR)
-
-
-def _limit(samples: list[np.ndarray]) -> float:
-    """Symmetric colour limit: the 99th percentile of |LCA|; a positive number even when all are zero."""
-    values = np.concatenate(samples) if samples else np.zeros(1)
-    values = values[np.isfinite(values)]
-    v = float(np.percentile(values, PERCENTILE)) if values.size else 0.0
-    if not v > 0:
-        v = float(values.max()) if values.size and values.max() > 0 else 1e-12
-    return v
-
-
-def _width_ratios(maps: list[PixelMap]) -> list[float]:
+def width_ratios(maps: list[PixelMap]) -> list[float]:
     widest = max(m.shape[1] for m in maps)
     return [max(m.shape[1] / widest, 0.4) for m in maps]
 
 
-def _colorbar(fig, im, ax, limit: float, downsampled: bool, fontsize: float):
+def colorbar(fig, im, ax, limit: float, downsampled: bool, fontsize: float):
     from matplotlib import ticker
 
     label = "LCA summed per pixel (nats)" if downsampled else "LCA (nats)"
@@ -272,7 +227,7 @@ def _colorbar(fig, im, ax, limit: float, downsampled: bool, fontsize: float):
 _EXPLAIN = "green = helped (lowered the training-set loss), purple = hurt (raised it), white = no effect, grey = no parameter"
 
 
-def _explain(lca: Matrix, K: int) -> str:
+def explain(lca: Matrix, K: int) -> str:
     if not lca.sampled:
         return _EXPLAIN
     share = 100 * lca.columns.size / K
@@ -285,7 +240,7 @@ _ARRANGEMENT = (
 )
 
 
-def _wrap(fig, text: str, fontsize: float) -> str:
+def wrap(fig, text: str, fontsize: float) -> str:
     """Word-wrap each line of a figure title to the figure's width, measured with the figure's own renderer."""
     from matplotlib.font_manager import FontProperties
 
@@ -305,35 +260,40 @@ def _wrap(fig, text: str, fontsize: float) -> str:
     return "\n".join(lines)
 
 
-def _atomic(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".partial")
-
-
 def heatmap_figure(lca_path, iterations: list[int] | None, out_png) -> Path:
     """Still of per-parameter LCA: rows = `iterations` (None: default_iterations), columns = layers;
     colour limits per layer."""
     lca_path, out_png = Path(lca_path), Path(out_png)
     with open_lca(lca_path) as f:
-        layout, lca, loss = _read_header(f, lca_path)
+        layout, lca, loss = read_header(f, lca_path)
         T = lca.shape[0]
         iterations = _check_iterations(default_iterations(T) if iterations is None else iterations, T, lca_path)
-        maps = [_pixel_map(layout, layer, MAX_SIDE) for layer in layout.layers]
+        maps = [pixel_map(layout, layer, MAX_SIDE) for layer in layout.layers]
         images = []
         for t in iterations:  # one row read per chosen iteration; memory does not grow with T
-            row = _read_row(lca, t, lca_path, layout.num_params)
+            row = read_row(lca, t, lca_path, layout.num_params)
             images.append([m.render(row) for m in maps])
-    limits = [_limit([np.abs(images[r][c]).ravel() for r in range(len(iterations))]) for c in range(len(maps))]
+    limits = [symmetric_limit(np.concatenate([images[r][c].ravel() for r in range(len(iterations))])) for c in range(len(maps))]
 
-    plt = _pyplot()
-    ratios = _width_ratios(maps)
+    ratios = width_ratios(maps)
     n_rows, n_cols = len(iterations), len(maps)
-    fig_w = max(7.0, 0.8 + 4.6 * sum(ratios))
-    fig_h = 1.5 + 1.9 * n_rows + 0.9
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(fig_w, fig_h), dpi=100, squeeze=False, layout="constrained", gridspec_kw={"width_ratios": ratios}
-    )
-    cmap = _cmap()
+    size = (max(7.0, 0.8 + 4.6 * sum(ratios)), 1.5 + 1.9 * n_rows + 0.9)
+    with figure(out_png, n_rows, n_cols, size, dpi=PIXEL_DPI, gridspec_kw={"width_ratios": ratios}) as (fig, axes):
+        _draw_heatmaps(fig, axes, maps, images, limits, iterations, loss)
+        fig.suptitle(
+            wrap(
+                fig,
+                f"Per-parameter loss change allocation (LCA), {T} iterations of {lca_path.name}\n{explain(lca, layout.num_params)}\n{_ARRANGEMENT}",
+                9.5,
+            ),
+            fontsize=9.5,
+        )
+    return out_png
+
+
+def _draw_heatmaps(fig, axes, maps, images, limits, iterations, loss) -> None:
+    """The still's panels: one row per iteration, one column per layer, one colour bar per layer."""
+    cmap = diverging_cmap()
     for c, m in enumerate(maps):
         im = None
         for r, t in enumerate(iterations):
@@ -349,167 +309,4 @@ def heatmap_figure(lca_path, iterations: list[int] | None, out_png) -> Path:
                 ax.set_ylabel(
                     f"iteration {t}\ntrain loss {loss[t]:.4g} nats\nthis step ΔL = {loss[t + 1] - loss[t]:+.3g}", fontsize=8.5
                 )
-        _colorbar(fig, im, axes[:, c], limits[c], m.downsampled, 8)
-    fig.suptitle(
-        _wrap(
-            fig,
-            f"Per-parameter loss change allocation (LCA), {T} iterations of {lca_path.name}\n{_explain(lca, layout.num_params)}\n{_ARRANGEMENT}",
-            9.5,
-        ),
-        fontsize=9.5,
-    )
-    tmp = _atomic(out_png)
-    try:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-        os.replace(tmp, out_png)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return out_png
-
-
-def _palette_image():
-    """A fixed 256-colour palette: the colour map, its NaN grey and a grey ramp for text and edges."""
-    from PIL import Image
-
-    cmap = _cmap()
-    ramp = (np.asarray(cmap(np.linspace(0.0, 1.0, 199)))[:, :3] * 255).round().astype(np.uint8)
-    greys = np.repeat(np.linspace(0, 255, 56).round().astype(np.uint8)[:, None], 3, axis=1)
-    nan = np.array([[int(NAN_COLOR[k : k + 2], 16) for k in (1, 3, 5)]], dtype=np.uint8)
-    colours = np.concatenate([ramp, greys, nan])  # 256 entries
-    pal = Image.new("P", (1, 1))
-    pal.putpalette(colours.reshape(-1).tolist())
-    return pal
-
-
-def _start_ffmpeg(ffmpeg: str, size: tuple[int, int], fps: int, tmp: Path):
-    w, h = size
-    cmd = [
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
-        "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2:color=white", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-threads", "1",
-        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1", "-f", "mp4", str(tmp),
-    ]  # fmt: skip
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-
-
-def animation(lca_path, out_gif, max_frames: int = 120, fps: int = 8) -> Path | None:
-    """GIF of per-parameter LCA, one frame per sampled iteration (first and last always in), all layers
-    side by side with colour limits fixed for the whole animation. With ffmpeg on PATH also an MP4 beside
-    the GIF; returns its path, else None."""
-    lca_path, out_gif = Path(lca_path), Path(out_gif)
-    if fps < 1:
-        raise ConfigError(f"fps = {fps}: need at least 1 frame per second")
-    with open_lca(lca_path) as f:
-        layout, lca, loss = _read_header(f, lca_path)
-        T = lca.shape[0]
-        frames = _frame_iterations(T, max_frames)
-        maps = [_pixel_map(layout, layer, MAX_SIDE) for layer in layout.layers]
-
-        # pass 1: colour limits from (a bounded sample of) |LCA| of every layer over the sampled frames
-        steps = [max(1, math.ceil(int(m.covered.sum()) * len(frames) / _MAX_SAMPLES)) for m in maps]
-        samples: list[list[np.ndarray]] = [[] for _ in maps]
-        for t in frames:
-            row = _read_row(lca, t, lca_path, layout.num_params)
-            for k, m in enumerate(maps):
-                img = m.render(row)
-                samples[k].append(np.abs(img[np.isfinite(img)])[:: steps[k]].astype(np.float32))
-        limits = [_limit(s) for s in samples]
-        del samples
-
-        # pass 2: render each frame into fixed artists, quantise to a fixed palette
-        plt = _pyplot()
-        from PIL import Image
-
-        ratios = _width_ratios(maps)
-        fig, axes = plt.subplots(
-            1, len(maps), figsize=(max(6.0, 0.6 + 4.4 * sum(ratios)), 3.6), dpi=100, squeeze=False, layout="constrained",
-            gridspec_kw={"width_ratios": ratios},
-        )  # fmt: skip
-        cmap = _cmap()
-        artists = []
-        for k, m in enumerate(maps):
-            ax = axes[0, k]
-            im = ax.imshow(
-                np.full(m.shape, np.nan), cmap=cmap, vmin=-limits[k], vmax=limits[k], aspect="auto", interpolation="nearest"
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(m.layer + (f"\n{m.describe_block()}" if m.downsampled else ""), fontsize=8.5)
-            _colorbar(fig, im, ax, limits[k], m.downsampled, 7.5)
-            artists.append(im)
-
-        explain = _wrap(fig, _explain(lca, layout.num_params), 9.5)
-
-        def frame_title(t: int) -> str:  # plain text with Unicode subscripts: mathtext would cost ~0.1 s a frame
-            theta = "θ" + str(t).translate(_SUBSCRIPTS)
-            head = (
-                f"iteration {t} of {T}, train loss L({theta}) = {loss[t]:.4f} nats (this step ΔL = {loss[t + 1] - loss[t]:+.3g})"
-            )
-            return _wrap(fig, head, 9.5) + "\n" + explain
-
-        title = fig.suptitle(frame_title(frames[-1]), fontsize=9.5)  # the longest iteration number sizes the layout
-        fig.canvas.draw()  # settle the constrained layout once, then keep it fixed for every frame
-        fig.set_layout_engine("none")
-        # blit: the static parts (colour bars, labels) are drawn once; each frame redraws images, frames and title
-        moving = [*artists, title]
-        for artist in moving:
-            artist.set_animated(True)
-        fig.canvas.draw()
-        background = fig.canvas.copy_from_bbox(fig.bbox)
-        spines = [spine for ax in axes[0] for spine in ax.spines.values()]
-        palette = _palette_image()
-
-        mp4 = out_gif.with_suffix(".mp4")
-        ffmpeg = shutil.which("ffmpeg")
-        proc, mp4_tmp = None, _atomic(mp4)
-        gif_tmp = _atomic(out_gif)
-        pictures = []
-        try:
-            for t in frames:
-                row = _read_row(lca, t, lca_path, layout.num_params)
-                for im, m in zip(artists, maps):
-                    im.set_data(m.render(row))
-                title.set_text(frame_title(t))
-                fig.canvas.restore_region(background)
-                for artist in [*moving, *spines]:
-                    fig.draw_artist(artist)
-                rgb = np.ascontiguousarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
-                pictures.append(Image.fromarray(rgb).quantize(palette=palette, dither=Image.Dither.NONE))
-                if ffmpeg and proc is None:
-                    proc = _start_ffmpeg(ffmpeg, (rgb.shape[1], rgb.shape[0]), fps, mp4_tmp)
-                if proc is not None and not proc.stdin.closed:
-                    try:
-                        proc.stdin.write(rgb.tobytes())
-                    except BrokenPipeError:  # ffmpeg gave up; its message comes with the warning below
-                        proc.stdin.close()
-            plt.close(fig)
-            pictures[0].save(
-                gif_tmp,
-                format="GIF",
-                save_all=True,
-                append_images=pictures[1:],
-                duration=round(1000 / fps),
-                loop=0,
-                optimize=False,
-            )
-            os.replace(gif_tmp, out_gif)
-            if proc is not None:
-                if not proc.stdin.closed:
-                    proc.stdin.close()
-                err = proc.stderr.read().decode(errors="replace").strip()
-                if proc.wait() == 0:
-                    os.replace(mp4_tmp, mp4)
-                    return mp4
-                warnings.warn(
-                    f"ffmpeg could not write {mp4}: {err.splitlines()[-1] if err else 'exit ' + str(proc.returncode)}",
-                    stacklevel=2,
-                )
-            return None
-        finally:
-            plt.close(fig)
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            gif_tmp.unlink(missing_ok=True)
-            mp4_tmp.unlink(missing_ok=True)
+        colorbar(fig, im, axes[:, c], limits[c], m.downsampled, 8)
