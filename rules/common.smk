@@ -105,9 +105,9 @@ def chunk_files(wildcards):
 
 
 def gpus_wanted(wildcards):
-    """One GPU unless the run is pinned to the CPU. Locally this limits nothing unless the user caps
-    `gpu` (--resources gpu=N); deciding by CUDA on the submit host would make `-n` previews of cluster
-    runs, which use Snakemake's local dry-run executor, show no GPU."""
+    """One GPU unless the run is pinned to the CPU. Locally the Snakefile caps `gpu` at the GPUs seen
+    (share_gpus); deciding by CUDA on the submit host would make `-n` previews of cluster runs, which
+    use Snakemake's local dry-run executor, show no GPU."""
     return 0 if RUNS[wildcards.run]["device"] == "cpu" else 1
 
 

@@ -3,12 +3,14 @@ from pathlib import Path
 import torch
 
 from lcaflow.config import validate_config
+from lcaflow.gpus import claim_gpu
 from lcaflow.progress import stage
 from lcaflow.resources import check_free_space
 from lcaflow.training import train
 
 with stage("train", snakemake.log[0]):
     p = snakemake.params
+    claim_gpu(p.run["device"])  # before the first CUDA call (lcaflow/gpus.py)
     torch.set_num_threads(p.threads)  # the configured count, not one scaled to --cores: it fixes the float sums
     # The disk check reads the whole config rather than params, so LCA settings never trigger retraining.
     config = validate_config(snakemake.config)
