@@ -19,6 +19,14 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
+# One GPU per job on this machine (src/lcaflow/gpus.py, docs/cluster.md): a local run caps concurrent
+# GPU jobs at the GPUs it sees (a --resources gpu=N of the user's wins) and gives each job its own GPU;
+# under a cluster executor it does nothing.
+from lcaflow.gpus import share_gpus
+
+share_gpus(workflow)
+
+
 # Downloads need the internet, which cluster nodes often lack; the targets do no work; the plan times
 # the models on the machine that runs snakemake, before anything is submitted.
 localrules:

@@ -12,6 +12,7 @@ from lcaflow.chunkfile import n_chunks
 from lcaflow.config import validate_config
 from lcaflow.cost.run import RunCost
 from lcaflow.errors import ConfigError
+from lcaflow.gpus import visible_gpus
 from lcaflow.paths import ResultPaths
 from lcaflow.plugins import source_file
 from lcaflow.spec import RunSpec
@@ -200,11 +201,7 @@ def job_device(run):
     cluster (each requests one) or this machine has one."""
     if RUNS[run]["device"] == "cpu":
         return "cpu"
-    if workflow.non_local_exec:
-        return "cuda"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if workflow.non_local_exec or visible_gpus() else "cpu"
 
 
 @functools.cache
@@ -213,9 +210,9 @@ def cost(run):
 
 
 def gpus_wanted(wildcards):
-    """One GPU unless the run is pinned to the CPU. Locally this limits nothing unless the user caps
-    `gpu` (--resources gpu=N); deciding by CUDA on the submit host would make `-n` previews of cluster
-    runs, which use Snakemake's local dry-run executor, show no GPU."""
+    """One GPU unless the run is pinned to the CPU. Locally the Snakefile caps `gpu` at the GPUs seen
+    (share_gpus); deciding by CUDA on the submit host would make `-n` previews of cluster runs, which
+    use Snakemake's local dry-run executor, show no GPU."""
     return 0 if RUNS[wildcards.run]["device"] == "cpu" else 1
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..catalog import INPUT_SHAPE, NUM_CLASSES, is_builtin_dataset
+from ..gpus import gpu_name
 from ..io import write_json
 from ..settings import fingerprint
 from ..spec import RunSpec
@@ -37,9 +38,7 @@ def machine() -> dict:
 
 
 def facts(spec: RunSpec, lca: dict, threads: int, size: RunSize, device, data_path) -> dict:
-    """Everything a calibration depends on: its cache key."""
-    import torch
-
+    """Everything a calibration depends on: its cache key (found without initialising CUDA)."""
     return {
         "architecture": spec.architecture,
         "architecture_args": spec.run["architecture_args"],
@@ -47,7 +46,7 @@ def facts(spec: RunSpec, lca: dict, threads: int, size: RunSize, device, data_pa
         "optimizer": spec.run["optimizer"]["name"],
         "input_shape": list(spec.model_io(data_path)[0]),
         "device": device.type,
-        "accelerator": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "accelerator": gpu_name() if device.type == "cuda" else None,
         "threads": threads,
         "batches": {"train": spec.run["batch_size"], "eval": min(lca["eval_chunk_size"], size.examples, MAX_CALIBRATION_BATCH)},
         "speed": {k: lca[k] for k in ("compute_batch", "channels_last")},
@@ -61,10 +60,8 @@ def _path(cache_dir, f: dict) -> Path:
 
 def cached(spec: RunSpec, lca: dict, threads: int, size: RunSize, device, cache_dir, data_path) -> dict | None:
     """The calibration of this model on this machine and device, if one was made (None otherwise, and for a
-    CUDA device this machine does not have)."""
-    import torch
-
-    if device.type == "cuda" and not torch.cuda.is_available():
+    GPU this machine does not have)."""
+    if device.type == "cuda" and gpu_name() is None:
         return None
     path = _path(cache_dir, facts(spec, lca, threads, size, device, data_path))
     return {**json.loads(path.read_text()), "cached": True, "file": str(path)} if path.exists() else None
