@@ -152,11 +152,11 @@ def measure(network: str, args) -> dict:
     import yaml
 
     from lcaflow.config import validate_config
+    from lcaflow.cost.size import model_size
     from lcaflow.data import load_examples
     from lcaflow.models import build_model, layout_of, set_lca_mode
     from lcaflow.objective import FullSetObjective, resolve_speed
-    from lcaflow.resources import model_cost
-    from lcaflow.spec import resolve_device
+    from lcaflow.spec import RunSpec, resolve_device
     from lcaflow.training import train
     from lcaflow.trajectory import read_trajectory_meta
 
@@ -216,7 +216,7 @@ def measure(network: str, args) -> dict:
 
     K = meta["layout"].num_params
     n_train, n_val = len(meta["train_indices"]), len(meta["val_indices"])
-    flops_per_example = model_cost(network, dataset)[1]  # forward + backward, counted by torch
+    flops_per_example = model_size(RunSpec.of(network, run), data_path).flops_per_example  # forward + backward, by torch
     return {
         "network": network,
         "dataset": dataset if dataset == "fashion_mnist" else "cifar10-shaped synthetic",

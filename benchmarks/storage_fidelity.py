@@ -27,9 +27,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from transcode import transcode_run  # noqa: E402
+
 from lcaflow.config import validate_config  # noqa: E402
 from lcaflow.tables import read_tsv  # noqa: E402
-from transcode import transcode_run  # noqa: E402
 
 
 def forms(fraction: float) -> dict[str, dict]:

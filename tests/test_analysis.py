@@ -8,7 +8,7 @@ import pytest
 from conftest import plant_reductions
 
 from lcaflow import analysis, experiments, plots
-from lcaflow.models import Layout
+from lcaflow.layout import Layout
 from lcaflow.tables import read_tsv
 
 T, C = 240, 3

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from lcaflow.errors import ConfigError, CorruptFileError
-from lcaflow.models import Layout
+from lcaflow.layout import Layout
 from lcaflow.plots import animation, default_iterations, heatmap_figure, layer_matrix
 from lcaflow.plots.animate import _frame_iterations
 

@@ -1,7 +1,7 @@
 import torch
 
-from lcaflow.gradients import compute_chunk
 from lcaflow.gpus import claim_gpu
+from lcaflow.gradients import compute_chunk
 from lcaflow.progress import stage
 from lcaflow.settings import from_resources
 

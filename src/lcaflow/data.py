@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, CorruptFileError, DataError
-from .io import open_h5  # noqa: F401 (re-exported: stages open their inputs through it)
+from .io import open_h5
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 

@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .layout import Layout, apply_groups
 from .plugins import call_user
 
-__all__ = ["ARCHITECTURES", "Layout", "build_model", "flat_params", "layout_of", "param_views", "register"]
+__all__ = ["ARCHITECTURES", "build_model", "flat_params", "layout_of", "param_views", "register"]
 
 ARCHITECTURES: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {}
 

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from .data import Split
+from .layout import Layout
 from .losses import BUILTIN_LOSSES, Loss
-from .models import Layout, param_views, set_lca_mode
+from .models import param_views, set_lca_mode
 
 # Examples per forward/backward of a conv net on CPU: a few hundred 28x28 or 32x32 images keep the
 # activations in cache. Measured on 2 Xeon cores, LeNet per 1000 examples: 0.66 s in 10,000-example

@@ -46,7 +46,7 @@ def make_optimizer(model, layout, run: dict) -> torch.optim.Optimizer:
             }
             for layer in layout.layers
         ]
-    else:  # one group, as plain PyTorch (and as checkpoints written before per-layer settings existed)
+    else:  # one group, as plain PyTorch
         params = [p for p in model.parameters() if p.requires_grad]
     if opt["name"] == "sgd":
         return torch.optim.SGD(

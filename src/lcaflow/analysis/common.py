@@ -31,7 +31,7 @@ def nanmean0(x: np.ndarray):
 
 
 def has_classes(f: h5py.File) -> bool:
-    """Whether a run's lca.h5 has per-class LCA (runs made before the attribute existed all do)."""
+    """Whether a run's lca.h5 has per-class LCA (its loss has classes)."""
     return bool(f.attrs.get("per_class", True))
 
 

@@ -44,5 +44,4 @@ def grounding(lca_path, out_tsv) -> dict:
     if "stored_row_sum" in d:  # the stored (float32 or bfloat16) row's sum minus the float64 sum
         rows["stored_sum_error"] = d["stored_row_sum"] - rows["lca_sum"]
     write_tsv(out_tsv, rows)
-    # lca.h5 files written before lca.quadrature existed were all Simpson
     return grounding_report(d, lca_config["tolerance"], lca_config.get("quadrature", "simpson"))
