@@ -120,7 +120,9 @@ rule neurons:
         correlation=RUN.stats("correlation.tsv"),
         specialization=report(
             RUN.stats("specialization.tsv"),
-            **run_report("specialization", "tables", "class specialisation per neuron"),
+            **run_report(
+                "specialization", "tables", "class specialisation per neuron"
+            ),
         ),
         json=RUN.stats("neurons.json"),
     log:
@@ -163,7 +165,9 @@ rule comparison:
     output:
         report(
             EXPERIMENT.comparison,
-            **experiment_report("comparison", table="comparison with another experiment"),
+            **experiment_report(
+                "comparison", table="comparison with another experiment"
+            ),
         ),
     log:
         PATHS.log("experiments", "{experiment}_comparison"),

@@ -17,7 +17,6 @@ from lcaflow.paths import ResultPaths
 from lcaflow.plugins import source_file
 from lcaflow.spec import RunSpec
 
-
 # --- the config ----------------------------------------------------------------------------------------
 
 try:
@@ -69,6 +68,12 @@ def run_params(wildcards):
 
 
 LCA_PARAMS = {rule: settings.lca_params(LCA, rule) for rule in settings.LCA_RULES}
+
+
+def results_dir(wildcards):
+    """The results directory, where a job looks for free space and the calibration cache (the workflow
+    assumes one file system shared by its jobs, as on a cluster: docs/cluster.md)."""
+    return RESULTS
 
 
 def analysis_params(rule):
@@ -145,7 +150,11 @@ def compared_experiment(wildcards):
 def comparison_inputs(wildcards):
     a = experiment_tables(wildcards.experiment)
     b = experiment_tables(compared_experiment(wildcards))
-    return {f"{key}_{side}": files for side, t in (("a", a), ("b", b)) for key, files in t.items()}
+    return {
+        f"{key}_{side}": files
+        for side, t in (("a", a), ("b", b))
+        for key, files in t.items()
+    }
 
 
 def experiment_figure_inputs(wildcards):
@@ -159,8 +168,15 @@ def experiment_figure_inputs(wildcards):
 def claims_inputs(wildcards):
     """Every table the claims read (lcaflow.claims.RUN_TABLES, EXPERIMENT_TABLES), one list each, in the
     order of the runs and the experiments."""
-    stats = {"noise": "noise.json", "oscillation": "oscillation.json", "synchronization": "synchronization.json", "layers": "layers.tsv"}
-    files = {key: [PATHS.run(r).stats(name) for r in RUNS] for key, name in stats.items()}
+    stats = {
+        "noise": "noise.json",
+        "oscillation": "oscillation.json",
+        "synchronization": "synchronization.json",
+        "layers": "layers.tsv",
+    }
+    files = {
+        key: [PATHS.run(r).stats(name) for r in RUNS] for key, name in stats.items()
+    }
     files["grounding"] = [PATHS.run(r).grounding for r in RUNS]
     files["experiment_summary"] = [PATHS.experiment(e).summary for e in EXPERIMENTS]
     files["experiment_layers"] = [PATHS.experiment(e).layers for e in EXPERIMENTS]
@@ -174,7 +190,8 @@ def claims_inputs(wildcards):
 
 def plan_inputs(wildcards):
     """Nothing of training: only the data files of runs with a dataset given by import path (the size of such
-    a run is read from its data file, which is cheap to make), and the .py files of user code."""
+    a run is read from its data file, which is cheap to make), and the .py files of user code.
+    """
     data = {
         PATHS.data(data_key(r["dataset"], r["dataset_args"]))
         for r in RUNS.values()
@@ -266,6 +283,6 @@ def outputs(*rules_):
     files = []
     for r in rules_:
         for pattern in r.output:
-            used = {k: v for k, v in names.items() if "{" + k + "}" in pattern}
+            used = {k: v for k, v in names.items() if f"{{{k}}}" in pattern}
             files += expand(pattern, **used) if used else [pattern]
     return files

@@ -9,7 +9,11 @@ RUN_JOBS = [
     if any("{run}" in f for f in getattr(rules, r.name).output)
 ]
 READS_LCA = [r for r in RUN_JOBS if RUN.lca in r.input]
-FROM_TABLES = [r for r in RUN_JOBS if r not in READS_LCA and any(RUN.stats_dir in str(f) for f in r.input)]
+FROM_TABLES = [
+    r
+    for r in RUN_JOBS
+    if r not in READS_LCA and any(RUN.stats_dir in str(f) for f in r.input)
+]
 
 
 rule plan:
@@ -29,7 +33,7 @@ rule plan:
         runs=RUNS,
         lca=LCA_PARAMS["plan"],
         threads=THREADS,
-        results=RESULTS,
+        results=results_dir,
         analysis_jobs=len(READS_LCA),
         figure_jobs=len(FROM_TABLES),
     script:

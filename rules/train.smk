@@ -27,7 +27,7 @@ rule train:
         threads=THREADS,
         checkpoint_dir=RUN.checkpoint_dir,
         checkpoint_rows=RUN.checkpoint_rows,
-        results=RESULTS,
+        results=results_dir,
     script:
         "scripts/train.py"
 
@@ -55,7 +55,7 @@ rule adopt_trajectory:
         run_disk=run_disk,
     params:
         run=run_params,
-        results=RESULTS,
+        results=results_dir,
     script:
         "scripts/adopt_trajectory.py"
 
