@@ -12,6 +12,7 @@ from lcaflow.chunkfile import n_chunks
 from lcaflow.config import validate_config
 from lcaflow.cost.run import RunCost
 from lcaflow.errors import ConfigError
+from lcaflow.frontpage import front_page
 from lcaflow.gpus import visible_gpus
 from lcaflow.paths import ResultPaths
 from lcaflow.plugins import source_file
@@ -253,6 +254,10 @@ def run_disk(wildcards):
 
 
 # --- the report ----------------------------------------------------------------------------------------
+
+# The report's front page (report/workflow.rst) shows each run's headline numbers: read only for a report.
+if any(arg.startswith("--report") for arg in sys.argv):
+    config["front_page"] = front_page({r: PATHS.run(r) for r in RUNS}, PATHS.claims_tsv)
 
 
 def run_report(caption, kind="figures", table=None):
