@@ -86,6 +86,17 @@ BAD = [
     (with_change(["experiments", "e"], {"runs": ["a"], "compare_with": "f"}), "experiments.e.compare_with: 'f' is not another experiment"),
     (with_change(["experiments", "e"], {"runs": []}), "experiments.e.runs"),
     (with_change(["experiments", "e"], {"run": ["a"]}), "experiments.e"),
+    # a near miss gets the name meant
+    (with_change(["runs", "a", "validaton"], "test"), "unknown key 'runs.a.validaton' (did you mean 'validation'?)"),
+    (with_change(["runs", "a", "validation"], "tset"), '"tset" is not one of "split", "test" (did you mean \'test\'?)'),
+    (with_change(["runs", "a", "architecture"], "mnist_cf"), "unknown architecture 'mnist_cf' (did you mean 'mnist_fc'?)"),
+    (with_change(["experiments", "e"], {"runs": ["A"]}), "'A' is not a run (did you mean 'a'?)"),
+    # a recorded run's own loop trained it: training settings would be ignored, so they are refused
+    (
+        {"runs": {"a": {"dataset": "fashion_mnist", "trajectory": "rec.h5", "optimizer": {"name": "sgd", "lr": 0.1}}}},
+        "runs.a.optimizer.name: your own loop trained this recorded run, so lcaflow never uses its optimizer.name, optimizer.lr;",
+    ),
+    ({"runs": {"a": {"dataset": "fashion_mnist", "trajectory": "rec.h5", "batch_size": 32}}}, "runs.a.batch_size: your own loop"),
 ]
 
 

@@ -1,6 +1,7 @@
 """User-facing errors: each carries one line that says what is wrong and how to fix it."""
 
 import difflib
+from pathlib import Path
 
 
 class LCAError(Exception):
@@ -34,5 +35,11 @@ class NotBuiltError(LCAError):
 
 def did_you_mean(name, choices) -> str:
     """' (did you mean 'x'?)' for the choice nearest to a mistyped `name`, or '' when none is near."""
-    found = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f" (did you mean {found[0]!r}?)" if found else ""
+    lowered = {str(c).lower(): str(c) for c in choices}  # case aside: 'Test' is near 'test'
+    found = difflib.get_close_matches(str(name).lower(), list(lowered), n=1)
+    return f" (did you mean {lowered[found[0]]!r}?)" if found else ""
+
+
+def looked_in(path) -> str:
+    """' (looked in <working directory>)' for a relative path (it is read from there), '' for an absolute one."""
+    return "" if Path(path).is_absolute() else f" (looked in {Path.cwd()})"

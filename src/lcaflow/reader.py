@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import CorruptFileError, LCAError, NotBuiltError, did_you_mean
+from .errors import CorruptFileError, LCAError, NotBuiltError, did_you_mean, looked_in
 from .io import read_json_attr, require
 from .layout import Layout
 from .paths import STATS_FILES, RunPaths
@@ -55,9 +55,11 @@ class Run:
         self.paths = RunPaths(str(self.path))
         lca_path = Path(self.paths.lca)
         if not self.path.is_dir():
-            raise NotBuiltError(f"{_looked(self.path)}: no such run folder{_siblings(self.path)}; make it with `snakemake --cores all {lca_path}`")
+            raise NotBuiltError(
+                f"{self.path}: no such run folder{looked_in(self.path)}{_siblings(self.path)}; make it with `snakemake --cores all {lca_path}`"
+            )
         if not lca_path.is_file():
-            raise NotBuiltError(f"{_looked(lca_path)}: missing, not built yet; make it with `snakemake --cores all {lca_path}`")
+            raise NotBuiltError(f"{lca_path}: missing, not built yet{looked_in(lca_path)}; make it with `snakemake --cores all {lca_path}`")
         self._file: h5py.File | None = open_lca(lca_path)
         try:
             require(self._file, ("lca", "lca_layer", "loss", "loss_val", "layout"), lca_path, "assemble")
@@ -296,7 +298,7 @@ class Run:
             present = sorted(p.stem for p in Path(self.paths.stats_dir).glob(f"*{ext}"))
             have = f" (present: {', '.join(present)})" if present else ""
             raise NotBuiltError(
-                f"{_looked(path)}: not built yet (rule {STATS_FILES[stem + ext]}); build it with `snakemake --cores all {path}`{have}"
+                f"{path}: not built yet (rule {STATS_FILES[stem + ext]}){looked_in(path)}; build it with `snakemake --cores all {path}`{have}"
             )
         return path
 
@@ -384,11 +386,6 @@ class Runs:
         return _padded(
             [r.by_group(split)[:, r.groups.index(name)] if name in r.groups else np.full(r.iterations, np.nan) for r in self.runs]
         )
-
-
-def _looked(path: Path) -> str:
-    """A path as given, and where it was looked for when it is relative (the working directory matters)."""
-    return str(path) if path.is_absolute() else f"{path} (looked in {Path.cwd()})"
 
 
 def _siblings(path: Path) -> str:
