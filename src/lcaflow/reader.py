@@ -134,7 +134,8 @@ class Run:
 
     @functools.cached_property
     def config(self) -> dict:
-        """The run's settings as the workflow used them (dataset, architecture, optimizer, iterations, ...)."""
+        """The run's settings as the workflow used them (dataset, architecture, optimizer, iterations, ...); for a
+        run recorded by your own loop only what the recording knows (no batch size or optimizer placeholders)."""
         return read_json_attr(self._f, "run_config", self.paths.lca)
 
     @functools.cached_property
