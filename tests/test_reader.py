@@ -136,7 +136,7 @@ def test_parameter_and_group_columns(run_dir):
 
         with pytest.raises(LCAError) as err:
             run.parameter("fc9.weight")
-        assert "fc9.weight" in _one_line(err) and "fc1.weight" in str(err.value)
+        assert "fc9.weight" in _one_line(err) and "fc1.weight" in str(err.value) and "(did you mean 'fc" in str(err.value)
         with pytest.raises(LCAError) as err:
             run.group_columns("conv1")
         assert "fc1, fc2, fc3" in _one_line(err)

@@ -208,7 +208,7 @@ class Run:
         row with its bias and norm entries (every parameter, whatever is stored)."""
         if f"lca_neuron/{group}" not in self._f:
             have = ", ".join(self._f["lca_neuron"]) if "lca_neuron" in self._f else "none"
-            raise LCAError(f"run {self.name}: no per-neuron LCA for group {group!r} (groups with neurons: {have})")
+            raise LCAError(f"run {self.name}: no per-neuron LCA for group {group!r}{did_you_mean(group, self.groups)} (groups with neurons: {have})")
         return self._f[f"lca_neuron/{group}"][()].astype(np.float64)
 
     @property
@@ -247,7 +247,7 @@ class Run:
         layout = self.layout
         if name not in layout.names:
             shown = ", ".join(layout.names[:6]) + (", ..." if len(layout.names) > 6 else "")
-            raise LCAError(f"run {self.name}: no parameter tensor {name!r}; its tensors are {shown}")
+            raise LCAError(f"run {self.name}: no parameter tensor {name!r}{did_you_mean(name, layout.names)}; its tensors are {shown}")
         i = layout.names.index(name)
         a, size = layout.offsets[i], layout.sizes[i]
         stored = self.lca if _suffix(split) == "" else self.lca_val
@@ -264,7 +264,7 @@ class Run:
     def group_columns(self, group: str) -> np.ndarray:
         """Indices of the group's columns in the K axis of `lca` (e.g. `run.lca[t][run.group_columns("fc1")]`)."""
         if group not in self.groups:
-            raise LCAError(f"run {self.name}: no group {group!r}; its groups are {', '.join(self.groups)}")
+            raise LCAError(f"run {self.name}: no group {group!r}{did_you_mean(group, self.groups)}; its groups are {', '.join(self.groups)}")
         return np.flatnonzero(self._layer_index == self.groups.index(group))
 
     @functools.cached_property
