@@ -38,7 +38,8 @@ def run_dir(tmp_path_factory, fashion_data_file):
     folder = runs / NAME
     run = tiny_run(optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4})
     _make_run(folder, run, tiny_lca(store_validation=True), fashion_data_file)
-    _make_run(runs / SEED_1, {**run, "seed": 1}, tiny_lca(), fashion_data_file)  # a second seed, for open_runs
+    # for open_runs: a second seed, shorter (one gradient job): its rows end early
+    _make_run(runs / SEED_1, {**run, "seed": 1, "iterations": 6}, tiny_lca(), fashion_data_file)
     stats = folder / "stats"
     stats.mkdir()
     analysis.layers(str(folder / "lca.h5"), stats / "layers.tsv", stats / "layers_cumulative.tsv")
@@ -290,10 +291,12 @@ def test_open_runs_lines_up_several_runs(run_dir):
         assert runs.names == (NAME, SEED_1) and runs.groups == ("fc1", "fc2", "fc3") and len(runs.classes) == 10
         totals, classes, steps = runs.totals(), runs.by_class(), runs.per_iteration()
         assert totals.shape == (2, 3) and classes.shape == (2, 10) and steps.shape == (2, 12)
+        assert runs.iterations.tolist() == [12, 6] and np.isnan(steps[1, 6:]).all()  # NaN past the shorter run's end
         for i, run in enumerate(runs):
+            T = run.iterations
             assert np.array_equal(totals[i], list(run.totals().values()))
-            assert np.allclose(classes[i], run.by_class().sum(axis=0)) and np.array_equal(steps[i], run.per_iteration())
-            assert np.array_equal(runs.group("fc3")[i], run.by_group()[:, 2])
+            assert np.allclose(classes[i], run.by_class().sum(axis=0)) and np.array_equal(steps[i, :T], run.per_iteration())
+            assert np.array_equal(runs.group("fc3")[i, :T], run.by_group()[:, 2])
         assert not np.allclose(totals[0], totals[1])  # two seeds, two runs
         with pytest.raises(LCAError, match="did you mean 'fc3'"):
             runs.group("fc4")
