@@ -5,11 +5,12 @@ import functools
 import json
 import re
 import sys
+from pathlib import Path
 
 from lcaflow import settings
 from lcaflow.catalog import BUILTIN_DATASETS, data_key, is_import_path
 from lcaflow.chunkfile import n_chunks
-from lcaflow.config import validate_config
+from lcaflow.config import misread_target, validate_config
 from lcaflow.cost.run import RunCost
 from lcaflow.errors import ConfigError
 from lcaflow.frontpage import front_page
@@ -20,6 +21,8 @@ from lcaflow.spec import RunSpec
 
 # --- the config ----------------------------------------------------------------------------------------
 
+if misread_target(workflow.overwrite_configfiles, Path.cwd()):
+    sys.exit(f"ERROR: {misread_target(workflow.overwrite_configfiles, Path.cwd())}")
 try:
     CONFIG = validate_config(config)
 except ConfigError as err:

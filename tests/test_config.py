@@ -146,3 +146,15 @@ def test_each_job_gets_as_params_the_settings_that_change_its_output():
     assert json.loads(settings.job_resources(adaptive, "lca")) == {"compute_batch": 64, "channels_last": "auto", "compression": "none"}
     assert settings.fingerprint_of(lca, settings.NUMBERS) != settings.fingerprint_of(adaptive, settings.NUMBERS)
     assert settings.names(settings.STORED) == "storage, store, sample_fraction, store_validation or store_gradients"
+
+
+def test_a_target_read_as_a_config_file_gets_its_one_line_hint(tmp_path):
+    """`snakemake --configfile lca.yaml results/plan.json`: the JSON target is read as a second config file."""
+    from lcaflow.config import misread_target
+
+    files = [tmp_path / "lca.yaml", tmp_path / "results" / "plan.json"]
+    assert misread_target(files, tmp_path) == (
+        "config: results/plan.json was read as a config file: a target written after `--configfile lca.yaml` is read "
+        "as one more; write `--configfile=lca.yaml results/plan.json`"
+    )
+    assert misread_target(files[:1], tmp_path) is None and misread_target([files[0], tmp_path / "more.yml"], tmp_path) is None

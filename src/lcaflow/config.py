@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -32,7 +34,7 @@ PAPER_LR = {
     ("allcnn", "sgd", False): 0.1,
     ("allcnn", "adam", False): 0.001,
 }
-__all__ = ["validate_config"]
+__all__ = ["misread_target", "validate_config"]
 
 
 def _resolve(schema: dict) -> dict:
@@ -159,6 +161,24 @@ def validate_config(config: dict) -> dict:
     if lca["trapezoid_tolerance"] is None:
         lca["trapezoid_tolerance"] = lca["tolerance"] / 2
     return cfg
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def misread_target(configfiles, cwd) -> str | None:
+    """The one-line hint for a target written after `--configfile lca.yaml`, which Snakemake reads as one more
+    config file: a later config file that is no YAML file (e.g. a JSON result, `results/plan.json`). A target
+    that is no file at all stops Snakemake before the workflow is read, so it never gets here."""
+    files = [Path(f) for f in configfiles]
+    wrong = next((f for f in files[1:] if f.suffix not in CONFIG_SUFFIXES), None)
+    if wrong is None:
+        return None
+    shown = [os.path.relpath(f, cwd) for f in (files[0], wrong)]
+    return (
+        f"config: {shown[1]} was read as a config file: a target written after `--configfile {shown[0]}` is read as one more; "
+        f"write `--configfile={shown[0]} {shown[1]}`"
+    )
 
 
 def _string_names(cfg: dict) -> None:
