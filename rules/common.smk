@@ -5,13 +5,15 @@ import functools
 import json
 import re
 import sys
+from pathlib import Path
 
 from lcaflow import settings
 from lcaflow.catalog import BUILTIN_DATASETS, data_key, is_import_path
 from lcaflow.chunkfile import n_chunks
-from lcaflow.config import validate_config
+from lcaflow.config import misread_target, validate_config
 from lcaflow.cost.run import RunCost
 from lcaflow.errors import ConfigError
+from lcaflow.frontpage import front_page
 from lcaflow.gpus import visible_gpus
 from lcaflow.paths import ResultPaths
 from lcaflow.plugins import source_file
@@ -19,6 +21,8 @@ from lcaflow.spec import RunSpec
 
 # --- the config ----------------------------------------------------------------------------------------
 
+if misread_target(workflow.overwrite_configfiles, Path.cwd()):
+    sys.exit(f"ERROR: {misread_target(workflow.overwrite_configfiles, Path.cwd())}")
 try:
     CONFIG = validate_config(config)
 except ConfigError as err:
@@ -253,6 +257,10 @@ def run_disk(wildcards):
 
 
 # --- the report ----------------------------------------------------------------------------------------
+
+# The report's front page (report/workflow.rst) shows each run's headline numbers: read only for a report.
+if any(arg.startswith("--report") for arg in sys.argv):
+    config["front_page"] = front_page({r: PATHS.run(r) for r in RUNS}, PATHS.claims_tsv)
 
 
 def run_report(caption, kind="figures", table=None):

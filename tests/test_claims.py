@@ -69,3 +69,16 @@ def test_claims_fail_when_the_facts_contradict_the_paper():
     assert by_start(claims, "ResNet-20 (SGD)").holds == "no"
     assert by_start(claims, "Freezing the last").holds == NOT_MEASURED
     assert by_start(claims, "Last-layer LCA").holds == NOT_MEASURED
+
+
+def test_a_run_shorter_than_the_papers_training_is_not_comparable():
+    """Table 1 and S2 are about whole training runs: a 60-step run is measured, not judged."""
+    short = fact("toy", architecture="mnist_fc", helping=70.0)
+    short.run["iterations"] = 60
+    helping = by_start(check([short], []), "Percent of non-zero")
+    assert helping.measured == "70.00 %"
+    assert helping.holds.startswith("not comparable: 60 of 880 iterations")
+    full = fact("full", architecture="mnist_fc", helping=55.0)
+    full.run["iterations"] = 880
+    both = by_start(check([short, full], []), "Percent of non-zero")
+    assert both.holds.startswith("yes (not comparable: 60 of 880") and both.holds.endswith("left out)")

@@ -86,6 +86,17 @@ BAD = [
     (with_change(["experiments", "e"], {"runs": ["a"], "compare_with": "f"}), "experiments.e.compare_with: 'f' is not another experiment"),
     (with_change(["experiments", "e"], {"runs": []}), "experiments.e.runs"),
     (with_change(["experiments", "e"], {"run": ["a"]}), "experiments.e"),
+    # a near miss gets the name meant
+    (with_change(["runs", "a", "validaton"], "test"), "unknown key 'runs.a.validaton' (did you mean 'validation'?)"),
+    (with_change(["runs", "a", "validation"], "tset"), '"tset" is not one of "split", "test" (did you mean \'test\'?)'),
+    (with_change(["runs", "a", "architecture"], "mnist_cf"), "unknown architecture 'mnist_cf' (did you mean 'mnist_fc'?)"),
+    (with_change(["experiments", "e"], {"runs": ["A"]}), "'A' is not a run (did you mean 'a'?)"),
+    # a recorded run's own loop trained it: training settings would be ignored, so they are refused
+    (
+        {"runs": {"a": {"dataset": "fashion_mnist", "trajectory": "rec.h5", "optimizer": {"name": "sgd", "lr": 0.1}}}},
+        "runs.a.optimizer.name: your own loop trained this recorded run, so lcaflow never uses its optimizer.name, optimizer.lr;",
+    ),
+    ({"runs": {"a": {"dataset": "fashion_mnist", "trajectory": "rec.h5", "batch_size": 32}}}, "runs.a.batch_size: your own loop"),
 ]
 
 
@@ -135,3 +146,15 @@ def test_each_job_gets_as_params_the_settings_that_change_its_output():
     assert json.loads(settings.job_resources(adaptive, "lca")) == {"compute_batch": 64, "channels_last": "auto", "compression": "none"}
     assert settings.fingerprint_of(lca, settings.NUMBERS) != settings.fingerprint_of(adaptive, settings.NUMBERS)
     assert settings.names(settings.STORED) == "storage, store, sample_fraction, store_validation or store_gradients"
+
+
+def test_a_target_read_as_a_config_file_gets_its_one_line_hint(tmp_path):
+    """`snakemake --configfile lca.yaml results/plan.json`: the JSON target is read as a second config file."""
+    from lcaflow.config import misread_target
+
+    files = [tmp_path / "lca.yaml", tmp_path / "results" / "plan.json"]
+    assert misread_target(files, tmp_path) == (
+        "config: results/plan.json was read as a config file: a target written after `--configfile lca.yaml` is read "
+        "as one more; write `--configfile=lca.yaml results/plan.json`"
+    )
+    assert misread_target(files[:1], tmp_path) is None and misread_target([files[0], tmp_path / "more.yml"], tmp_path) is None

@@ -136,7 +136,10 @@ def test_the_readme_shows_how_to_run_and_test():
     readme = (REPO / "README.md").read_text()
     assert ".venv/bin/python -m pytest" in readme  # .ci/run runs it
     shown = {shlex.join(c.argv) for c in COMMANDS if c.page == "README.md"}
-    assert "--cores all" in shown and "claims --cores all --configfile configs/paper/fig4.yaml" in shown, shown
+    assert "--cores all" in shown and "--cores all --configfile=configs/paper/fig4.yaml claims" in shown, shown
+    first_screen = readme.split("\n## ", 1)[0]  # what LCA is, one command block (install, plan, run, test), the picture
+    assert first_screen.count("```bash") == 1 and first_screen.count("./install.sh") == 1 and "overview.png" in first_screen
+    assert all(step in first_screen for step in (" plan ", "--cores all ", "pytest"))
     assert len(COMMANDS) >= 20 and {c.page for c in COMMANDS} >= {"README.md", "docs/running.md", "docs/cluster.md"}
 
 
@@ -146,7 +149,7 @@ def test_every_command_parses(command):
     for path in args.configfile or []:
         assert (REPO / path).is_file(), (
             f"{command.page}: `{command.text}`: config file {str(path)!r} does not exist "
-            "(targets go before --configfile, which takes every following word as a config file)"
+            "(write --configfile=<file> with the =: without it, --configfile takes every following word as a config file)"
         )
     profiles = args.profile if isinstance(args.profile, list) else [args.profile] if args.profile else []
     for profile in profiles:

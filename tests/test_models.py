@@ -51,6 +51,17 @@ def test_batch_norm_belongs_to_its_kernel_and_shortcuts_are_layers():
     assert layout.layers[0] == "conv1" and layout.layers[-1] == "fc"
 
 
+def test_unnamed_modules_get_their_type_and_built_in_names_stay():
+    from torch import nn
+
+    seq = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Sequential(nn.Linear(8, 2)))
+    assert layout_of(seq).layers == ("0:Linear", "3.0:Linear")  # the LayerNorm folds into 0:Linear
+    with torch.device("meta"):  # names only: no memory, no initialisation
+        names = {a: layout_of(build_model(a, (3, 32, 32), 10, 0)).layers for a in ("mnist_fc", "allcnn", "vgg5")}
+    assert names["mnist_fc"] == ("fc1", "fc2", "fc3") and names["allcnn"][0] == "features.conv1"
+    assert names["vgg5"][-1] == "classifier.fc2" and not any(":" in n for layers in names.values() for n in layers)
+
+
 def test_he_normal_initialisation():
     model = build_model("lenet", (1, 28, 28), 10, 0)
     w = model.fc1.weight.detach()

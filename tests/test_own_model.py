@@ -30,16 +30,18 @@ def snakemake(work, *args):
 
 @pytest.fixture(scope="module")
 def own_project(tmp_path_factory):
-    """The user's project in a fresh folder: record.py, then `snakemake --cores 2 --configfile lca.yaml`
-    and the report, exactly as the README says."""
+    """The user's project in a fresh folder: record.py, then `snakemake --cores 2 --configfile=lca.yaml`,
+    the plan and the report, exactly as docs/own-model.md says."""
     work = tmp_path_factory.mktemp("own_project")
     for path in PROJECT.glob("*.py"):
         shutil.copy(path, work)
     shutil.copy(PROJECT / "lca.yaml", work)
     subprocess.run([sys.executable, "record.py"], cwd=work, check=True, capture_output=True)
-    result = snakemake(work, "--cores", "2", "--configfile", "lca.yaml")
+    result = snakemake(work, "--cores", "2", "--configfile=lca.yaml")
     assert result.returncode == 0, result.stderr[-4000:]
-    report = snakemake(work, "--cores", "1", "--configfile", "lca.yaml", "--report", "report.zip")
+    plan = snakemake(work, "--cores", "1", "--configfile=lca.yaml", "plan")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    report = snakemake(work, "--cores", "1", "--report", "report.zip", "--configfile=lca.yaml")
     assert report.returncode == 0, report.stderr[-2000:]
     return work
 
@@ -66,7 +68,7 @@ def test_user_runs_get_groups_classes_and_every_figure(own_project):
         assert np.allclose(chars.per_iteration().sum(), chars.loss[-1] - chars.loss[0], rtol=0.01)
     with lcaflow.open_run(own_project / "results/runs/convnet") as convnet:
         assert convnet.classes[:2] == ["T-shirt/top", "Trouser"]  # the Dataset's `classes`
-        assert convnet.groups == ("0", "4")  # nn.Sequential names; the batch norm folds into its conv
+        assert convnet.groups == ("0:Conv2d", "4:Linear")  # nn.Sequential positions with their type; the batch norm folds into its conv
         assert convnet.by_class().shape == (12, 10)
     neurons = json.loads((own_project / "results/runs/chars/stats/neurons.json").read_text())
     assert neurons["specialization_skipped"].startswith("skipped: the run's loss has no classes")
@@ -79,6 +81,45 @@ def test_user_runs_get_groups_classes_and_every_figure(own_project):
     names = zipfile.ZipFile(own_project / "report.zip").namelist()
     assert any(n.endswith("specialization.png") for n in names)
     assert "no run whose loss has classes" not in (own_project / "results/claims.md").read_text()
+
+
+def test_a_recorded_run_says_only_what_its_recording_knows(own_project):
+    """No made-up training settings: run.config and the plan of a recorded run hold what the recording knows."""
+    with lcaflow.open_run(own_project / "results/runs/chars") as chars:
+        config = chars.config
+    assert config["iterations"] == 12 and config["trajectory"] == "chars.h5" and config["validation"] == "test"
+    assert not {"batch_size", "optimizer", "val_size", "split_seed", "checkpoint_every", "layers"} & set(config)
+    with lcaflow.open_run(own_project / "results/runs/convnet") as convnet:  # trained by the workflow: every setting
+        assert convnet.config["batch_size"] == 50 and convnet.config["optimizer"]["momentum"] == 0.9
+    plan = json.loads((own_project / "results/plan.json").read_text())["runs"]
+    assert set(plan["chars"]["jobs"]) == {"adopt_trajectory", "gradients", "assemble", "analyses", "figures"}
+    assert plan["chars"]["calibration"]["batches"]["train"] is None and plan["chars"]["calibration"]["optimizer"] is None
+    assert "train" in plan["convnet"]["jobs"] and plan["convnet"]["calibration"]["batches"]["train"] == 50
+    text = (own_project / "results/plan.md").read_text()
+    assert "| adopt_trajectory | 1 |" in text and "no training step (a recorded run is adopted, not trained)" in text
+
+
+def test_the_reports_front_page_shows_each_runs_headline_numbers(own_project):
+    report = zipfile.ZipFile(own_project / "report.zip")
+    pages = [report.read(n).decode(errors="replace") for n in report.namelist() if n.endswith(".html")]
+    front = next(p for p in pages if "Headline numbers of each run" in p)
+    summary = json.loads((own_project / "results/runs/convnet/summary/summary.json").read_text())
+    assert f"{summary['loss_initial']:.4g} to {summary['loss_final']:.4g}" in front
+    assert "4:Linear" in front or "0:Conv2d" in front  # the group that helped most
+    assert "Claims of the paper" in front and "not comparable" in front  # 12 iterations: not the paper's whole runs
+
+
+def test_open_runs_lines_up_runs_of_different_models(own_project):
+    folders = [own_project / "results/runs/chars", own_project / "results/runs/convnet"]
+    with lcaflow.open_runs(folders) as runs:
+        assert runs.names == ("chars", "convnet") and runs.groups == ("embeddings", "mix", "head", "0:Conv2d", "4:Linear")
+        totals = runs.totals()
+        assert np.isnan(totals[0, 3:]).all() and np.isnan(totals[1, :3]).all()  # each run's own groups only
+        assert np.allclose(totals[1, 3:], list(runs["convnet"].totals().values()))
+        assert runs.classes[:2] == ["T-shirt/top", "Trouser"]
+        by_class = runs.by_class()
+        assert np.isnan(by_class[0]).all() and np.isfinite(by_class[1]).all()  # chars' loss has no classes
+        assert runs.per_iteration().shape == (2, 12) and np.isnan(runs.group("mix")[1]).all()
 
 
 def test_open_run_warns_about_results_older_than_the_trajectory(own_project, tmp_path):
@@ -332,8 +373,8 @@ def test_missing_or_unfinished_recordings_are_named(in_tmp):
         recorder.step(1.0)
         raise RuntimeError("the loop crashed")
     assert not (in_tmp / "rec.h5").exists() and (in_tmp / "rec.h5.partial").exists()
-    with pytest.raises(
-        ConfigError, match=r"runs.r.trajectory: rec.h5 not found \(rec.h5.partial exists: that recording did not finish\)"
+    with pytest.raises(  # where it looked: a relative path is read from the working directory
+        ConfigError, match=rf"runs.r.trajectory: rec.h5 not found \(looked in {in_tmp}\) \(rec.h5.partial exists: that recording did not finish\)"
     ):
         validate_config({"runs": {"r": {"architecture": "mnist_fc", "trajectory": "rec.h5"}}})
     recorder = lcaflow.TrajectoryRecorder(in_tmp / "rec.h5", model, iterations=5)
@@ -463,7 +504,8 @@ runs:
     layers: {1: {lr_factor: 0.5}}
 """)
     )
-    assert cfg["runs"]["r"]["layers"] == {"1": {"freeze": False, "freeze_at": None, "lr_factor": 0.5}}
+    # the position names the default group of that position: 1:Linear
+    assert cfg["runs"]["r"]["layers"] == {"1:Linear": {"freeze": False, "freeze_at": None, "lr_factor": 0.5}}
 
 
 def test_a_scalar_parameter_has_no_units():

@@ -17,13 +17,14 @@ from conftest import REPO, tiny_lca, tiny_run
 from lcaflow import analysis
 from lcaflow.assemble import assemble
 from lcaflow.chunkfile import n_chunks
-from lcaflow.errors import CorruptFileError, LCAError
+from lcaflow.errors import CorruptFileError, LCAError, NotBuiltError
 from lcaflow.gradients import compute_chunk
 from lcaflow.reader import Run, open_run
 from lcaflow.storage import Matrix
 from lcaflow.training import train
 
-NAME = "fc_sgd"  # the name docs/notebook.md uses, so that its example runs as written
+NAME = "fc_sgd"  # the names docs/notebook.md uses, so that its examples run as written
+SEED_1 = "fc_sgd_s1"
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +34,12 @@ def run_dir(tmp_path_factory, fashion_data_file):
     import torch
 
     torch.set_num_threads(2)
-    folder = tmp_path_factory.mktemp("reader") / "results" / "runs" / NAME
-    (folder / "chunks").mkdir(parents=True)
-    run, lca = tiny_run(optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}), tiny_lca(store_validation=True)
-    trajectory = folder / "trajectory.h5"
-    train(NAME, run, str(fashion_data_file), str(trajectory), str(folder / "checkpoints"))
-    chunks = [str(folder / "chunks" / f"{k:04d}.h5") for k in range(n_chunks(run["iterations"], lca["iterations_per_job"]))]
-    for k, chunk in enumerate(chunks):
-        compute_chunk(NAME, run, lca, k, str(trajectory), str(fashion_data_file), chunk)
-    assemble(NAME, run, lca, str(trajectory), chunks, str(folder / "lca.h5"), str(folder / "grounding.json"))
+    runs = tmp_path_factory.mktemp("reader") / "results" / "runs"
+    folder = runs / NAME
+    run = tiny_run(optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4})
+    _make_run(folder, run, tiny_lca(store_validation=True), fashion_data_file)
+    # for open_runs: a second seed, shorter (one gradient job, no Simpson refinement): its rows end early
+    _make_run(runs / SEED_1, {**run, "seed": 1, "iterations": 6}, tiny_lca(tolerance=0.01), fashion_data_file)
     stats = folder / "stats"
     stats.mkdir()
     analysis.layers(str(folder / "lca.h5"), stats / "layers.tsv", stats / "layers_cumulative.tsv")
@@ -53,6 +51,17 @@ def run_dir(tmp_path_factory, fashion_data_file):
         stats / "oscillation_traces.tsv",
     )
     return folder
+
+
+def _make_run(folder, run, lca, data_file) -> None:
+    """A run folder as the workflow makes it: trajectory, chunks, lca.h5 and grounding.json."""
+    (folder / "chunks").mkdir(parents=True)
+    trajectory = folder / "trajectory.h5"
+    train(folder.name, run, str(data_file), str(trajectory), str(folder / "checkpoints"))
+    chunks = [str(folder / "chunks" / f"{k:04d}.h5") for k in range(n_chunks(run["iterations"], lca["iterations_per_job"]))]
+    for k, chunk in enumerate(chunks):
+        compute_chunk(folder.name, run, lca, k, str(trajectory), str(data_file), chunk)
+    assemble(folder.name, run, lca, str(trajectory), chunks, str(folder / "lca.h5"), str(folder / "grounding.json"))
 
 
 def _one_line(exc_info) -> str:
@@ -128,7 +137,7 @@ def test_parameter_and_group_columns(run_dir):
 
         with pytest.raises(LCAError) as err:
             run.parameter("fc9.weight")
-        assert "fc9.weight" in _one_line(err) and "fc1.weight" in str(err.value)
+        assert "fc9.weight" in _one_line(err) and "fc1.weight" in str(err.value) and "(did you mean 'fc" in str(err.value)
         with pytest.raises(LCAError) as err:
             run.group_columns("conv1")
         assert "fc1, fc2, fc3" in _one_line(err)
@@ -151,26 +160,32 @@ def test_tables_and_stats(run_dir):
         assert oscillation == json.loads((run_dir / "stats" / "oscillation.json").read_text())
 
         for read, name, ext in ((run.table, "noise_layers", "tsv"), (run.stats, "noise", "json")):
-            with pytest.raises(CorruptFileError) as err:
+            with pytest.raises(NotBuiltError) as err:  # a table of the workflow not made yet: its target
                 read(name)
             target = run_dir / "stats" / f"{name}.{ext}"
             text = _one_line(err)
-            assert f"`snakemake --cores all {target}`" in text
-        with pytest.raises(CorruptFileError) as err:
-            run.table("nothing")
-        assert "(present: grounding, layers, layers_cumulative, oscillation_layers, oscillation_traces)" in _one_line(err)
+            assert f"`snakemake --cores all {target}`" in text and "(rule noise)" in text
+            present = "grounding, layers, layers_cumulative, oscillation_layers, oscillation_traces" if ext == "tsv" else "oscillation"
+            assert f"(present: {present})" in text
+        with pytest.raises(LCAError) as err:  # no such table: no target that does not exist, the near name
+            run.table("layres")
+        text = _one_line(err)
+        assert "snakemake" not in text and "did you mean 'layers'?" in text and not isinstance(err.value, NotBuiltError)
 
 
 def test_missing_and_corrupt_runs_are_one_line(run_dir, tmp_path):
     missing = tmp_path / "results" / "runs" / "nope"
-    with pytest.raises(CorruptFileError) as err:
+    with pytest.raises(NotBuiltError) as err:
         open_run(missing)
     text = _one_line(err)
     assert str(missing) in text and f"snakemake --cores all {missing / 'lca.h5'}" in text
+    with pytest.raises(NotBuiltError) as err:  # a relative path: where it looked, and the runs beside it
+        open_run(os.path.relpath(run_dir.parent / "fc_sdg"))
+    assert f"(looked in {os.getcwd()})" in _one_line(err) and f"(runs there: {NAME}, {SEED_1}; did you mean '{NAME}'?)" in str(err.value)
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(CorruptFileError) as err:
+    with pytest.raises(NotBuiltError) as err:
         open_run(empty)
     assert f"{empty / 'lca.h5'}: missing" in _one_line(err) and "snakemake --cores all" in err.value.args[0]
 
@@ -218,8 +233,11 @@ def test_a_run_without_classes_and_without_grounding_json(run_dir, tmp_path):
         assert run.by_group().shape == (12, 3)  # everything else still reads
     with h5py.File(copy / "lca.h5", "a") as f:  # absent (files written before the attribute) means True
         del f.attrs["per_class"]
+        del f["lca_val"]  # as without lca.store_validation: an option, not a damaged file
     with open_run(copy) as run:
         assert len(run.classes) == 10 and run.by_class().shape == (12, 10)
+        with pytest.raises(NotBuiltError, match="was not stored; set lca.store_validation: true"):
+            run.lca_val  # noqa: B018 (reading is the test)
 
 
 def test_close_and_context_manager(run_dir):
@@ -250,14 +268,37 @@ def _python_blocks(page) -> list[str]:
 def test_the_notebook_page_runs_as_written(run_dir):
     """docs/notebook.md's python, unchanged, in the folder that holds results/runs/fc_sgd."""
     blocks = _python_blocks(REPO / "docs" / "notebook.md")
-    assert blocks and all("results/runs/fc_sgd" in b for b in blocks)
+    assert blocks and all("results/runs/fc_sgd" in b for b in blocks)  # the folders the fixture made
     workdir = run_dir.parents[2]
     env = {
         **os.environ,
         "MPLBACKEND": "Agg",
         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
     }
+    out = ""
     for block in blocks:
         result = subprocess.run([sys.executable, "-c", block], cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert f"<Run {NAME}: T=12 iterations" in result.stdout and "fc3 weights helping" in result.stdout
+        out += result.stdout
+    assert f"<Run {NAME}: T=12 iterations" in out and "fc3 weights helping" in out and f"<Runs {NAME}, {SEED_1}" in out
+
+
+def test_open_runs_lines_up_several_runs(run_dir):
+    import lcaflow
+
+    assert {"TrajectoryRecorder", "open_run", "open_runs"} <= set(dir(lcaflow))  # tab completion
+    with lcaflow.open_runs([run_dir, run_dir.parent / SEED_1]) as runs:
+        assert runs.names == (NAME, SEED_1) and runs.groups == ("fc1", "fc2", "fc3") and len(runs.classes) == 10
+        totals, classes, steps = runs.totals(), runs.by_class(), runs.per_iteration()
+        assert totals.shape == (2, 3) and classes.shape == (2, 10) and steps.shape == (2, 12)
+        assert runs.iterations.tolist() == [12, 6] and np.isnan(steps[1, 6:]).all()  # NaN past the shorter run's end
+        for i, run in enumerate(runs):
+            T = run.iterations
+            assert np.array_equal(totals[i], list(run.totals().values()))
+            assert np.allclose(classes[i], run.by_class().sum(axis=0)) and np.array_equal(steps[i, :T], run.per_iteration())
+            assert np.array_equal(runs.group("fc3")[i, :T], run.by_group()[:, 2])
+        assert not np.allclose(totals[0], totals[1])  # two seeds, two runs
+        with pytest.raises(LCAError, match="did you mean 'fc3'"):
+            runs.group("fc4")
+        assert runs[SEED_1] is runs[1]
+    assert all(r._file is None for r in runs)  # closed

@@ -172,3 +172,15 @@ def test_only_plots_style_sets_up_matplotlib():
     for offending in ("import matplotlib.pyplot as plt", "from matplotlib import pyplot", "import matplotlib as mpl\nmpl.use('Agg')"):
         assert _pyplot_uses(ast.parse(offending)), offending
     assert not _pyplot_uses(ast.parse("import matplotlib\nfrom matplotlib import ticker\nmatplotlib.colormaps['viridis']"))
+
+
+def test_every_analysis_table_is_listed_with_the_rule_that_makes_it():
+    """paths.STATS_FILES names the rule of each stats/ file (the reader's hint for a table not built yet)."""
+    from lcaflow.paths import STATS_FILES
+
+    text = (REPO / "rules" / "analysis.smk").read_text()
+    made = {}
+    for block in re.split(r"^rule ", text, flags=re.M)[1:]:
+        rule = block.split(":", 1)[0]
+        made.update({name: rule for name in re.findall(r'RUN\.stats\("([^"]+)"\)', block)})
+    assert made == STATS_FILES

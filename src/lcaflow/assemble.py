@@ -107,7 +107,7 @@ def assemble(
         out.attrs.update(
             {
                 "run_name": run_name,
-                "run_config": json.dumps(run, sort_keys=True),
+                "run_config": json.dumps(meta["run"], sort_keys=True),  # as the trajectory records it
                 "lca_config": json.dumps(lca, sort_keys=True),
                 "trajectory_fingerprint": meta["fingerprint"],
                 "grounding": json.dumps(report, sort_keys=True),

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from .catalog import OFFICIAL_TRAIN_SIZE, is_builtin_dataset, is_import_path
-from .errors import ConfigError, LCAError
+from .errors import ConfigError, LCAError, did_you_mean
+from .settings import TRAINING_ONLY
 from .spec import RunSpec
 
 SCHEMA: dict = json.loads(resources.files(__package__).joinpath("config.schema.json").read_text())
@@ -31,7 +34,7 @@ PAPER_LR = {
     ("allcnn", "sgd", False): 0.1,
     ("allcnn", "adam", False): 0.001,
 }
-__all__ = ["validate_config"]
+__all__ = ["misread_target", "validate_config"]
 
 
 def _resolve(schema: dict) -> dict:
@@ -115,7 +118,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         key = f"{where}.{extra[0]}" if error.absolute_path else extra[0]
-        return f"unknown key '{key}'; allowed keys here: {', '.join(allowed)}"
+        return f"unknown key '{key}'{did_you_mean(extra[0], allowed)}; allowed keys here: {', '.join(allowed)}"
     if error.validator == "required":
         return f"{where}: {error.message}; add it"
     if error.validator == "minProperties":
@@ -132,7 +135,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{where}: {value} is out of range, must be {op} {error.validator_value} ({hint})"
     if error.validator == "enum":
         choices = ", ".join(json.dumps(c) for c in error.validator_value)
-        return f"{where}: {value} is not one of {choices} ({hint})"
+        return f"{where}: {value} is not one of {choices}{did_you_mean(error.instance, error.validator_value)} ({hint})"
     return f"{where}: {error.message} ({hint})"
 
 
@@ -160,6 +163,24 @@ def validate_config(config: dict) -> dict:
     return cfg
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def misread_target(configfiles, cwd) -> str | None:
+    """The one-line hint for a target written after `--configfile lca.yaml`, which Snakemake reads as one more
+    config file: a later config file that is no YAML file (e.g. a JSON result, `results/plan.json`). A target
+    that is no file at all stops Snakemake before the workflow is read, so it never gets here."""
+    files = [Path(f) for f in configfiles]
+    wrong = next((f for f in files[1:] if f.suffix not in CONFIG_SUFFIXES), None)
+    if wrong is None:
+        return None
+    shown = [os.path.relpath(f, cwd) for f in (files[0], wrong)]
+    return (
+        f"config: {shown[1]} was read as a config file: a target written after `--configfile {shown[0]}` is read as one more; "
+        f"write `--configfile={shown[0]} {shown[1]}`"
+    )
+
+
 def _string_names(cfg: dict) -> None:
     """Layer and group names as strings: YAML reads `layers: {0: ...}` (an nn.Sequential's module 0) as an int."""
     runs = cfg.get("runs") if isinstance(cfg, dict) else None
@@ -178,6 +199,7 @@ def _recorded_runs(cfg: dict) -> None:
     runs = cfg.get("runs") if isinstance(cfg, dict) else None
     for name, run in (runs if isinstance(runs, dict) else {}).items():
         if isinstance(run, dict) and isinstance(run.get("trajectory"), str):
+            _no_training_settings(name, run)
             run.setdefault("validation", "test")  # the loop trained on the whole train set
             if isinstance(run.setdefault("optimizer", {}), dict):
                 run["optimizer"].setdefault("name", "sgd")
@@ -193,6 +215,21 @@ def _recorded_runs(cfg: dict) -> None:
                 raise ConfigError(
                     f"config: runs.{name}.iterations: {run['iterations']}, but {run['trajectory']} holds {steps} steps; remove iterations"
                 )
+
+
+def _no_training_settings(name: str, run: dict) -> None:
+    """A recorded run has no training settings: its own loop trained it, lcaflow never does. A declared one
+    would read as a fact about the recording and be ignored, so it is refused; of the optimizer weight_decay
+    stays, the L2 term of the loss analysed."""
+    optimizer = run.get("optimizer") if isinstance(run.get("optimizer"), dict) else {}
+    declared = [f"optimizer.{k}" for k in optimizer if k != "weight_decay"]
+    declared += [k for k in TRAINING_ONLY if k in run and k != "optimizer" and run[k] is not None]
+    if declared:
+        raise ConfigError(
+            f"config: runs.{name}.{declared[0]}: your own loop trained this recorded run, so lcaflow never uses its "
+            f"{', '.join(declared)}; remove {'them' if len(declared) > 1 else 'it'} (of the optimizer only weight_decay "
+            "applies: the L2 term of the loss analysed)"
+        )
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -225,7 +262,7 @@ def _expand_experiments(cfg: dict) -> None:
                     raise ConfigError(f"{where}.{key}: only applies with base; list the runs, or use base")
             continue
         if isinstance(exp["base"], str) and exp["base"] not in cfg["runs"]:
-            raise ConfigError(f"{where}.base: {exp['base']!r} is not a run; declare it under runs")
+            raise ConfigError(f"{where}.base: {exp['base']!r} is not a run{did_you_mean(exp['base'], cfg['runs'])}; declare it under runs")
         base = cfg["runs"][exp["base"]] if isinstance(exp["base"], str) else exp["base"]
         if not exp.get("seeds"):
             raise ConfigError(f"{where}.seeds: a list of seeds is required with base")
@@ -257,7 +294,9 @@ def _check_analysis(cfg: dict) -> None:
     for name, exp in cfg["experiments"].items():
         missing = [r for r in exp["runs"] if r not in cfg["runs"]]
         if missing:
-            raise ConfigError(f"config: experiments.{name}.runs: {missing[0]!r} is not a run; declare it under runs")
+            raise ConfigError(
+                f"config: experiments.{name}.runs: {missing[0]!r} is not a run{did_you_mean(missing[0], cfg['runs'])}; declare it under runs"
+            )
         if len(set(exp["runs"])) != len(exp["runs"]):
             raise ConfigError(f"config: experiments.{name}.runs: lists a run twice")
         other = exp["compare_with"]
@@ -280,7 +319,7 @@ def _check_run(name: str, run: dict) -> None:
         opt["lr"] = PAPER_LR[key]
     if not custom and run["architecture"] not in ARCHITECTURES:
         raise ConfigError(
-            f"config: {where}.architecture: unknown architecture {run['architecture']!r}; "
+            f"config: {where}.architecture: unknown architecture {run['architecture']!r}{did_you_mean(run['architecture'], ARCHITECTURES)}; "
             f"choose one of {', '.join(sorted(ARCHITECTURES))}, or give <file.py>:<callable>"
         )
     for key in ("architecture_args", "dataset_args"):
@@ -315,18 +354,25 @@ def _check_sizes(where: str, run: dict, official: int) -> None:
         raise ConfigError(f"config: {where}.batch_size: {run['batch_size']} exceeds the {n_train} training examples")
 
 
+def _full_name(layer: str, layers) -> str:
+    """A layer named by its position alone (`1`) is the default group of that position (`1:Linear`)."""
+    if layer in layers:
+        return layer
+    found = [name for name in layers if name.partition(":")[0] == layer]
+    return found[0] if len(found) == 1 else layer
+
+
 def _check_layers(where: str, run: dict, layout) -> None:
     overrides = run.get("layers") or {}
     if not overrides:
         return
-    if run["trajectory"]:
-        raise ConfigError(
-            f"config: {where}.layers: per-layer optimiser settings apply to training; a recorded run was trained by your loop"
-        )
+    if layout is not None:
+        run["layers"] = overrides = {_full_name(layer, layout.layers): setting for layer, setting in overrides.items()}
     for layer, setting in overrides.items():
         if layout is not None and layer not in layout.layers:
             raise ConfigError(
-                f"config: {where}.layers.{layer}: no such layer in {run['architecture']}; its layers: {', '.join(layout.layers)}"
+                f"config: {where}.layers.{layer}: no such layer in {run['architecture']}{did_you_mean(layer, layout.layers)}; "
+                f"its layers: {', '.join(layout.layers)}"
             )
         if "momentum" in setting and run["optimizer"]["name"] != "sgd":
             raise ConfigError(f"config: {where}.layers.{layer}.momentum applies to sgd only")

@@ -239,12 +239,25 @@ def _parent(module_name: str) -> str:
     return module_name.rpartition(".")[0]
 
 
+def group_name(module_name: str, module: nn.Module) -> str:
+    """A module's default group name: its path in the model, with its type where the path ends in a position
+    only (an nn.Sequential's 0, 1, ...): "1:Linear", "features.3:Conv2d"; "model" for the model itself."""
+    if not module_name:
+        return "model"
+    return f"{module_name}:{type(module).__name__}" if _position(module_name).isdigit() else module_name
+
+
+def _position(module_name: str) -> str:
+    return module_name.rpartition(".")[2]
+
+
 def layout_of(model: nn.Module, groups: dict[str, str] | None = None, where: str = "groups") -> Layout:
     """The layout of a model's trainable parameters, in `named_parameters` order. By default a group (a
-    "layer") is a module that owns parameters; a normalisation module joins the group of the module
-    before it when both sit in the same parent (a conv and its batch norm, as the paper counts layers),
-    and is a group of its own otherwise (e.g. a transformer block's first layer norm). `groups`
-    (name -> regex over parameter names) regroups, see lcaflow.layout.apply_groups."""
+    "layer") is a module that owns parameters, named by `group_name`; a normalisation module joins the
+    group of the module before it when both sit in the same parent (a conv and its batch norm, as the
+    paper counts layers), and is a group of its own otherwise (e.g. a transformer block's first layer
+    norm). `groups` (name -> regex over parameter names) regroups and renames, see
+    lcaflow.layout.apply_groups."""
     names, shapes, offsets, layer_of = [], [], [], []
     offset = 0
     current_layer, current_parent = None, None
@@ -256,7 +269,7 @@ def layout_of(model: nn.Module, groups: dict[str, str] | None = None, where: str
             continue
         folds = isinstance(module, _NORM_TYPES) and current_layer is not None and _parent(module_name) == current_parent
         if not folds:
-            current_layer, current_parent = module_name or "model", _parent(module_name)
+            current_layer, current_parent = group_name(module_name, module), _parent(module_name)
         for pname, param in own:
             if not param.requires_grad:
                 continue

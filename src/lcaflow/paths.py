@@ -19,6 +19,27 @@ import posixpath
 from dataclasses import dataclass
 
 CHECKPOINT_ROWS = "params.f32"  # the raw (T+1) x K row file inside a run's training checkpoint
+# Every file the analyses write in a run's stats/ folder, with the rule that makes it (`RunPaths.stats` takes
+# no other name, so the list is complete: the reader names the target of a table not built yet from it).
+STATS_FILES = {
+    "grounding.tsv": "grounding_stats",
+    "noise.json": "noise",
+    "noise_iterations.tsv": "noise",
+    "noise_layers.tsv": "noise",
+    "lca_histogram.tsv": "noise",
+    "help_fraction.tsv": "noise",
+    "oscillation.json": "oscillation",
+    "oscillation_layers.tsv": "oscillation",
+    "oscillation_traces.tsv": "oscillation",
+    "layers.tsv": "layer_stats",
+    "layers_cumulative.tsv": "layer_stats",
+    "synchronization.json": "synchronization",
+    "moments.tsv": "synchronization",
+    "neurons.json": "neurons",
+    "neurons.h5": "neurons",
+    "specialization.tsv": "neurons",
+    "correlation.tsv": "neurons",
+}
 
 
 def _join(*parts: str) -> str:
@@ -64,6 +85,9 @@ class RunPaths:
         return _join(self.dir, "stats")
 
     def stats(self, name: str) -> str:
+        """An analysis table, one of STATS_FILES."""
+        if name not in STATS_FILES:
+            raise ValueError(f"{name!r} is not an analysis table; add it to lcaflow.paths.STATS_FILES")
         return _join(self.stats_dir, name)
 
     def figure(self, name: str) -> str:

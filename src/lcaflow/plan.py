@@ -62,12 +62,17 @@ def run_jobs(cost: RunCost, analysis_jobs: int, figure_jobs: int) -> dict:
     """{job kind: {count, seconds_each, seconds_total, mem_mb}} of one run; the memory is what the jobs request."""
     s = cost.seconds
     return {
-        "train": job(1, s["train"], cost.mem_mb("train")),
+        first_job(cost.spec): job(1, s["train"], cost.mem_mb("train")),
         "gradients": job(len(s["gradients"]), s["gradients"], cost.mem_mb("gradients")),
         "assemble": job(1, s["assemble"], cost.mem_mb("analysis")),
         "analyses": job(analysis_jobs, s["analysis"], cost.mem_mb("analysis")),
         "figures": job(figure_jobs, s["figure"], cost.mem_mb("figure")),
     }
+
+
+def first_job(spec: RunSpec) -> str:
+    """The rule that makes the run's trajectory: train, or adopt_trajectory for a recorded run."""
+    return "adopt_trajectory" if spec.recorded else "train"
 
 
 def job(count: int, seconds, mem_mb: int) -> dict:
@@ -86,8 +91,8 @@ def run_totals(files: dict, jobs: dict, device: str, threads: int, spec: RunSpec
     training, core-hours and GPU hours, and the serial time."""
     here, data = ResultPaths("").run(spec.name), ResultPaths("").data(spec.data_key)
     kept = sum(n for f, n in files.items() if f not in (data, here.checkpoint_rows))
-    on_device = jobs["train"]["seconds_total"] + jobs["gradients"]["seconds_total"]
-    rest = sum(j["seconds_total"] for kind, j in jobs.items() if kind not in ("train", "gradients"))
+    on_device = jobs[first_job(spec)]["seconds_total"] + jobs["gradients"]["seconds_total"]
+    rest = sum(j["seconds_total"] for kind, j in jobs.items() if kind not in (first_job(spec), "gradients"))
     gpu = device.startswith("cuda")
     return {
         "disk_bytes": kept,
@@ -174,10 +179,15 @@ def totals_lines(plan: dict) -> list[str]:
 
 def calibration_line(c: dict) -> list[str]:
     where = "reused from" if c["cached"] else "measured now, cached in"
+    train = (
+        "no training step (a recorded run is adopted, not trained)"
+        if c["train_s_per_example"] is None
+        else f"{c['train_s_per_example'] * 1e6:.1f} us per training example (batch {c['batches']['train']})"
+    )
     return [
         f"Calibration ({where} `{c['file']}`): {c['architecture']} on {c['accelerator'] or c['cpu']} ({c['threads']} threads, "
-        f"torch {c['torch']}): {c['train_s_per_example'] * 1e6:.1f} us per training example (batch {c['batches']['train']}), "
-        f"{c['eval_s_per_example'] * 1e6:.1f} us per evaluated example (batch {c['batches']['eval']}).",
+        f"torch {c['torch']}): {train}, {c['eval_s_per_example'] * 1e6:.1f} us per evaluated example (batch {c['batches']['eval']}), "
+        "as the gradient jobs evaluate.",
         *busy_note(c),
     ]
 

@@ -12,7 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, looked_in
 
 
 def source_file(ref: str) -> str | None:
@@ -30,7 +30,7 @@ def _import_file(path: str, where: str):
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(
-            f"{where}: file {path} not found (looked in {Path.cwd()}); give a path relative to where snakemake runs, or absolute"
+            f"{where}: file {path} not found{looked_in(path)}; give a path relative to where snakemake runs, or absolute"
         )
     file = file.resolve()
     return _load(str(file), file.stat().st_mtime_ns, path, where)

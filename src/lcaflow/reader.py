@@ -14,10 +14,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import CorruptFileError, LCAError
+from .errors import CorruptFileError, LCAError, NotBuiltError, did_you_mean, looked_in
 from .io import read_json_attr, require
 from .layout import Layout
-from .paths import RunPaths
+from .paths import STATS_FILES, RunPaths
 from .storage import Matrix, matrix, open_lca
 from .tables import read_tsv
 
@@ -28,9 +28,15 @@ def open_run(path) -> Run:
     """Open the run folder `path` (e.g. `results/runs/fc_sgd`, holding `lca.h5`) for reading.
 
     Use it as a context manager (`with open_run(path) as run:`) or call `run.close()` when done.
-    A missing folder, or a missing or unreadable `lca.h5`, raises a one-line CorruptFileError that
-    names the snakemake target to build."""
+    A missing folder or `lca.h5` raises a one-line NotBuiltError that says where it looked and names the
+    snakemake target that builds it; an unreadable `lca.h5` a CorruptFileError."""
     return Run(path)
+
+
+def open_runs(paths) -> Runs:
+    """Open several run folders (seeds, models) to compare them: their per-group, per-class and per-iteration
+    LCA lined up, one row per run. Use it as a context manager, or call `runs.close()`."""
+    return Runs(paths)
 
 
 class Run:
@@ -49,9 +55,11 @@ class Run:
         self.paths = RunPaths(str(self.path))
         lca_path = Path(self.paths.lca)
         if not self.path.is_dir():
-            raise CorruptFileError(f"{self.path}: no such run folder; make it with `snakemake --cores all {lca_path}`")
+            raise NotBuiltError(
+                f"{self.path}: no such run folder{looked_in(self.path)}{_siblings(self.path)}; make it with `snakemake --cores all {lca_path}`"
+            )
         if not lca_path.is_file():
-            raise CorruptFileError(f"{lca_path}: missing; make it with `snakemake --cores all {lca_path}`")
+            raise NotBuiltError(f"{lca_path}: missing, not built yet{looked_in(lca_path)}; make it with `snakemake --cores all {lca_path}`")
         self._file: h5py.File | None = open_lca(lca_path)
         try:
             require(self._file, ("lca", "lca_layer", "loss", "loss_val", "layout"), lca_path, "assemble")
@@ -126,7 +134,8 @@ class Run:
 
     @functools.cached_property
     def config(self) -> dict:
-        """The run's settings as the workflow used them (dataset, architecture, optimizer, iterations, ...)."""
+        """The run's settings as the workflow used them (dataset, architecture, optimizer, iterations, ...); for a
+        run recorded by your own loop only what the recording knows (no batch size or optimizer placeholders)."""
         return read_json_attr(self._f, "run_config", self.paths.lca)
 
     @functools.cached_property
@@ -199,7 +208,7 @@ class Run:
         row with its bias and norm entries (every parameter, whatever is stored)."""
         if f"lca_neuron/{group}" not in self._f:
             have = ", ".join(self._f["lca_neuron"]) if "lca_neuron" in self._f else "none"
-            raise LCAError(f"run {self.name}: no per-neuron LCA for group {group!r} (groups with neurons: {have})")
+            raise LCAError(f"run {self.name}: no per-neuron LCA for group {group!r}{did_you_mean(group, self.groups)} (groups with neurons: {have})")
         return self._f[f"lca_neuron/{group}"][()].astype(np.float64)
 
     @property
@@ -238,7 +247,7 @@ class Run:
         layout = self.layout
         if name not in layout.names:
             shown = ", ".join(layout.names[:6]) + (", ..." if len(layout.names) > 6 else "")
-            raise LCAError(f"run {self.name}: no parameter tensor {name!r}; its tensors are {shown}")
+            raise LCAError(f"run {self.name}: no parameter tensor {name!r}{did_you_mean(name, layout.names)}; its tensors are {shown}")
         i = layout.names.index(name)
         a, size = layout.offsets[i], layout.sizes[i]
         stored = self.lca if _suffix(split) == "" else self.lca_val
@@ -255,7 +264,7 @@ class Run:
     def group_columns(self, group: str) -> np.ndarray:
         """Indices of the group's columns in the K axis of `lca` (e.g. `run.lca[t][run.group_columns("fc1")]`)."""
         if group not in self.groups:
-            raise LCAError(f"run {self.name}: no group {group!r}; its groups are {', '.join(self.groups)}")
+            raise LCAError(f"run {self.name}: no group {group!r}{did_you_mean(group, self.groups)}; its groups are {', '.join(self.groups)}")
         return np.flatnonzero(self._layer_index == self.groups.index(group))
 
     @functools.cached_property
@@ -281,12 +290,121 @@ class Run:
 
     def _stats_file(self, name: str, ext: str) -> Path:
         stem = name[: -len(ext)] if name.endswith(ext) else name
+        known = [f.removesuffix(ext) for f in STATS_FILES if f.endswith(ext)]
+        if f"{stem}{ext}" not in STATS_FILES:
+            kind = "table" if ext == ".tsv" else "summary"
+            raise LCAError(f"run {self.name}: no analysis {kind} {stem!r}{did_you_mean(stem, known)}; there are {', '.join(known)}")
         path = Path(self.paths.stats(f"{stem}{ext}"))
         if not path.is_file():
             present = sorted(p.stem for p in Path(self.paths.stats_dir).glob(f"*{ext}"))
             have = f" (present: {', '.join(present)})" if present else ""
-            raise CorruptFileError(f"{path}: missing; build it with `snakemake --cores all {path}`{have}")
+            raise NotBuiltError(
+                f"{path}: not built yet (rule {STATS_FILES[stem + ext]}){looked_in(path)}; build it with `snakemake --cores all {path}`{have}"
+            )
         return path
+
+
+class Runs:
+    """Several finished runs lined up for comparison: each array has one row per run (in the order given,
+    named by `names`) and one column per group (`groups`: every run's groups, in order of first appearance),
+    class (`classes`) or iteration; NaN where a run has no such group, class or iteration. `runs[name]` (or
+    `runs[i]`) is one `Run` with everything `open_run` gives."""
+
+    def __init__(self, paths):
+        self.runs: list[Run] = []
+        try:
+            for path in paths:
+                self.runs.append(Run(path))
+        except BaseException:
+            self.close()
+            raise
+        if not self.runs:
+            raise LCAError("open_runs: no run folder given; pass a list of run folders")
+        names = [r.name for r in self.runs]
+        self.names: tuple[str, ...] = tuple(n if names.count(n) == 1 else str(r.path) for n, r in zip(names, self.runs))
+
+    def close(self) -> None:
+        for run in self.runs:
+            run.close()
+
+    def __enter__(self) -> Runs:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self):
+        return iter(self.runs)
+
+    def __getitem__(self, key) -> Run:
+        if isinstance(key, int):
+            return self.runs[key]
+        if key not in self.names:
+            raise LCAError(f"open_runs: no run {key!r}{did_you_mean(key, self.names)}; the runs are {', '.join(self.names)}")
+        return self.runs[self.names.index(key)]
+
+    def __repr__(self) -> str:
+        return f"<Runs {', '.join(self.names)}: groups {', '.join(self.groups)}>"
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Every run's groups, in order of first appearance: the columns of `totals()`."""
+        return tuple(dict.fromkeys(g for r in self.runs for g in r.groups))
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Every run's classes, in order of first appearance (the columns of `by_class()`); None when no run has classes."""
+        found = [c for r in self.runs for c in r.classes or ()]
+        return list(dict.fromkeys(found)) if found else None
+
+    @property
+    def iterations(self) -> np.ndarray:
+        """(R,) each run's T."""
+        return np.array([r.iterations for r in self.runs])
+
+    def totals(self, split: str = "train") -> np.ndarray:
+        """(R, G) LCA of each group summed over training (nats; < 0: the group helped)."""
+        return _lined_up([r.totals(split) for r in self.runs], self.groups)
+
+    def by_class(self) -> np.ndarray:
+        """(R, C) LCA of each class's loss summed over training; NaN for a run without that class."""
+        if self.classes is None:
+            raise LCAError(f"open_runs: no run's loss has classes ({', '.join(self.names)}), so there is no per-class LCA")
+        sums = [dict(zip(r.classes, r.by_class().sum(axis=0))) if r.classes else {} for r in self.runs]
+        return _lined_up(sums, self.classes)
+
+    def per_iteration(self, split: str = "train") -> np.ndarray:
+        """(R, T_max) total LCA of every iteration; NaN past a shorter run's end."""
+        return _padded([r.per_iteration(split) for r in self.runs])
+
+    def group(self, name: str, split: str = "train") -> np.ndarray:
+        """(R, T_max) LCA of the group `name` at every iteration; NaN for a run without it or past its end."""
+        if name not in self.groups:
+            raise LCAError(f"open_runs: no group {name!r}{did_you_mean(name, self.groups)}; the groups are {', '.join(self.groups)}")
+        return _padded(
+            [r.by_group(split)[:, r.groups.index(name)] if name in r.groups else np.full(r.iterations, np.nan) for r in self.runs]
+        )
+
+
+def _siblings(path: Path) -> str:
+    """The runs beside a missing run folder: ' (runs there: a, b; did you mean 'a'?)', or ''."""
+    parent = path.parent if path.parent.is_dir() else None
+    runs = sorted(p.name for p in parent.iterdir() if Path(RunPaths(str(p)).lca).is_file()) if parent else []
+    return f" (runs there: {', '.join(runs)}{did_you_mean(path.name, runs).replace(' (', '; ').rstrip(')')})" if runs else ""
+
+
+def _lined_up(rows: list[dict], columns) -> np.ndarray:
+    return np.array([[row.get(c, np.nan) for c in columns] for row in rows], dtype=np.float64)
+
+
+def _padded(rows: list[np.ndarray]) -> np.ndarray:
+    out = np.full((len(rows), max(len(r) for r in rows)), np.nan)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
 
 
 def _suffix(split: str) -> str:

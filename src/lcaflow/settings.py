@@ -96,6 +96,13 @@ RUN = {
     "validation": Setting(NUMBERS),
 }
 
+# The run settings of training itself, which a recorded run (runs.<run>.trajectory) does not have: its own loop
+# trained it. Its config refuses them (of the optimizer, weight_decay stays: the L2 term of the loss analysed),
+# and its files record the run without them (RunSpec.described).
+TRAINING_ONLY = ("optimizer", "batch_size", "checkpoint_every", "layers")
+# ... and the split's settings where the run validates on the test set.
+SPLIT_ONLY = ("val_size", "split_seed")
+
 ANALYSIS_SETTINGS = {
     "seed": Setting(ANALYSIS, used_by=("noise", "synchronization", "neurons")),
     "sample_size": Setting(ANALYSIS, used_by=("noise",)),

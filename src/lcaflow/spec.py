@@ -47,6 +47,20 @@ class RunSpec:
         """The trajectory comes from the user's own training loop (runs.<run>.trajectory)."""
         return self.run["trajectory"] is not None
 
+    def described(self, recorded_optimizer: dict | None = None) -> dict:
+        """The run's settings as its files record them (`run.config` in a notebook): all of them for a run the
+        workflow trains; for a recorded run only what is known of it, without the training settings it never
+        had (settings.TRAINING_ONLY) and the split's where it validates on the test set, its optimizer as the
+        recording gives it (`recorded_optimizer`), with the weight_decay of the loss analysed."""
+        from .settings import SPLIT_ONLY, TRAINING_ONLY
+
+        if not self.recorded:
+            return self.run
+        dropped = TRAINING_ONLY + (SPLIT_ONLY if self.validation == "test" else ())
+        known = {k: v for k, v in self.run.items() if k not in dropped}
+        optimizer = {**(recorded_optimizer or {}), **({"weight_decay": self.weight_decay} if self.weight_decay else {})}
+        return {**known, **({"optimizer": optimizer} if optimizer else {})}
+
     @property
     def validation(self) -> str:
         return self.run["validation"]

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from .chunkfile import check_sources
-from .errors import CorruptFileError
+from .errors import CorruptFileError, NotBuiltError
 from .io import create_matrix, open_h5
 from .layout import Layout
 
@@ -185,9 +185,8 @@ class Matrix:
 def matrix(f: h5py.File, name: str, path=None) -> Matrix:
     """The stored matrix `name` of lca.h5 (lca, lca_val, grad), with a one-line error where it was not stored."""
     if name not in f:
-        hint = {"lca_val": "lca.store_validation: true", "grad": "lca.store_gradients: true"}.get(name, "")
-        raise CorruptFileError(
-            f"{path or f.filename}: the per-parameter matrix '{name}' was not stored"
-            + (f"; set {hint} and rerun the gradient jobs" if hint else "; rerun assemble")
-        )
+        option = {"lca_val": "lca.store_validation: true", "grad": "lca.store_gradients: true"}.get(name)
+        if option:  # an option that was off, not a damaged file
+            raise NotBuiltError(f"{path or f.filename}: the per-parameter matrix '{name}' was not stored; set {option} and rerun the gradient jobs")
+        raise CorruptFileError(f"{path or f.filename}: the per-parameter matrix '{name}' is missing; rerun assemble")
     return Matrix(f, name)

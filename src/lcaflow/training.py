@@ -259,10 +259,11 @@ def _steps(spec: RunSpec, model, optimizer, layout, data: RunData, ckpt: Checkpo
         progress.update(t + 1, f"loss {minibatch_loss[t]:.4f}")
 
 
-def _run_attrs(run_name: str, run: dict, data: RunData) -> dict:
+def _run_attrs(run_name: str, run: dict, data: RunData, described: dict | None = None) -> dict:
+    """The trajectory file's attributes; `described`: the run as its files record it (RunSpec.described)."""
     return {
         "run_name": run_name,
-        "run_config": json.dumps(run, sort_keys=True),
+        "run_config": json.dumps(run if described is None else described, sort_keys=True),
         "fingerprint": run_fingerprint(run),
         "seed": run["seed"],
         "dataset": run["dataset"],
@@ -318,7 +319,7 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             layout,
             data.classes,
             data.split,
-            {**_run_attrs(run_name, run, data), "recorded_from": str(source)},
+            {**_run_attrs(run_name, run, data, spec.described(recorded["optimizer"])), "recorded_from": str(source)},
             check_finite=f"{where}: {source}",
         )
     log.info(f"wrote {out_path}: {n_rows - 1} recorded steps of {source}, K={K}")

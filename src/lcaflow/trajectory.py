@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import ConfigError, CorruptFileError, DivergenceError, LCAError
+from .errors import ConfigError, CorruptFileError, DivergenceError, LCAError, looked_in
 from .io import BLOCK_BYTES, create_matrix, open_h5, read_json_attr, require, versions
 from .layout import Layout
 from .settings import run_fingerprint
@@ -225,7 +225,7 @@ def read_recorded(path, where: str) -> dict:
     if not path.is_file():
         partial = path.with_name(path.name + ".partial")
         hint = f" ({partial.name} exists: that recording did not finish)" if partial.exists() else ""
-        raise LCAError(f"{where}: {path} not found{hint}; record it with lcaflow.TrajectoryRecorder")
+        raise LCAError(f"{where}: {path} not found{looked_in(path)}{hint}; record it with lcaflow.TrajectoryRecorder")
     with open_h5(path, "recorded trajectory") as f:
         missing = [k for k in ("params", "minibatch_loss", "layout") if k not in f]
         if missing:
@@ -236,6 +236,8 @@ def read_recorded(path, where: str) -> dict:
                 "shape": f["params"].shape,
                 "minibatch_loss": f["minibatch_loss"][()],
                 "frozen_sha256": str(f.attrs.get("frozen_sha256", "")),
+                # what the recording says of its optimizer (a JSON attribute "optimizer"), None when it says nothing
+                "optimizer": json.loads(f.attrs["optimizer"]) if "optimizer" in f.attrs else None,
             }
         except (KeyError, ValueError, OSError) as err:
             raise CorruptFileError(f"{where}: {path} is damaged ({err}); record it again") from err

@@ -43,12 +43,15 @@ def facts(spec: RunSpec, lca: dict, threads: int, size: RunSize, device, data_pa
         "architecture": spec.architecture,
         "architecture_args": spec.run["architecture_args"],
         "loss": spec.run["loss"],
-        "optimizer": spec.run["optimizer"]["name"],
+        "optimizer": None if spec.recorded else spec.run["optimizer"]["name"],  # a recorded run is not trained here
         "input_shape": list(spec.model_io(data_path)[0]),
         "device": device.type,
         "accelerator": gpu_name() if device.type == "cuda" else None,
         "threads": threads,
-        "batches": {"train": spec.run["batch_size"], "eval": min(lca["eval_chunk_size"], size.examples, MAX_CALIBRATION_BATCH)},
+        "batches": {
+            "train": None if spec.recorded else spec.run["batch_size"],
+            "eval": min(lca["eval_chunk_size"], size.examples, MAX_CALIBRATION_BATCH),
+        },
         "speed": {k: lca[k] for k in ("compute_batch", "channels_last")},
         **machine(),
     }
@@ -101,7 +104,9 @@ def example_batch(spec: RunSpec, data_path, n: int, device):
 
 
 def time_model(spec: RunSpec, lca: dict, device, batches: dict, data_path) -> dict:
-    """Time training steps and evaluation passes (forward, loss, backward) of the run's seeded model."""
+    """Time training steps and evaluation passes (forward, loss, backward) of the run's seeded model, as the
+    train and gradient jobs run them; a recorded run times evaluation passes only (its adoption trains nothing):
+    its train_s_per_example is None."""
     import torch
 
     from ..models import set_lca_mode
@@ -111,9 +116,11 @@ def time_model(spec: RunSpec, lca: dict, device, batches: dict, data_path) -> di
     load, others = os.getloadavg()[0], OtherWork()
     shape, classes = spec.model_io(data_path)
     model = set_lca_mode(spec.build_model(shape, classes).to(device))
-    optimizer = make_optimizer(model, spec.layout(model), spec.run)
-    x, y = example_batch(spec, data_path, batches["train"], device)
-    train_s = timed(lambda: train_step(model, optimizer, spec.loss, x, y), device)
+    train_s = None
+    if batches["train"] is not None:
+        optimizer = make_optimizer(model, spec.layout(model), spec.run)
+        x, y = example_batch(spec, data_path, batches["train"], device)
+        train_s = timed(lambda: train_step(model, optimizer, spec.loss, x, y), device)
     speed = resolve_speed(lca, model, device)
     x, y = example_batch(spec, data_path, batches["eval"], device)
     if speed.channels_last and x.dim() == 4:
@@ -123,7 +130,7 @@ def time_model(spec: RunSpec, lca: dict, device, batches: dict, data_path) -> di
     eval_s = timed(lambda: evaluation_pass(model, spec.loss, x, y, step), device)
     other = others.cores()
     return {
-        "train_s_per_example": train_s / batches["train"],
+        "train_s_per_example": None if train_s is None else train_s / batches["train"],
         "eval_s_per_example": eval_s / batches["eval"],
         "repeats": CALIBRATION_REPEATS,
         "load_average": round(load, 2),

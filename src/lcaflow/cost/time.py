@@ -45,7 +45,7 @@ UNKNOWN_RUNTIME_MIN = 240  # a run whose size is not known yet
 class Rates:
     """Seconds per example of a training step and of a full-set evaluation pass, and where they come from."""
 
-    train_s_per_example: float
+    train_s_per_example: float | None  # None: a recorded run, which no job trains
     eval_s_per_example: float
     source: str
 
