@@ -64,6 +64,11 @@ class RunSpec:
     def device(self):
         return resolve_device(self.run["device"])
 
+    @property
+    def tf32(self) -> bool:
+        """TF32 on a GPU; the jobs' run params leave the key out while it is off (lcaflow.settings)."""
+        return bool(self.run.get("tf32", False))
+
     def build_model(self, input_shape, num_classes: int):
         from .models import build_model
 

@@ -193,6 +193,7 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
     resources, lcaflow.settings); None takes the run's own."""
     checkpoint_every = checkpoint_every or run["checkpoint_every"]
     spec = RunSpec.of(run_name, run)
+    set_numerics(spec.tf32)  # before the first CUDA call
     device = spec.device()
     data = RunData(spec, data_path, device)
     model = spec.build_model(data.input_shape, data.num_classes).to(device)
