@@ -44,8 +44,8 @@ class Job:
         if start >= T:
             raise ConfigError(f"gradient job {chunk} of run {run_name} is past the last iteration {T - 1}")
         spec = RunSpec.of(run_name, run)
-        set_numerics(spec.tf32)  # before the first CUDA call
         device = spec.device()
+        set_numerics(device, spec.tf32)  # before the first computation on it
         layout = meta["layout"]
         split = {"train_indices": meta["train_indices"], "val_indices": meta["val_indices"], "val_source": meta["val_source"]}
         data = RunData(spec, data_path, device, split)

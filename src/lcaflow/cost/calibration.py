@@ -110,7 +110,7 @@ def time_model(spec: RunSpec, lca: dict, device, batches: dict, data_path) -> di
     from ..objective import resolve_speed, uses_batch_statistics
     from ..training import make_optimizer
 
-    set_numerics(spec.tf32)  # the jobs' kernels, or the plan times others
+    set_numerics(device, spec.tf32)  # the jobs' kernels, or the plan times others
     load, others = os.getloadavg()[0], OtherWork()
     shape, classes = spec.model_io(data_path)
     model = set_lca_mode(spec.build_model(shape, classes).to(device))
