@@ -1,5 +1,6 @@
 """On a GPU: CPU against CUDA for one Simpson step of every built-in network, bit-identical reruns on one GPU,
-a gradient job killed and rerun. Marked `cuda`; skipped, with the reason, where torch sees no CUDA device.
+a gradient job killed and rerun, the plan's calibration. Marked `cuda`; skipped, with the reason, where torch
+sees no CUDA device.
 
 `benchmarks/gpu_check.sh --device cuda` runs them on a GPU machine. LCAFLOW_TEST_DEVICE=cpu runs the same
 tests with the CPU in CUDA's place (the check's smoke mode, `--device cpu`, which CI runs): every line
@@ -120,3 +121,20 @@ def test_a_gradient_job_killed_on_the_gpu_leaves_no_chunk_and_its_rerun_is_ident
     assert not out.exists()  # a killed job never leaves a finished-looking chunk
     compute_chunk("r", run, lca, 0, str(trajectory), str(data), str(out))  # the rerun, as Snakemake's
     assert not partial.exists() and _sha(out) == _sha(chunk)
+
+
+def test_the_plans_calibration_times_the_run_on_the_gpu_and_the_jobs_find_it(fashion_data_file, tmp_path):
+    from lcaflow.cost.run import RunCost
+    from lcaflow.paths import ResultPaths
+    from lcaflow.spec import RunSpec
+
+    run, lca, results = tiny_run(device=DEVICE), tiny_lca(), tmp_path / "results"
+    data = results / ResultPaths("").data("fashion_mnist")
+    data.parent.mkdir(parents=True)
+    data.symlink_to(fashion_data_file)
+    device = torch.device(DEVICE).type
+    planned = RunCost(RunSpec.of("r", run), lca, 2, str(results), device).calibrate()  # what `snakemake plan` does
+    assert planned["device"] == device and planned["train_s_per_example"] > 0 and planned["eval_s_per_example"] > 0
+    requested = RunCost(RunSpec.of("r", run), lca, 2, str(results), device)  # what a job's resources look up
+    assert requested.calibration is not None and requested.calibration["cached"]  # found without initialising CUDA
+    assert requested.rates.source.startswith("calibration") and requested.runtime("gradients", chunk=0).endswith("m")
