@@ -50,6 +50,7 @@ def _tf32(run: dict) -> bool:
 TOP = {
     "results_dir": Setting(LOCATION),
     "threads": Setting(NUMBERS),  # float sums depend on the thread count
+    "jobs_per_gpu": Setting(EXECUTION),  # how many jobs share a GPU locally, not what they compute
 }
 SECTION_KEYS = ("data", "lca", "analysis", "runs", "experiments")  # the top level's sections: their keys below
 
