@@ -342,7 +342,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--iterations", type=int, default=None, help="iterations of the long timed job (default: 48 for MNIST-FC, 6 for LeNet, 3 for the others)")
     parser.add_argument("--skip", type=int, default=None, help="iterations trained before the timed ones (default: ~100)")
-    parser.add_argument("--examples", type=int, default=None, help="CIFAR-shaped set size (default: 50,000 on a GPU, smaller on CPU)")
+    parser.add_argument(
+        "--examples", type=int, default=None, help="CIFAR-shaped set size (default: 50,000 on a GPU, smaller on CPU); below 60,000 it shrinks Fashion-MNIST too"
+    )
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
     parser.add_argument("--repeats", type=int, default=5, help="plain passes timed; the fastest is reported")
     parser.add_argument("--compute-batch", dest="compute_batch", default=None, help="lca.compute_batch (default: auto)")

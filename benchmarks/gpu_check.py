@@ -34,8 +34,8 @@ RUN = {  # the shortened default run
     "cuda": {"iterations": 110},
     "cpu": {"iterations": 4, "train_size": 300, "val_size": 100},
 }
-BENCH = {  # bench_lca.py's arguments: every network at the paper's sizes, small ones first
-    "cuda": ["--networks", "mnist_fc", "lenet", "resnet20", "vgg5", "vgg9", "allcnn", "--examples", "50000"],
+BENCH = {  # bench_lca.py's arguments: every network at the paper's sizes (its defaults on a GPU), small ones first
+    "cuda": ["--networks", "mnist_fc", "lenet", "resnet20", "vgg5", "vgg9", "allcnn"],
     "cpu": ["--networks", "mnist_fc", "--examples", "300", "--iterations", "3", "--skip", "3"],
 }
 BENCH_COMMON = ["--quadratures", "simpson", "--repeats", "2"]
