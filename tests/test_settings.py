@@ -42,10 +42,5 @@ def test_every_analysis_setting_names_rules_that_exist():
 
 
 def test_run_params_leave_out_only_what_changes_no_number():
-    run = {**{k: None for k in settings.RUN}, "tf32": True}
+    run = {k: None for k in settings.RUN}
     assert set(run) - set(settings.run_params(run)) == {"checkpoint_every"}
-
-
-def test_tf32_off_leaves_a_runs_params_as_before_the_key_existed():
-    run = {**{k: None for k in settings.RUN}, "tf32": False}
-    assert "tf32" not in settings.run_params(run) and "tf32" in settings.run_params({**run, "tf32": True})

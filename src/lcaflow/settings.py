@@ -43,10 +43,6 @@ def _sampled(lca: dict) -> bool:
     return lca["store"] == "sampled"
 
 
-def _tf32(run: dict) -> bool:
-    return bool(run["tf32"])
-
-
 TOP = {
     "results_dir": Setting(LOCATION),
     "threads": Setting(NUMBERS),  # float sums depend on the thread count
@@ -92,8 +88,7 @@ RUN = {
     "iterations": Setting(NUMBERS),
     "seed": Setting(NUMBERS),
     "device": Setting(NUMBERS),
-    # TF32 rounds float32 products on a GPU; left out of the params while off, so runs made before the key existed keep theirs
-    "tf32": Setting(NUMBERS, when=_tf32),
+    "tf32": Setting(NUMBERS),  # TF32 rounds float32 products on a GPU
     "val_size": Setting(NUMBERS),
     "train_size": Setting(NUMBERS),
     "split_seed": Setting(NUMBERS),

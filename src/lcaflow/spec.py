@@ -66,8 +66,7 @@ class RunSpec:
 
     @property
     def tf32(self) -> bool:
-        """TF32 on a GPU; the jobs' run params leave the key out while it is off (lcaflow.settings)."""
-        return bool(self.run.get("tf32", False))
+        return self.run["tf32"]
 
     def build_model(self, input_shape, num_classes: int):
         from .models import build_model
