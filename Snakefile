@@ -24,7 +24,7 @@ include: "rules/common.smk"
 # under a cluster executor it does nothing.
 from lcaflow.gpus import share_gpus
 
-share_gpus(workflow)
+share_gpus(workflow, CONFIG["jobs_per_gpu"])
 
 
 # Downloads need the internet, which cluster nodes often lack; the targets do no work; the plan times

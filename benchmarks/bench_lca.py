@@ -4,16 +4,19 @@ one process per network on this machine, beside the paper's S8 timings (one GTX 
     python benchmarks/bench_lca.py                                   # every network, sizes for this device
     python benchmarks/bench_lca.py --networks mnist_fc lenet --iterations 10
     python benchmarks/bench_lca.py --device cuda --examples 50000    # the paper's full CIFAR size on a GPU
+    python benchmarks/bench_lca.py --device cuda --tf32              # the same with TF32 (runs.<run>.tf32)
     snakemake --cores all benchmark                                  # the same, into results/benchmark/
 
 MNIST-shaped networks use the real Fashion-MNIST (55,000 train + 5,000 validation examples); CIFAR-shaped
 ones a synthetic CIFAR-10-shaped set (random pixels and labels: the cost of a pass does not depend on the
-values) of --examples images, 5,000 of them validation. Each network: train `--skip + --iterations`
+values) of --examples images, 5,000 of them validation (--examples below 60,000 shrinks the Fashion-MNIST
+training split too, as the device check's smoke mode does). Each network: train `--skip + --iterations`
 iterations (not timed), time the plain pass (fastest of --repeats), then run the real gradient job twice,
 over --iterations and over a third of them, starting at --skip: full-set passes, Simpson refinement and HDF5
 writing included. The difference of the two is the cost of an iteration in a long job, without the job's
-start (loading data, the first point), which a 110-iteration job of the workflow spreads thin.
-Writes <out>/lca_speed.md and <out>/lca_speed.json."""
+start (loading data, the first point), which a 110-iteration job of the workflow spreads thin. The long
+job's grounding error (its LCA against the real loss change) comes with each time.
+Writes <out>/lca_speed.md and <out>/lca_speed.json, again after each network (a run cut short keeps those done)."""
 
 from __future__ import annotations
 
@@ -74,11 +77,12 @@ def _timed(fn, device, repeats: int) -> float:
     return min(times)  # the pass at its best: makes the LCA ratio (an average over iterations) conservative
 
 
-def _data_file(dataset: str, examples: int, work: Path, cfg: dict) -> Path:
+def _data_file(dataset: str, work: Path, cfg: dict, given: str | None) -> Path:
     from lcaflow.data import load_official, write_data_file
+    from lcaflow.paths import ResultPaths
 
     if dataset == "fashion_mnist":
-        cached = REPO / cfg["results_dir"] / "data" / "fashion_mnist.h5"
+        cached = Path(given) if given else REPO / ResultPaths(cfg["results_dir"]).data("fashion_mnist")
         if cached.exists():
             return cached
         d = cfg["data"]
@@ -119,8 +123,10 @@ def _time_jobs(network, run, lca, trajectory, data_path, work, args, device) -> 
             # bytes that grow with the iterations, apart from the per-job, per-parameter sums (18 bytes a parameter)
             rows = [d for d in f.values() if isinstance(d, h5py.Dataset) and d.shape and d.shape[0] in (length, length + 1)]
             growing = sum(d.id.get_storage_size() for d in rows)
+            loss_change = float(f["loss"][-1] - f["loss"][0])
             jobs[length] = {
                 "s": seconds,
+                "grounding_error_pct": 100 * float(f["error"][()].sum()) / abs(loss_change) if loss_change else float("nan"),
                 "passes": (int(f.attrs["train_passes"]), int(f.attrs["val_passes"])),
                 "splits": splits,
                 "bytes": growing,
@@ -141,6 +147,8 @@ def _time_jobs(network, run, lca, trajectory, data_path, work, args, device) -> 
         "iterations_refined": int((splits > 1).sum()),
         "iterations_trapezoid": int((splits == TRAPEZOID).sum()),
         "bytes_per_iteration": jobs[long]["bytes"] / long,
+        # the long job's LCA against the real loss change over its iterations (as grounding.json's, per job)
+        "grounding_error_pct": jobs[long]["grounding_error_pct"],
         "peak_host_mb": [jobs[short]["peak_host_mb"], jobs[long]["peak_host_mb"]],
         "peak_gpu_mb": [jobs[short]["peak_gpu_mb"], jobs[long]["peak_gpu_mb"]] if device.type == "cuda" else None,
     }
@@ -151,6 +159,7 @@ def measure(network: str, args) -> dict:
     import h5py
     import yaml
 
+    from lcaflow.catalog import OFFICIAL_TRAIN_SIZE
     from lcaflow.config import validate_config
     from lcaflow.cost.size import model_size
     from lcaflow.data import load_examples
@@ -164,11 +173,12 @@ def measure(network: str, args) -> dict:
     cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     device = resolve_device(args.device)
     dataset = DATASET[network]
-    examples = 60_000 if dataset == "fashion_mnist" else args.examples or (50_000 if device.type == "cuda" else CPU_CIFAR_EXAMPLES[network])
+    full = OFFICIAL_TRAIN_SIZE[dataset]
+    examples = min(full, args.examples) if args.examples else full if dataset == "fashion_mnist" or device.type == "cuda" else CPU_CIFAR_EXAMPLES[network]
     lr, batch_size = PAPER_SGD[network]
     total = args.skip + args.iterations
     work = Path(tempfile.mkdtemp(prefix=f"lca-bench-{network}-"))
-    data_path = _data_file(dataset, examples, work, cfg)
+    data_path = _data_file(dataset, work, cfg, args.fashion_mnist_file)
     run = {
         "dataset": dataset,
         "architecture": network,
@@ -177,8 +187,9 @@ def measure(network: str, args) -> dict:
         "iterations": total,
         "val_size": 5000 if examples >= 50_000 else int(examples * VAL_FRACTION),
         "device": args.device,
+        "tf32": args.tf32,
     }
-    if dataset == "cifar10":
+    if examples < full:
         run["train_size"] = examples - run["val_size"]
     lca_settings = {"iterations_per_job": args.iterations, "store_gradients": args.store_gradients}
     for key in ("compute_batch", "channels_last", "compression"):
@@ -193,10 +204,10 @@ def measure(network: str, args) -> dict:
     meta = read_trajectory_meta(trajectory)
 
     # the real gradient job, long and short, with each quadrature in turn: the difference is an iteration's cost
-    methods = {q: _time_jobs(network, run, dict(lca, quadrature=q), trajectory, data_path, work, args, device) for q in QUADRATURES}
-    simpson = methods["simpson"]
-    long, short = simpson["job_lengths"][1], simpson["job_lengths"][0]
-    with h5py.File(work / f"simpson_chunk{long}.h5") as f:
+    methods = {q: _time_jobs(network, run, dict(lca, quadrature=q), trajectory, data_path, work, args, device) for q in args.quadratures}
+    first = args.quadratures[0]
+    long, short = methods[first]["job_lengths"][1], methods[first]["job_lengths"][0]
+    with h5py.File(work / f"{first}_chunk{long}.h5") as f:
         rows = f["lca"]
         t0 = time.perf_counter()
         for a in range(0, rows.shape[0], 16):
@@ -217,6 +228,9 @@ def measure(network: str, args) -> dict:
     K = meta["layout"].num_params
     n_train, n_val = len(meta["train_indices"]), len(meta["val_indices"])
     flops_per_example = model_size(RunSpec.of(network, run), data_path).flops_per_example  # forward + backward, by torch
+
+    def of_peak(gflop_per_s: float) -> float | None:
+        return gflop_per_s / args.peak_gflops if args.peak_gflops else None
     return {
         "network": network,
         "dataset": dataset if dataset == "fashion_mnist" else "cifar10-shaped synthetic",
@@ -232,7 +246,7 @@ def measure(network: str, args) -> dict:
         "plain_pass_s": plain,
         "plain_pass_pytorch_defaults_s": plain_default,
         "plain_pass_gflop_per_s": flops_per_example * n_train / plain / 1e9,
-        "plain_pass_fraction_of_peak": flops_per_example * n_train / plain / 1e9 / args.peak_gflops if args.peak_gflops else None,
+        "plain_pass_fraction_of_peak": of_peak(flops_per_example * n_train / plain / 1e9),
         "lca_row_bytes": 4 * K,
         "matrices_per_iteration": 1 + lca["store_validation"] + lca["store_gradients"],
         "compression": lca["compression"],
@@ -244,6 +258,10 @@ def measure(network: str, args) -> dict:
                 **m,
                 "ratio": m["lca_s_per_iteration"] / plain,
                 "pass_equivalents_per_iteration": (m["train_passes_per_iteration"] * n_train + m["val_passes_per_iteration"] * n_val) / n_train,
+                # the passes' floating-point work per second of an LCA iteration (bookkeeping and writing not counted)
+                "lca_fraction_of_peak": of_peak(
+                    flops_per_example * (m["train_passes_per_iteration"] * n_train + m["val_passes_per_iteration"] * n_val) / m["lca_s_per_iteration"] / 1e9
+                ),
             }
             for q, m in methods.items()
         },
@@ -279,7 +297,7 @@ def markdown(results: list[dict], header: dict) -> str:
     lines = [
         f"# LCA speed: {header['device']} ({header['date']})",
         "",
-        f"torch {header['torch']}, {header['threads']} CPU threads, float32; plain pass = one full-set gradient pass over the "
+        f"torch {header['torch']}, {header['threads']} CPU threads, float32, TF32 {'on' if header['tf32'] else 'off'}; plain pass = one full-set gradient pass over the "
         "training split by a plain PyTorch loop with the engine's batch and memory layout (the PyTorch-defaults column: "
         "contiguous layout, eval_chunk_size batches). Ratio = LCA s/iteration over the plain pass; its floor is the "
         "pass equivalents per iteration (train evaluations per iteration on train plus validation split: 2 for Simpson, "
@@ -287,17 +305,18 @@ def markdown(results: list[dict], header: dict) -> str:
         "the same process on the same trajectory iterations.",
         "",
         "| network | quadrature | params (paper) | train + val examples | plain pass s | plain pass GFLOP/s (of peak) | plain pass, PyTorch defaults s "
-        "| LCA s/iteration | ratio | train evaluations / iteration | pass equivalents / iteration | refined | by trapezoid "
+        "| LCA s/iteration (of peak) | ratio | grounding error of the long job | train evaluations / iteration | pass equivalents / iteration | refined | by trapezoid "
         "| paper s/iteration (1080 Ti) | bytes/iteration (LCA row 4K) | paper storage | block read MB/s "
         "| peak host MB (short / long job) | peak GPU MB (short / long job) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for q, m in r["methods"].items():
             lines.append(
                 f"| {r['network']} | {q} | {fmt(r['params'])} ({fmt(r['paper_params'])}) | {fmt(r['train_examples'])} + {fmt(r['val_examples'])} "
                 f"| {fmt(r['plain_pass_s'])} | {r['plain_pass_gflop_per_s']:.0f} ({_percent(r['plain_pass_fraction_of_peak'])}) "
-                f"| {fmt(r['plain_pass_pytorch_defaults_s'])} | {fmt(m['lca_s_per_iteration'])} | {m['ratio']:.2f} "
+                f"| {fmt(r['plain_pass_pytorch_defaults_s'])} | {fmt(m['lca_s_per_iteration'])} ({_percent(m['lca_fraction_of_peak'])}) | {m['ratio']:.2f} "
+                f"| {m['grounding_error_pct']:+.3f}% "
                 f"| {m['evaluations_per_iteration']:.2f} | {m['pass_equivalents_per_iteration']:.2f} "
                 f"| {m['iterations_refined']}/{m['job_lengths'][1]} | {m['iterations_trapezoid']}/{m['job_lengths'][1]} "
                 f"| {fmt(r['paper_s_per_iteration'])} | {fmt(round(m['bytes_per_iteration']))} ({fmt(r['lca_row_bytes'])}) "
@@ -323,14 +342,21 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--iterations", type=int, default=None, help="iterations of the long timed job (default: 48 for MNIST-FC, 6 for LeNet, 3 for the others)")
     parser.add_argument("--skip", type=int, default=None, help="iterations trained before the timed ones (default: ~100)")
-    parser.add_argument("--examples", type=int, default=None, help="CIFAR-shaped set size (default: 50,000 on a GPU, smaller on CPU)")
+    parser.add_argument(
+        "--examples", type=int, default=None, help="CIFAR-shaped set size (default: 50,000 on a GPU, smaller on CPU); below 60,000 it shrinks Fashion-MNIST too"
+    )
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
     parser.add_argument("--repeats", type=int, default=5, help="plain passes timed; the fastest is reported")
     parser.add_argument("--compute-batch", dest="compute_batch", default=None, help="lca.compute_batch (default: auto)")
     parser.add_argument("--channels-last", dest="channels_last", default=None, help="lca.channels_last: true, false or auto")
     parser.add_argument("--compression", default=None, choices=["none", "lzf", "gzip"])
     parser.add_argument("--store-gradients", dest="store_gradients", action="store_true", help="lca.store_gradients")
-    parser.add_argument("--peak-gflops", dest="peak_gflops", type=float, default=None, help="the device's float32 peak, for the fraction column (H100 SXM: 67,000)")
+    parser.add_argument("--peak-gflops", dest="peak_gflops", type=float, default=None, help="the device's peak for the fraction columns: float32 (H100 SXM: 67,000), TF32 with --tf32")
+    parser.add_argument("--tf32", action="store_true", help="runs.<run>.tf32: TF32 matmuls and convolutions on a GPU")
+    parser.add_argument("--quadratures", nargs="+", default=list(QUADRATURES), choices=QUADRATURES, help="timed in this order")
+    parser.add_argument(
+        "--fashion-mnist-file", dest="fashion_mnist_file", default=None, help="its data file, as the data stage writes it (default: the results dir's, else made from config.yaml's data)"
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "out"))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one network, print JSON
     args = parser.parse_args()
@@ -346,6 +372,15 @@ def main() -> None:
         return
 
     torch.set_num_threads(args.threads)
+    header = {
+        "device": device_name(args.device),
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "tf32": args.tf32,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     results = []
     for network in args.networks:
         print(f"benchmarking {network} ...", file=sys.stderr, flush=True)
@@ -354,17 +389,9 @@ def main() -> None:
         if done.returncode:
             sys.exit(f"{network}: benchmark failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    header = {
-        "device": device_name(args.device),
-        "date": datetime.date.today().isoformat(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = markdown(results, header)
-    (out / "lca_speed.md").write_text(table)
-    (out / "lca_speed.json").write_text(json.dumps({**header, "results": results}, indent=2) + "\n")
+        table = markdown(results, header)  # after each network: a run cut short keeps what it measured
+        (out / "lca_speed.md").write_text(table)
+        (out / "lca_speed.json").write_text(json.dumps({**header, "results": results}, indent=2) + "\n")
     print(table)
 
 

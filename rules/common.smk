@@ -237,6 +237,12 @@ def gpus_wanted(wildcards):
     return 0 if RUNS[wildcards.run]["device"] == "cpu" else 1
 
 
+def cpus_per_gpu(wildcards):
+    """The threads of a GPU job, as the SLURM plugin asks for them with a GPU (--cpus-per-gpu; a job
+    without a GPU asks --cpus-per-task for its threads)."""
+    return THREADS if gpus_wanted(wildcards) else 0
+
+
 def mem_mb(kind):
     """A job's memory: a retry after a failure (out of memory or time) asks for proportionally more."""
     return lambda wildcards, attempt: cost(wildcards.run).mem_mb(kind, attempt)

@@ -17,6 +17,7 @@ rule gradients:
     threads: THREADS
     resources:
         gpu=gpus_wanted,
+        cpus_per_gpu=cpus_per_gpu,
         mem_mb=mem_mb("gradients"),
         runtime=runtime("gradients"),
         execution=LCA_EXECUTION,

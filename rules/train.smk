@@ -18,6 +18,7 @@ rule train:
     threads: THREADS
     resources:
         gpu=gpus_wanted,
+        cpus_per_gpu=cpus_per_gpu,
         mem_mb=mem_mb("train"),
         runtime=runtime("train"),
         run_disk=run_disk,

@@ -12,9 +12,12 @@ FASHION_DIR = Path(os.environ.get("LCA_FASHION_MNIST_DIR", "/usr/share/datasets/
 
 @pytest.fixture(scope="session")
 def fashion_data_file(tmp_path_factory) -> Path:
-    """The real Fashion-MNIST through torchvision, cached as the data stage writes it."""
+    """The real Fashion-MNIST through torchvision, cached as the data stage writes it (or the data file that
+    LCA_FASHION_MNIST_FILE names: the device check makes one for all its parts)."""
     from lcaflow.data import load_official, write_data_file
 
+    if os.environ.get("LCA_FASHION_MNIST_FILE"):
+        return Path(os.environ["LCA_FASHION_MNIST_FILE"])
     if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
         pytest.fail(f"Fashion-MNIST missing in {FASHION_DIR}: apt-get install dataset-fashion-mnist")
     root = tmp_path_factory.mktemp("datasets")

@@ -141,7 +141,7 @@ SNAKEFILE = """
 import sys
 from lcaflow.gpus import share_gpus
 
-print(f"gpu cap: {share_gpus(workflow)}", file=sys.stderr)
+print(f"gpu cap: {share_gpus(workflow, config.get('jobs_per_gpu', 1))}", file=sys.stderr)  # as the Snakefile
 
 
 rule all:
@@ -222,6 +222,7 @@ def test_snakemake_runs_one_job_per_simulated_gpu_beside_cpu_jobs(tmp_path):
     [
         (["--cores", "4"], "0,1,2,3", "4"),
         (["--cores", "4", "--resources", "gpu=1"], "0,1,2,3", "1"),  # the user's cap wins
+        (["--cores", "4", "--config", "jobs_per_gpu=2"], "0,1", "4"),  # two slots a GPU
         (["--cores", "4"], "", "None"),  # no GPU: no cap, so GPU rules still run (on the CPU)
         (["--executor", "slurm", "--jobs", "5"], "0,1,2,3", "None"),  # the cluster gives each job its GPU
     ],
@@ -241,3 +242,4 @@ def test_a_cluster_job_keeps_the_gpu_the_cluster_gave_it(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (workdir / "gpu" / "0.txt").read_text().split()[:2] == ["None", "3"]
     assert not (workdir / "locks").exists()
+

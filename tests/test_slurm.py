@@ -8,7 +8,10 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 from conftest import REPO, output_hashes, snakemake, write_tiny_config
+
+from lcaflow.config import validate_config
 
 SETUP = REPO / ".ci" / "local-slurm.sh"
 
@@ -47,6 +50,10 @@ def test_slurm_profile_runs_the_workflow_and_matches_a_local_run(slurm_cluster, 
     sbatch = {m.group(1): line for line in out.splitlines() if (m := re.search(r"--comment rule_(\w+?)_wildcards", line))}
     assert "--gpus=1" in sbatch["gradients"] and "--gpus=1" in sbatch["train"]
     assert "--gpus" not in sbatch["assemble"] and "--gpus" not in sbatch["summary"]
+    threads = validate_config(yaml.safe_load(config_path.read_text()))["threads"]
+    # a GPU job's threads come with its GPU; every other job asks for them per task
+    assert f"--cpus-per-gpu={threads}" in sbatch["gradients"] and f"--cpus-per-gpu={threads}" in sbatch["train"]
+    assert "--cpus-per-task=1" in sbatch["assemble"] and "--cpus-per-gpu" not in sbatch["assemble"]
     assert re.search(r"--mem \d+", sbatch["gradients"]) and re.search(r"-t \d+", sbatch["gradients"])
     on_slurm, local = output_hashes(tmp_path / "results"), output_hashes(local_dir / "results")
     assert "runs/tiny_sgd/lca.h5" in on_slurm and "runs/tiny_sgd/figures/noise.png" in on_slurm

@@ -12,6 +12,7 @@ from .chunkfile import chunk_range
 from .errors import ConfigError, CorruptFileError, DivergenceError
 from .integrate import SPLITS, TRAPEZOID, Endpoint, make_quadrature
 from .io import atomic_h5
+from .numerics import set_numerics
 from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
 from .reducers import REDUCERS, Frame, Matrices, Quadrature
@@ -44,6 +45,7 @@ class Job:
             raise ConfigError(f"gradient job {chunk} of run {run_name} is past the last iteration {T - 1}")
         spec = RunSpec.of(run_name, run)
         device = spec.device()
+        set_numerics(device, spec.tf32)  # before the first computation on it
         layout = meta["layout"]
         split = {"train_indices": meta["train_indices"], "val_indices": meta["val_indices"], "val_source": meta["val_source"]}
         data = RunData(spec, data_path, device, split)

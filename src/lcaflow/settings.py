@@ -46,6 +46,7 @@ def _sampled(lca: dict) -> bool:
 TOP = {
     "results_dir": Setting(LOCATION),
     "threads": Setting(NUMBERS),  # float sums depend on the thread count
+    "jobs_per_gpu": Setting(EXECUTION),  # how many jobs share a GPU locally, not what they compute
 }
 SECTION_KEYS = ("data", "lca", "analysis", "runs", "experiments")  # the top level's sections: their keys below
 
@@ -87,6 +88,7 @@ RUN = {
     "iterations": Setting(NUMBERS),
     "seed": Setting(NUMBERS),
     "device": Setting(NUMBERS),
+    "tf32": Setting(NUMBERS),  # TF32 rounds float32 products on a GPU
     "val_size": Setting(NUMBERS),
     "train_size": Setting(NUMBERS),
     "split_seed": Setting(NUMBERS),

@@ -78,6 +78,10 @@ class RunSpec:
     def device(self):
         return resolve_device(self.run["device"])
 
+    @property
+    def tf32(self) -> bool:
+        return self.run["tf32"]
+
     def build_model(self, input_shape, num_classes: int):
         from .models import build_model
 

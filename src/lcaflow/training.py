@@ -13,6 +13,7 @@ from .errors import ConfigError, DivergenceError, LCAError
 from .io import atomic_h5, open_h5
 from .layout import same_parameters
 from .models import flat_params
+from .numerics import set_numerics
 from .paths import CHECKPOINT_ROWS
 from .progress import Progress, log
 from .settings import run_fingerprint
@@ -194,6 +195,7 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
     checkpoint_every = checkpoint_every or run["checkpoint_every"]
     spec = RunSpec.of(run_name, run)
     device = spec.device()
+    set_numerics(device, spec.tf32)  # before the first computation on it
     data = RunData(spec, data_path, device)
     model = spec.build_model(data.input_shape, data.num_classes).to(device)
     layout = spec.layout(model)

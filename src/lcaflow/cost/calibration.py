@@ -16,6 +16,7 @@ from pathlib import Path
 from ..catalog import INPUT_SHAPE, NUM_CLASSES, is_builtin_dataset
 from ..gpus import gpu_name
 from ..io import write_json
+from ..numerics import set_numerics
 from ..settings import fingerprint
 from ..spec import RunSpec
 from .size import RunSize
@@ -53,6 +54,7 @@ def facts(spec: RunSpec, lca: dict, threads: int, size: RunSize, device, data_pa
             "eval": min(lca["eval_chunk_size"], size.examples, MAX_CALIBRATION_BATCH),
         },
         "speed": {k: lca[k] for k in ("compute_batch", "channels_last")},
+        "tf32": spec.tf32,  # faster on a GPU
         **machine(),
     }
 
@@ -113,6 +115,7 @@ def time_model(spec: RunSpec, lca: dict, device, batches: dict, data_path) -> di
     from ..objective import resolve_speed, uses_batch_statistics
     from ..training import make_optimizer
 
+    set_numerics(device, spec.tf32)  # the jobs' kernels, or the plan times others
     load, others = os.getloadavg()[0], OtherWork()
     shape, classes = spec.model_io(data_path)
     model = set_lca_mode(spec.build_model(shape, classes).to(device))
