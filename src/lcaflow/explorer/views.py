@@ -14,7 +14,7 @@ from ..plots.style import HELP_COLOR, HURT_COLOR, OKABE_ITO, SYNC_COLOR, TRAIN_C
 
 WIDE, NARROW, HEIGHT = 560, 300, 170  # pixels of the views
 ZERO_WHITE = "#f7f7f7"
-DIVERGING = alt.Scale(range=[HELP_COLOR, ZERO_WHITE, HURT_COLOR], domainMid=0)
+DIVERGING = alt.Scale(range=[HELP_COLOR, ZERO_WHITE, HURT_COLOR], domainMid=0, zero=True)  # zero kept in every domain
 SPLITS = alt.Scale(domain=["train", "validation"], range=[TRAIN_COLOR, VAL_COLOR])
 CONTROLS = "#controls"  # where the page puts the radio buttons, the menu and the slider (views.page)
 NAMES = ("curves", "groups", "neurons", "classes", "params", "moments")  # the datasets the page fills in
