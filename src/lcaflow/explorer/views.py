@@ -76,7 +76,7 @@ def error_view(meta: dict) -> alt.Chart:
         .encode(
             x=alt.X("t:Q", title="iteration", scale=alt.Scale(domain=[0, meta["iterations"]])),
             y=alt.Y("error:Q", title="|error| (nats)"),
-            color=alt.Color("split:N", scale=SPLITS, legend=None),
+            color=alt.Color("split:N", scale=SPLITS, title="split"),  # one legend with the loss view's
         )
         .properties(width=NARROW, height=HEIGHT)
     )
@@ -107,7 +107,7 @@ def cumulative_view(meta: dict) -> alt.Chart:
         .encode(
             x=alt.X("t:Q", title="iteration", scale=alt.Scale(domain=[0, meta["iterations"]])),
             y=alt.Y("cumulative:Q", title="cumulative LCA (nats)"),
-            color=alt.Color("group:N", scale=_groups_scale(meta), legend=None),
+            color=alt.Color("group:N", scale=_groups_scale(meta), title="group"),  # one legend with the LCA view's
             strokeDash=alt.StrokeDash("split:N", scale=alt.Scale(domain=["train", "validation"], range=[[1, 0], [4, 3]]), legend=None),
             tooltip=["t:Q", "group:N", "split:N", alt.Tooltip("cumulative:Q", format=".4g")],
         )
