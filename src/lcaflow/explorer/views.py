@@ -116,9 +116,10 @@ def cumulative_view(meta: dict) -> alt.Chart:
 
 
 def _heatmap(name: str, title: str, when, p: dict) -> alt.Chart:
-    """The chosen group's neurons in a grid, coloured by their LCA summed over the frames `when` keeps."""
+    """The chosen group's neurons in a grid, coloured by their LCA summed over the frames `when` keeps;
+    `title` follows the group's name in the title (a Vega expression's string, which may name a parameter)."""
     return (
-        alt.Chart(data("neurons"), name=name, title=title)
+        alt.Chart(data("neurons"), name=name, title=alt.Title(alt.ExprRef(expr=f"'Per-neuron LCA of ' + group + '{title}'")))
         .transform_filter(alt.datum.group == p["group"])
         .transform_filter(when)
         .transform_aggregate(lca="sum(lca)", groupby=["unit", "x", "y"])
@@ -137,8 +138,8 @@ def _heatmap(name: str, title: str, when, p: dict) -> alt.Chart:
 def neuron_views(meta: dict, p: dict) -> alt.HConcatChart:
     frame = meta["frame"]
     at = "" if frame == 1 else f" (frames of {frame} iterations)"
-    window = _heatmap("neurons_window", "Per-neuron LCA, summed over the brushed window (all of training when none)", p["window"], p)
-    slider = _heatmap("neurons_at", f"Per-neuron LCA at the slider's iteration{at}", alt.datum.t == p["iteration"], p)
+    window = _heatmap("neurons_window", ", summed over the brushed window (all of training when none)", p["window"], p)
+    slider = _heatmap("neurons_at", f" at iteration ' + iteration + '{at}", alt.datum.t == p["iteration"], p)
     return alt.hconcat(window, slider.add_params(p["group"], p["iteration"])).resolve_scale(color="independent")
 
 
