@@ -87,9 +87,9 @@ def lca_view(meta: dict, p: dict) -> alt.LayerChart:
     bars = (
         alt.Chart(data("groups"), name="lca", title="LCA per group per iteration, stacked: drag to select a window")
         .transform_filter(alt.datum.split == p["split"])
-        .mark_bar()
+        .mark_bar(width=max(0.5, 0.9 * WIDE / meta["iterations"]))  # one bar an iteration, however many
         .encode(
-            x=alt.X("t:Q", title="iteration", scale=alt.Scale(domain=[0, meta["iterations"]])),
+            x=alt.X("t:Q", title="iteration", scale=alt.Scale(domain=[-0.5, meta["iterations"]], nice=False, padding=0)),
             y=alt.Y("lca:Q", title="LCA (nats; < 0 helped)", stack="zero"),
             color=alt.Color("group:N", scale=_groups_scale(meta), title="group"),
             tooltip=["t:Q", "group:N", alt.Tooltip("lca:Q", format=".3g")],
