@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import altair as alt
 
-from ..plots.style import HELP_COLOR, HURT_COLOR, OKABE_ITO, SYNC_COLOR, TRAIN_COLOR, VAL_COLOR
+from ..plots.style import DIVERGING_MID, HELP_COLOR, HURT_COLOR, OKABE_ITO, SYNC_COLOR, TRAIN_COLOR, VAL_COLOR
 
 WIDE, NARROW, HEIGHT = 560, 300, 170  # pixels of the views
-ZERO_WHITE = "#f7f7f7"
-DIVERGING = alt.Scale(range=[HELP_COLOR, ZERO_WHITE, HURT_COLOR], domainMid=0, zero=True)  # zero kept in every domain
+DIVERGING = alt.Scale(range=[HELP_COLOR, DIVERGING_MID, HURT_COLOR], domainMid=0, zero=True)  # zero kept in every domain
 SPLITS = alt.Scale(domain=["train", "validation"], range=[TRAIN_COLOR, VAL_COLOR])
-CONTROLS = "#controls"  # where the page puts the radio buttons, the menu and the slider (views.page)
+CONTROLS = "#controls"  # where the page (page.py) puts the radio buttons, the menu and the slider
 NAMES = ("curves", "groups", "neurons", "classes", "params", "moments")  # the datasets the page fills in
 
 
@@ -25,19 +24,17 @@ def data(name: str) -> alt.NamedData:
 
 
 def _params(meta: dict) -> dict:
+    """The brush, and the controls: the split of the LCA charts, the heat maps' group and frame."""
     splits = ["train", "validation"] if meta["has_val"] else ["train"]
-    frames = meta["iterations"] - 1 - (meta["iterations"] - 1) % meta["frame"]
-    out = {
-        "window": alt.selection_interval(name="window", encodings=["x"]),
-        "split": alt.param(name="split", value="train", bind=alt.binding_radio(options=splits, name="LCA of the split: ", element=CONTROLS)),
-    }
+    last_frame = meta["iterations"] - 1 - (meta["iterations"] - 1) % meta["frame"]
+    split = alt.binding_radio(options=splits, name="LCA of the split: ", element=CONTROLS)
+    out = {"window": alt.selection_interval(name="window", encodings=["x"]), "split": alt.param(name="split", value="train", bind=split)}
     if meta["neuron_groups"]:
         groups = meta["neuron_groups"]
-        out["group"] = alt.param(name="group", value=groups[0], bind=alt.binding_select(options=groups, name="neurons of: ", element=CONTROLS))
-        out["iteration"] = alt.param(
-            name="iteration", value=0, bind=alt.binding_range(min=0, max=max(frames, 0), step=meta["frame"], name="iteration: ", element=CONTROLS
-            )
-        )
+        menu = alt.binding_select(options=groups, name="neurons of: ", element=CONTROLS)
+        slider = alt.binding_range(min=0, max=max(last_frame, 0), step=meta["frame"], name="iteration: ", element=CONTROLS)
+        out["group"] = alt.param(name="group", value=groups[0], bind=menu)
+        out["iteration"] = alt.param(name="iteration", value=0, bind=slider)
     return out
 
 
