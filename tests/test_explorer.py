@@ -53,6 +53,12 @@ def test_run_explorer_draws_every_view_and_links_them(tiny_workflow, browser, tm
         opened.page.wait_for_function("window.lcaflowView.signal('iteration') == 10")
         opened.page.wait_for_timeout(200)
         assert opened.marks("neurons_at") != at
+        # clicking a synchronised moment of learning moves the slider there
+        moment = opened.page.locator("#views g.mark-rule.role-mark line").first
+        t = int(re.match(r"t: (\d+);", moment.get_attribute("aria-label")).group(1))
+        box = moment.bounding_box()
+        opened.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        opened.page.wait_for_function(f"window.lcaflowView.signal('iteration') == {t}")
         assert opened.errors == []
     finally:
         opened.close()

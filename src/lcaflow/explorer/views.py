@@ -43,13 +43,15 @@ def _groups_scale(meta: dict) -> alt.Scale:
     return alt.Scale(domain=meta["groups"], range=colours)
 
 
-def _moment_rules(meta: dict) -> alt.Chart:
-    """The synchronised moments of learning (every layer at once) as vertical rules on a time axis."""
+def _moment_rules() -> alt.Chart:
+    """The synchronised moments of learning (every layer at once) as vertical rules on a time axis; the
+    page's script moves the slider to a moment clicked (a datum with `layers`). Unnamed: a named layer
+    would get the brush of the layer it is drawn over, twice."""
     return (
         alt.Chart(data("moments"))
         .transform_filter("datum.synchronized == 1")
         .transform_aggregate(layers="count()", groupby=["t"])
-        .mark_rule(color=SYNC_COLOR, strokeDash=[3, 2], opacity=0.8)
+        .mark_rule(color=SYNC_COLOR, strokeDash=[3, 2], opacity=0.8, strokeWidth=2, cursor="pointer")
         .encode(x="t:Q", tooltip=[alt.Tooltip("t:Q", title="synchronised moment at iteration"), "layers:Q"])
     )
 
@@ -61,7 +63,7 @@ def loss_view(meta: dict) -> alt.LayerChart:
         .mark_line()
         .encode(x=x, y=alt.Y("loss:Q", title="full-set loss (nats)"), color=alt.Color("split:N", scale=SPLITS, title="split"))
     )
-    layers = [lines, _moment_rules(meta)] if meta["has_moments"] else [lines]
+    layers = [lines, _moment_rules()] if meta["has_moments"] else [lines]
     return alt.layer(*layers).properties(width=WIDE, height=HEIGHT)
 
 
@@ -93,7 +95,7 @@ def lca_view(meta: dict, p: dict) -> alt.LayerChart:
         )
         .add_params(p["window"], p["split"])
     )
-    layers = [bars, _moment_rules(meta)] if meta["has_moments"] else [bars]
+    layers = [bars, _moment_rules()] if meta["has_moments"] else [bars]
     return alt.layer(*layers).properties(width=WIDE, height=HEIGHT)
 
 
@@ -186,4 +188,5 @@ def run_spec(meta: dict) -> dict:
     if lower:
         rows.append(alt.hconcat(*lower).resolve_scale(color="independent"))
     chart = alt.vconcat(*rows).resolve_scale(color="independent", strokeDash="independent")
-    return chart.configure_view(stroke=None).configure_title(anchor="start", fontSize=12).to_dict(validate=True)
+    spec = chart.configure_view(stroke=None).configure_title(anchor="start", fontSize=12).to_dict(validate=True)
+    return spec | {"usermeta": {"frame": meta["frame"]}}  # for the page's script: a moment clicked -> its frame
