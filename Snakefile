@@ -40,6 +40,7 @@ localrules:
     analysis_all,
     figures_all,
     claims,
+    explorer,
     plan,
 
 
@@ -50,6 +51,7 @@ include: "rules/summary.smk"
 include: "rules/analysis.smk"
 include: "rules/figures.smk"
 include: "rules/claims.smk"
+include: "rules/explorer.smk"
 include: "rules/benchmark.smk"
 include: "rules/plan.smk"
 
@@ -61,3 +63,4 @@ rule all:
         rules.analysis_all.input,
         rules.figures_all.input,
         rules.claims.output.md,
+        rules.explorer.input,

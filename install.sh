@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh Debian/Ubuntu machine: the Fashion-MNIST package and a .venv holding
-# this package, Snakemake (+ SLURM plugin) and the test tools. Safe to run again.
+# Set up everything on a fresh Debian/Ubuntu machine: the Fashion-MNIST package, Chromium (the explorer's
+# browser tests) and a .venv holding this package with its explorer, Snakemake (+ SLURM plugin) and the
+# test tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
@@ -11,6 +12,7 @@ if command -v apt-get >/dev/null 2>&1; then
   want=()
   dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || want+=(dataset-fashion-mnist)
   dpkg -s fortunes >/dev/null 2>&1 || want+=(fortunes)  # English text for the language-model example
+  dpkg -s chromium >/dev/null 2>&1 || want+=(chromium)  # the explorer's browser tests (Playwright drives it)
   "$PYTHON" -c "import ensurepip" >/dev/null 2>&1 || want+=(python3-venv)
   if [ ${#want[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
@@ -28,5 +30,5 @@ PY
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torchvision pulls the matching CUDA-enabled torch; it runs on CPU too.
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[explorer,test]"
 echo "install.sh: ready; activate with: . .venv/bin/activate"

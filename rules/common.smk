@@ -169,6 +169,22 @@ def experiment_figure_inputs(wildcards):
     return inputs
 
 
+def experiment_explorer_inputs(wildcards):
+    """Each run's losses and LCA per group (over time and in total), the experiment's tests and, where it
+    has one, its comparison."""
+    runs = EXPERIMENTS[wildcards.experiment]["runs"]
+    e = PATHS.experiment(wildcards.experiment)
+    inputs = {
+        "grounding": [PATHS.run(r).stats("grounding.tsv") for r in runs],
+        "cumulative": [PATHS.run(r).stats("layers_cumulative.tsv") for r in runs],
+        "layers": [PATHS.run(r).stats("layers.tsv") for r in runs],
+        "experiment": e.layers,
+    }
+    if EXPERIMENTS[wildcards.experiment]["compare_with"]:
+        inputs["comparison"] = e.comparison
+    return inputs
+
+
 def claims_inputs(wildcards):
     """Every table the claims read (lcaflow.claims.RUN_TABLES, EXPERIMENT_TABLES), one list each, in the
     order of the runs and the experiments."""
@@ -246,6 +262,13 @@ def cpus_per_gpu(wildcards):
 def mem_mb(kind):
     """A job's memory: a retry after a failure (out of memory or time) asks for proportionally more."""
     return lambda wildcards, attempt: cost(wildcards.run).mem_mb(kind, attempt)
+
+
+def experiment_mem_mb(kind):
+    """An experiment's job: the memory of its first run's job of that kind."""
+    return lambda wildcards, attempt: cost(
+        EXPERIMENTS[wildcards.experiment]["runs"][0]
+    ).mem_mb(kind, attempt)
 
 
 def runtime(kind):

@@ -185,3 +185,27 @@ def plant_reductions(f, layout, lca, grad, class_param, params) -> None:
 
         f[f"lca_neuron/{name}"] = sums(x)
         f[f"lca_class_neuron/{name}"] = sums(np.asarray(class_param, dtype=np.float64))
+
+
+CHROMIUM = os.environ.get("LCAFLOW_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package, install.sh) driven by Playwright. Where either is missing the
+    browser tests skip with the reason, except under CI (CI=true), where they fail."""
+    why = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        why = "Playwright for Python is not installed (pip install -e '.[test]'; install.sh does)"
+    if why is None and not Path(CHROMIUM).is_file():
+        why = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set LCAFLOW_CHROMIUM; install.sh does)"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests cannot run under CI: {why}")
+        pytest.skip(why)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

@@ -57,6 +57,19 @@ def test_recorded_and_trained_user_runs_are_grounded(own_project):
         assert run.attrs["val_source"] == "test"
 
 
+def test_a_run_without_classes_gets_an_explorer_that_says_so(own_project, browser):
+    from explorer_checks import Opened
+
+    path = own_project / "results" / "runs" / "chars" / "explorer.html"
+    assert "per-class LCA (the run&#x27;s loss has no classes)" in path.read_text()
+    opened = Opened(browser, path)
+    try:
+        opened.check_clean()
+        assert opened.marks("lca_0") and opened.marks("parameters") and not opened.marks("classes_0")
+    finally:
+        opened.close()
+
+
 def test_user_runs_get_groups_classes_and_every_figure(own_project):
     from test_workflow import FIGURES
 

@@ -205,3 +205,25 @@ def test_workflow_with_compact_storage_and_no_trajectory(tiny_workflow, tmp_path
         assert r.sampled and r.lca.shape == (20, 4204) and r.lca.encoding == "bfloat16"
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(config), "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+
+
+def test_a_sampled_run_without_tables_gets_an_explorer_that_says_what_is_absent(runs, tmp_path, browser):
+    """lca.store: sampled, and no analysis tables or claims beside lca.h5: the page draws what there is and
+    names what is missing."""
+    from explorer_checks import Opened
+
+    from lcaflow.explorer import run_explorer
+
+    out = tmp_path / "explorer.html"
+    run_explorer(runs["sampled"], out)
+    text = out.read_text()
+    assert "top parameters chosen from a sample of" in text and "(lca.store: sampled)" in text
+    assert "Not on this page" in text and "moments of learning" in text and "the claims table" in text
+    opened = Opened(browser, out)
+    try:
+        opened.check_clean()
+        for view in ("loss_0", "lca_0", "neurons_window", "classes_0", "parameters"):
+            assert opened.marks(view), view
+    finally:
+        opened.close()
+

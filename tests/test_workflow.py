@@ -149,7 +149,7 @@ def test_report_gathers_the_figures(tiny_workflow):
     import zipfile
 
     names = zipfile.ZipFile(report).namelist()
-    for name in FIGURES + ("animation.gif", "experiment.png", "layers.tsv", "comparison.tsv"):
+    for name in FIGURES + ("animation.gif", "experiment.png", "layers.tsv", "comparison.tsv", "explorer.html"):
         assert any(n.endswith(name) for n in names), name
 
 

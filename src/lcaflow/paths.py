@@ -6,7 +6,8 @@
     {results}/runs/{run}/chunks/{k:04d}.h5        gradient job k: its rows of the LCA matrix and its reductions
     {results}/runs/{run}/lca.h5, grounding.json   assembly: the run's view of its chunks, how well it is grounded
     {results}/runs/{run}/summary/, stats/, figures/   the first look, the analyses' tables, the figures
-    {results}/experiments/{experiment}/           statistics across an experiment's runs
+    {results}/runs/{run}/explorer.html            the run's interactive explorer (one self-contained page)
+    {results}/experiments/{experiment}/           statistics across an experiment's runs, and their explorer.html
     {results}/claims.md|tsv, plan.md|json, plan/calibration/, benchmark/, logs/, benchmarks/
 
 The rules build their patterns from these classes with wildcards for names (`ResultPaths(results).run("{run}")`),
@@ -93,6 +94,11 @@ class RunPaths:
     def figure(self, name: str) -> str:
         return _join(self.dir, "figures", name)
 
+    @property
+    def explorer(self) -> str:
+        """The run's interactive explorer: one self-contained HTML page (lcaflow.explorer)."""
+        return _join(self.dir, "explorer.html")
+
 
 @dataclass(frozen=True)
 class ExperimentPaths:
@@ -115,6 +121,11 @@ class ExperimentPaths:
     @property
     def figure(self) -> str:
         return _join(self.dir, "experiment.png")
+
+    @property
+    def explorer(self) -> str:
+        """The experiment's interactive explorer, its runs side by side (lcaflow.explorer)."""
+        return _join(self.dir, "explorer.html")
 
 
 @dataclass(frozen=True)

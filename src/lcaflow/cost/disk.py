@@ -22,9 +22,9 @@ from .size import RunSize
 PER_PARAM_PER_JOB = 8 + 4 * 2 + 2
 # ...and lca.h5 per parameter: the total (float64), the four counts (int16 while T < 32768)
 PER_PARAM_LCA = 8 + 4 * 2
-# The tables, figures, summary and grounding.json of a run, measured once on the default run (stats 2.3 MB,
-# figures 7.0 MB, summary 0.3 MB): they hardly depend on its size.
-SMALL_OUTPUTS_BYTES = 9_600_000
+# The tables, figures, summary, explorer page and grounding.json of a run, measured once on the default run
+# (stats 2.3 MB, figures 7.0 MB, summary 0.3 MB, explorer.html 2.0 MB): they hardly depend on its size.
+SMALL_OUTPUTS_BYTES = 11_600_000
 
 
 def stored_columns_count(K: int, lca: dict, group_sizes: tuple[int, ...] | None = None) -> int:

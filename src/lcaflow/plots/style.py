@@ -32,6 +32,7 @@ NOTE_COLOR = DARK_GREY  # secondary text
 TOP_CLASSES_COLORS = (BLUE, SKY_BLUE, PALE_BLUE)  # neurons' top 1, 2, 3 classes
 
 DIVERGING = "PRGn_r"  # green (negative, helped) -> white (zero) -> purple (positive, hurt)
+DIVERGING_MID = "#f7f7f7"  # PRGn's white at zero: the middle of the explorer's diverging scales
 NAN_COLOR = ZERO_COLOR  # no parameter there (padding, separators, not stored)
 PERCENTILE = 99.0  # heat maps' colours are clipped at this percentile of |LCA|
 
