@@ -1,5 +1,7 @@
 """The paper's networks (counts as its S8 table), and per-layer optimiser settings on real training."""
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -115,7 +117,7 @@ GOOD = {"dataset": "fashion_mnist", "architecture": "mnist_fc", "optimizer": {"n
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"layers": {"fc9": {"freeze": True}}}, "runs.a.layers.fc9: no such layer in mnist_fc; its layers: fc1, fc2, fc3"),
+        ({"layers": {"fc9": {"freeze": True}}}, "runs.a.layers.fc9: no such layer in mnist_fc (did you mean 'fc3'?); its layers: fc1, fc2, fc3"),
         ({"layers": {"fc3": {"freeze": True, "freeze_at": 3}}}, "freeze and freeze_at both given"),
         ({"layers": {"fc3": {"freeze_at": 20}}}, "freeze_at: 20 is not below iterations 20"),
         ({"layers": {"fc3": {"lr_factor": -1}}}, "runs.a.layers.fc3.lr_factor: -1 is out of range"),
@@ -124,7 +126,7 @@ GOOD = {"dataset": "fashion_mnist", "architecture": "mnist_fc", "optimizer": {"n
     ],
 )
 def test_bad_layer_settings_stop_with_one_line(changes, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         validate_config({"runs": {"a": {**GOOD, **changes}}})
 
 
