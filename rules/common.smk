@@ -289,7 +289,7 @@ def run_disk(wildcards):
 
 # The report's front page (report/workflow.rst) shows each run's headline numbers: read only for a report.
 if any(arg.startswith("--report") for arg in sys.argv):
-    config["front_page"] = front_page({r: PATHS.run(r) for r in RUNS}, PATHS.claims_tsv)
+    config["front_page"] = front_page(PATHS, RUNS)
 
 
 def run_report(caption, kind="figures", table=None):

@@ -9,20 +9,20 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .paths import RunPaths
+from .paths import ResultPaths, RunPaths
 from .tables import read_tsv
 
 HEADER = ("run", "loss, first to last (nats)", "grounding error", "parameters helping", "group that helped most")
 
 
-def front_page(runs: dict[str, RunPaths], claims_tsv) -> str:
+def front_page(results: ResultPaths, runs) -> str:
     """A table of each run's headline numbers (a run not summarised yet says so), then the claims' verdicts."""
-    rows = [_row(name, paths) for name, paths in runs.items()]
+    rows = [_row(name, results.run(name)) for name in runs]
     lines = ["**Headline numbers of each run** (from ``summary/summary.json``; LCA in nats, < 0 helped)", ""]
     lines += [".. list-table::", "   :header-rows: 1", ""]
     for row in [HEADER, *rows]:
         lines += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
-    return "\n".join([*lines, "", claims_line(claims_tsv), ""])
+    return "\n".join([*lines, "", claims_line(results), ""])
 
 
 def _row(name: str, paths: RunPaths) -> tuple[str, ...]:
@@ -42,14 +42,14 @@ def _row(name: str, paths: RunPaths) -> tuple[str, ...]:
     )
 
 
-def claims_line(claims_tsv) -> str:
+def claims_line(results: ResultPaths) -> str:
     """The claims' verdicts counted: 'Claims of the paper (results/claims.md): 3 hold, 1 does not, ...'."""
-    path = Path(claims_tsv)
+    path = Path(results.claims_tsv)
     if not path.is_file():
         return "Claims of the paper: not checked yet (target ``claims``)."
     verdicts = Counter(_kind(v) for v in read_tsv(path)["holds"])
     said = ", ".join(f"{n} {kind}" for kind, n in verdicts.items())
-    return f"Claims of the paper (``{path.with_suffix('.md')}``): {said}."
+    return f"Claims of the paper (``{results.claims_md}``): {said}."
 
 
 def _kind(holds: str) -> str:
