@@ -17,7 +17,8 @@ def _grad(fn, theta):
 
 
 def make_evaluator(loss_fn, n_classes=2, val_fn=None):
-    """Endpoint of an analytic loss; 'class c' owns the coordinates i with i % n_classes == c."""
+    """Endpoint of an analytic loss; 'class c' owns the coordinates i with i % n_classes == c. Its midpoint
+    sample is the whole class: the sample's estimate of each class gradient is exact."""
     calls = []
 
     def evaluate(theta, splits=SPLITS):
@@ -29,7 +30,9 @@ def make_evaluator(loss_fn, n_classes=2, val_fn=None):
         grad_class = torch.stack([torch.where(owner == c, grad, 0.0) for c in range(n_classes)])
         loss_class = torch.stack([per_coord.detach()[owner == c].sum() for c in range(n_classes)])
         calls.append((theta.detach(), tuple(splits)))
-        point = Point(loss=per_coord.detach().sum(), grad=grad, loss_class=loss_class, grad_class=grad_class)
+        point = Point(loss=per_coord.detach().sum(), grad=grad, loss_class=loss_class, grad_class=grad_class, grad_class_sampled=grad_class)
+        if splits == ("sample",):
+            return Endpoint(train=Point(loss=point.loss, grad=grad, loss_class=loss_class, grad_class_sampled=grad_class), val=None)
         if val_fn is None:
             val = Point(loss=point.loss * 0.5, grad=grad * 0.5)
         else:
@@ -139,12 +142,13 @@ def test_float32_trajectories_stay_within_float32_rounding():
 # Adaptive quadrature: the trapezoid from the end points where its (exactly known) error is small, Simpson elsewhere
 
 
-def adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance, tol=1e-6, max_splits=32, val_fn=None):
+def adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance, tol=1e-6, max_splits=32, val_fn=None, sample=0.0):
     evaluate, calls = make_evaluator(loss_fn, val_fn=val_fn)
     theta0, theta1 = theta0.double(), theta1.double()
     start, end = evaluate(theta0), evaluate(theta1)
     calls.clear()
-    rule = make_quadrature({"quadrature": "adaptive", "tolerance": tol, "max_splits": max_splits, "trapezoid_tolerance": trapezoid_tolerance})
+    lca = {"quadrature": "adaptive", "tolerance": tol, "max_splits": max_splits, "trapezoid_tolerance": trapezoid_tolerance}
+    rule = make_quadrature(dict(lca, midpoint_sample=sample))
     return rule(evaluate, theta0, theta1, start, end), calls, (start, end)
 
 
@@ -249,7 +253,7 @@ def test_trapezoid_with_overlapping_classes_a_regulariser_and_a_frozen_parameter
     theta1 = theta0 + torch.linspace(0.05, 0.12, K, dtype=torch.float64)
     theta1[4] = theta0[4]  # a frozen parameter
     start, end = evaluate(theta0), evaluate(theta1)
-    rule = make_quadrature({"quadrature": "adaptive", "tolerance": 1e-6, "max_splits": 32, "trapezoid_tolerance": 1e-2})
+    rule = make_quadrature({"quadrature": "adaptive", "tolerance": 1e-6, "max_splits": 32, "trapezoid_tolerance": 1e-2, "midpoint_sample": 0})
     seg = rule(evaluate, theta0, theta1, start, end)
     assert seg.num_splits == TRAPEZOID and abs(seg.trapezoid_error) > 1e-7
     delta = theta1 - theta0
@@ -269,3 +273,42 @@ def test_both_splits_are_evaluated_where_the_training_split_needs_the_midpoint()
     seg, calls, _ = adaptive_segment(train_fn, torch.zeros(K), torch.ones(K), trapezoid_tolerance=1e-3, val_fn=val_fn)
     assert seg.num_splits > 1 and seg.num_splits_val is None  # Simpson for both, refined together
     assert calls and all(splits == SPLITS for _, splits in calls)
+
+
+def test_the_midpoint_sample_puts_the_trapezoid_error_where_simpson_puts_it():
+    """With a sample that estimates every class's midpoint gradient exactly (here: the whole class), an accepted
+    iteration is Simpson's one-panel rule, parameter by parameter, less Simpson's own small error (removed by
+    |LCA|); every row sums to its real loss change. One sample-only evaluation, at Simpson's midpoint."""
+    K = 40
+    w = torch.linspace(0.5, 1.5, K, dtype=torch.float64)
+    loss_fn = lambda th: torch.cos(w * th) + 0.1 * th**2
+    theta0, theta1 = torch.linspace(-0.3, 0.3, K), torch.linspace(-0.25, 0.4, K)
+    seg, calls, (start, end) = adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance=1e-2, tol=1e-2, sample=256)
+    one_panel, _ = segment(loss_fn, theta0, theta1, tol=1.0, max_splits=1)
+    assert seg.num_splits == TRAPEZOID and [splits for _, splits in calls] == [("sample",)]
+    assert torch.equal(calls[0][0], (theta0.double() + theta1.double()) / 2)
+    assert abs(seg.trapezoid_residual) < 1e-3 * abs(seg.trapezoid_error)  # the sample's correction took the rest
+    assert abs(seg.error) < 1e-12 and torch.allclose(seg.lca_class.sum(1), end.train.loss_class - start.train.loss_class, atol=1e-12)
+    assert torch.allclose(seg.lca, one_panel.lca, rtol=1e-3, atol=0)
+    exact = torch.cos(w * theta1.double()) - torch.cos(w * theta0.double()) + 0.1 * (theta1.double() ** 2 - theta0.double() ** 2)
+    unsampled, _, _ = adaptive_segment(loss_fn, theta0, theta1, trapezoid_tolerance=1e-2, tol=1e-2)
+    assert (seg.lca - exact).abs().max() < 0.01 * (unsampled.lca - exact).abs().max()
+
+
+def test_the_midpoint_sample_is_not_trusted_with_a_curved_step_or_a_large_remaining_error():
+    K = 20
+    w = torch.linspace(1.0, 3.0, K, dtype=torch.float64)
+    loss_fn = lambda th: torch.cos(w * th)
+    # a long step: the trapezoid misses by more than trapezoid_tolerance, so Simpson runs without asking the sample
+    seg, calls, _ = adaptive_segment(loss_fn, torch.zeros(K), torch.ones(K), trapezoid_tolerance=1e-2, tol=1e-3, sample=256)
+    simpson, _ = segment(loss_fn, torch.zeros(K), torch.ones(K), tol=1e-3, max_splits=32)
+    assert abs(seg.trapezoid_error) > 1e-2 and math.isnan(seg.trapezoid_residual) and seg.num_splits == simpson.num_splits > 1
+    assert len(calls) == simpson.interior_points and ("sample",) not in [splits for _, splits in calls]
+    assert torch.equal(seg.lca, simpson.lca)
+    # a shorter one whose correction leaves more than lca.tolerance: the sample was asked, then Simpson ran
+    theta1 = torch.full((K,), 0.3)
+    seg, calls, _ = adaptive_segment(loss_fn, torch.zeros(K), theta1, trapezoid_tolerance=1.0, tol=1e-7, sample=256)
+    simpson, _ = segment(loss_fn, torch.zeros(K), theta1, tol=1e-7, max_splits=32)
+    assert abs(seg.trapezoid_error) <= 1.0 and abs(seg.trapezoid_residual) > 1e-7 and seg.num_splits == simpson.num_splits
+    assert [splits for _, splits in calls][0] == ("sample",) and len(calls) == 1 + simpson.interior_points
+    assert torch.equal(seg.lca, simpson.lca)

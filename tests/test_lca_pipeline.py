@@ -14,6 +14,7 @@ from lcaflow.chunkfile import n_chunks
 from lcaflow.errors import ConfigError, CorruptFileError, GroundingError
 from lcaflow.gradients import compute_chunk
 from lcaflow.layout import Layout
+from lcaflow.models import build_model, layout_of
 from lcaflow.training import train
 
 
@@ -324,9 +325,10 @@ def test_convolutional_networks_are_grounded_and_frozen_layers_get_no_credit(tmp
 
 
 def test_adaptive_quadrature_against_simpson_on_a_real_run(lca_run):
-    """Trapezoid-first quadrature on the same trajectory: fewer evaluations, every row still sums to its real
-    loss change, and per-layer, per-class and per-parameter LCA close to Simpson's."""
-    adaptive = dict(lca_run["lca"], quadrature="adaptive", trapezoid_tolerance=lca_run["lca"]["tolerance"])
+    """Trapezoid-first quadrature on the same trajectory, its error removed in proportion to |LCA| (no midpoint
+    sample): fewer evaluations, every row still sums to its real loss change, and per-layer, per-class and
+    per-parameter LCA close to Simpson's."""
+    adaptive = dict(lca_run["lca"], quadrature="adaptive", trapezoid_tolerance=lca_run["lca"]["tolerance"], midpoint_sample=0)
     out, report, _ = run_lca(lca_run["tmp"], "adaptive", lca_run["run"], adaptive, lca_run["trajectory"], lca_run["data"])
     simpson = lca_run["report"]
     assert simpson["quadrature"] == "simpson" and report["quadrature"] == "adaptive" and "iterations_trapezoid" not in simpson
@@ -359,3 +361,47 @@ def test_adaptive_quadrature_against_simpson_on_a_real_run(lca_run):
         # every class row sums to its class's real loss change (the regulariser belongs to no class)
         class_change = np.diff(a["loss_class"][()], axis=0)
         assert np.allclose(a["lca_class_layer"][()].sum(2)[by_trapezoid], class_change[by_trapezoid], atol=1e-9)
+
+
+def test_the_midpoint_sample_puts_the_trapezoid_error_where_simpson_does_on_a_real_run(tmp_path, fashion_data_file):
+    """A window of a real run in the default run's protocol (SGD with momentum, batch 250, 10,000 images,
+    iterations 180-239: one gradient job) by Simpson, by adaptive quadrature with a midpoint sample of every
+    example (its correction is then Simpson's own) and by the |LCA| rule at the same trapezoid tolerance:
+    through the real objective's sample chunks, scaling and row spreading, the sample's per-tensor totals are
+    within 1% of Simpson's and closer than the |LCA| rule's, tensor by tensor; where the midpoint was needed both
+    compute Simpson's rule; every accepted row sums to its real loss change, per class too."""
+    import torch
+
+    torch.set_num_threads(2)
+    run = tiny_run(batch_size=250, iterations=240, train_size=10000, val_size=500, checkpoint_every=120)
+    trajectory = tmp_path / "trajectory.h5"
+    train("r", run, str(fashion_data_file), str(trajectory), str(tmp_path / "ckpt"))
+    settings = {
+        "simpson": tiny_lca(eval_chunk_size=1000, iterations_per_job=60),
+        "sample": tiny_lca(eval_chunk_size=1000, iterations_per_job=60, quadrature="adaptive", midpoint_sample=10_000),
+        "lca": tiny_lca(eval_chunk_size=1000, iterations_per_job=60, quadrature="adaptive", trapezoid_tolerance=2e-3),
+    }
+    assert settings["sample"]["trapezoid_tolerance"] == 2 * settings["simpson"]["tolerance"]  # its default with a sample
+    assert settings["lca"]["midpoint_sample"] == 0  # the default
+    rows = {}
+    for name, lca in settings.items():
+        path = tmp_path / f"{name}.h5"
+        compute_chunk("r", run, lca, 3, str(trajectory), str(fashion_data_file), str(path))
+        with h5py.File(path) as f:
+            rows[name] = f["lca"][()].astype(np.float64)
+            if name == "sample":
+                by_trapezoid = f["num_splits"][()] == 0
+                assert f.attrs["midpoint_sample_fraction"] == 1.0
+                assert f.attrs["train_sample_passes"] == np.isfinite(f["trapezoid_residual"][()]).sum() > 0.8 * 60
+                assert np.all(np.abs(f["trapezoid_residual"][()][by_trapezoid]) <= lca["tolerance"])
+                assert np.abs(f["error"][()][by_trapezoid]).max() < 1e-9
+                class_change = np.diff(f["loss_class"][()], axis=0)
+                assert np.allclose(f["lca_class_layer"][()].sum(2)[by_trapezoid], class_change[by_trapezoid], atol=1e-9)
+    x, y = rows["sample"], rows["simpson"]
+    # the same Simpson where the midpoint was needed (to float32 rounding: the sample cuts the classes' chunks)
+    assert np.abs(x[~by_trapezoid] - y[~by_trapezoid]).max() <= 1e-5 * np.abs(y).max()
+    layout = layout_of(build_model("mnist_fc", (1, 28, 28), 10, seed=0))
+    for name, off, size in zip(layout.names, layout.offsets, layout.sizes):
+        totals = {k: v[:, off : off + size].sum() for k, v in rows.items()}
+        assert abs(totals["sample"] - totals["simpson"]) <= 0.01 * abs(totals["simpson"]), (name, totals)
+        assert abs(totals["sample"] - totals["simpson"]) < abs(totals["lca"] - totals["simpson"]), (name, totals)

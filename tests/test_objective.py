@@ -53,10 +53,12 @@ def test_chunk_size_does_not_change_the_loss_of_a_network_without_batch_norm():
 
 def test_class_chunks_are_pure_and_cover_every_example_once():
     y = np.sort(np.random.default_rng(0).integers(0, 10, 1000))
-    chunks = FullSetObjective._class_chunks(y, chunk_size=33)
-    covered = np.concatenate([np.arange(a, b) for _, a, b in chunks])
-    assert np.array_equal(covered, np.arange(1000))
-    assert all((y[a:b] == c).all() and b - a <= 33 for c, a, b in chunks)
+    for sample_sizes in (None, np.full(10, 7)):  # with a midpoint sample, each class's first 7 are its own chunk
+        chunks = FullSetObjective._class_chunks(y, chunk_size=33, sample_sizes=sample_sizes)
+        covered = np.concatenate([np.arange(a, b) for _, a, b, _ in chunks])
+        assert np.array_equal(covered, np.arange(1000))
+        assert all((y[a:b] == c).all() and b - a <= 33 for c, a, b, _ in chunks)
+        assert sum(b - a for _, a, b, sampled in chunks if sampled) == (0 if sample_sizes is None else 70)
 
 
 def test_weight_decay_is_part_of_the_analysed_loss():
@@ -144,3 +146,31 @@ def test_validation_objective_without_class_parts_gives_the_same_loss(architectu
         assert len(without.batches) == 6 < len(with_classes.batches)  # 90 examples in batches of 16
         assert abs(float(a.loss - b.loss)) < 1e-7
         assert float((a.grad - b.grad).abs().max()) < 1e-6 * float(a.grad.abs().max())
+
+
+def test_a_midpoint_sample_leaves_the_pass_unchanged_and_estimates_each_class_from_its_own_examples():
+    """Adaptive quadrature's sample: the full pass is the same function (its chunks are only cut at the sample);
+    each class's estimate is its sampled examples' gradient times n_c / m_c, the same from a sample-only pass."""
+    model, split = _problem(n=300)
+    layout = layout_of(model)
+    theta = flat_params(model, layout)
+    plain = FullSetObjective(model, layout, split, 10, chunk_size=40)(theta)
+    objective = FullSetObjective(model, layout, split, 10, chunk_size=40, sample=6)
+    full = objective(theta)
+    for ours, theirs in ((full.grad, plain.grad), (full.grad_class, plain.grad_class), (full.loss_class, plain.loss_class)):
+        assert float((ours - theirs).abs().max()) < 1e-6 * float(theirs.abs().max())  # float32 sums, other chunks
+    alone = objective(theta, sample_only=True)
+    assert torch.equal(alone.grad_class_sampled, full.grad_class_sampled)
+    assert (objective.passes, objective.sample_passes) == (1, 1)
+    assert objective.sample_fraction == 60 / 300  # 6 of every class
+    model64 = copy.deepcopy(set_lca_mode(model)).double()
+    x, y = objective.x, objective.y  # class-sorted, each class's sample first
+    for c in range(10):
+        start = int(np.flatnonzero(y.numpy() == c)[0])
+        m, n_c = int(objective.sample_sizes[c]), int((y == c).sum())
+        model64.zero_grad()
+        (F.cross_entropy(model64(x[start : start + m].double()), y[start : start + m], reduction="sum") * n_c / (m * len(y))).backward()
+        direct = torch.cat([p.grad.reshape(-1) for p in model64.parameters()])
+        assert torch.allclose(full.grad_class_sampled[c], direct, atol=1e-7)
+    whole = FullSetObjective(model, layout, split, 10, chunk_size=40, sample=1000)(theta)  # the sample is every example
+    assert torch.allclose(whole.grad_class_sampled, whole.grad_class, atol=1e-9)

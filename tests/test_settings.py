@@ -1,10 +1,15 @@
 """lcaflow.settings is the one table of what every config key changes: it must list exactly the schema's keys,
 so that a new key cannot be added without saying what it changes (and so which job reruns)."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from lcaflow import settings
-from lcaflow.config import SCHEMA
+from lcaflow.config import SCHEMA, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _schema_keys(node: dict) -> set[str]:
@@ -42,5 +47,20 @@ def test_every_analysis_setting_names_rules_that_exist():
 
 
 def test_run_params_leave_out_only_what_changes_no_number():
-    run = {k: None for k in settings.RUN}
-    assert set(run) - set(settings.run_params(run)) == {"checkpoint_every"}
+    run = {k: None for k in settings.RUN}  # tf32 is left out where it is off (None): see the next test
+    assert set(run) - set(settings.run_params(run)) == {"checkpoint_every", "tf32"}
+    assert "tf32" in settings.run_params(dict(run, tf32=True))
+
+
+def test_new_keys_at_their_defaults_leave_earlier_results_valid():
+    """The default run's fingerprints as lcaflow 2026-11 wrote them into trajectories and chunks: a key added
+    since (tf32, lca.midpoint_sample) changes them only when set, so a user's finished runs are not redone."""
+    cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    assert settings.run_fingerprint(cfg["runs"]["fc_sgd"]) == "a6b797078aba4615"
+    assert settings.fingerprint_of(cfg["lca"], settings.NUMBERS) == "a9c3cc1f2c06ebd7"
+    assert settings.fingerprint_of(cfg["lca"], settings.STORED) == "22056006024902cc"
+    adaptive = validate_config({**cfg, "lca": {**cfg["lca"], "quadrature": "adaptive", "trapezoid_tolerance": None}})["lca"]
+    sampled = validate_config({**cfg, "lca": {**cfg["lca"], "quadrature": "adaptive", "midpoint_sample": 256, "trapezoid_tolerance": None}})["lca"]
+    assert "midpoint_sample" not in settings.lca_params(adaptive, "gradients")
+    assert settings.lca_params(sampled, "gradients")["midpoint_sample"] == 256
+    assert (adaptive["trapezoid_tolerance"], sampled["trapezoid_tolerance"]) == (0.0005, 0.002)

@@ -41,6 +41,9 @@ def _read_reductions(path, run_name, meta, lca, k, T, K) -> tuple[dict, dict]:
         except OSError as err:
             raise CorruptFileError(f"{path}: data unreadable ({err}); delete it and rerun its gradient job") from err
         attrs = {key: int(f.attrs[key]) for key in ("start", "stop", "train_passes", "val_passes")}
+        # passes over adaptive quadrature's midpoint sample, in whole-pass equivalents (0 without one)
+        attrs["sample_fraction"] = float(f.attrs.get("midpoint_sample_fraction", 0.0))
+        attrs["train_passes"] += int(f.attrs.get("train_sample_passes", 0)) * attrs["sample_fraction"]
         attrs["matrices"] = [m for m in chunkfile.MATRICES if m in f]
         attrs["identity"] = chunkfile.identity(f)
     return small, attrs
@@ -111,6 +114,7 @@ def assemble(
                 "lca_config": json.dumps(lca, sort_keys=True),
                 "trajectory_fingerprint": meta["fingerprint"],
                 "grounding": json.dumps(report, sort_keys=True),
+                "midpoint_sample_fraction": chunks[0]["sample_fraction"],
                 "per_class": meta["per_class"],
                 "storage": lca["storage"],
                 "store": lca["store"],
@@ -132,7 +136,7 @@ def _warn_boundary(path, start: int, previous: float, loss: float) -> None:
 
 def _grounding(run_name, arrays, lca, chunks, T, out_path) -> dict:
     """The grounding report; a run whose cumulative error exceeds lca.max_cumulative_error_pct fails here."""
-    report = grounding_report(arrays, lca["tolerance"], lca["quadrature"])
+    report = grounding_report(arrays, lca["tolerance"], lca["quadrature"], chunks[0]["sample_fraction"])
     report["train_passes_per_iteration"] = sum(c["train_passes"] for c in chunks) / T
     report["val_passes_per_iteration"] = sum(c["val_passes"] for c in chunks) / T
     log.info("grounding: " + json.dumps(report, indent=1))

@@ -158,8 +158,8 @@ def validate_config(config: dict) -> dict:
         _check_run(name, run)
     _check_analysis(cfg)
     lca = cfg["lca"]
-    if lca["trapezoid_tolerance"] is None:
-        lca["trapezoid_tolerance"] = lca["tolerance"] / 2
+    if lca["trapezoid_tolerance"] is None:  # with a midpoint sample, what it leaves must be within tolerance
+        lca["trapezoid_tolerance"] = 2 * lca["tolerance"] if lca["midpoint_sample"] else lca["tolerance"] / 2
     return cfg
 
 

@@ -57,19 +57,25 @@ class Job:
         C = meta["num_classes"]
         speed = resolve_speed(lca, model, device)
         objective = dict(loss=spec.loss, chunk_size=lca["eval_chunk_size"], weight_decay=spec.weight_decay, speed=speed)
-        train = FullSetObjective(model, layout, data.train, C, labels=data.class_labels(data.train), **objective)
+        sample = lca.get("midpoint_sample", 0) if lca["quadrature"] == "adaptive" else 0  # absent where 0 (settings.LCA)
+        train = FullSetObjective(model, layout, data.train, C, labels=data.class_labels(data.train), sample=sample, **objective)
         val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=data.class_labels(data.val), **objective)
         frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca))
         return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta)
 
     def evaluator(self):
-        """evaluate(theta, splits) -> Endpoint of the splits asked for; every point, interior ones included,
-        must be finite. `evaluate.where` names the point, for the divergence message."""
+        """evaluate(theta, splits) -> Endpoint of the splits asked for (("sample",): the training split's midpoint
+        sample alone, as its `train`); every point, interior ones included, must be finite. `evaluate.where` names
+        the point, for the divergence message."""
 
         def evaluate(theta: torch.Tensor, splits=SPLITS) -> Endpoint:
-            point = Endpoint(
-                train=self.train(theta) if "train" in splits else None, val=self.val(theta) if "val" in splits else None
-            )
+            if splits == ("sample",):
+                point = Endpoint(train=self.train(theta, sample_only=True), val=None)
+                splits = ("train sample",)
+            else:
+                point = Endpoint(
+                    train=self.train(theta) if "train" in splits else None, val=self.val(theta) if "val" in splits else None
+                )
             parts = [p for p in (point.train, point.val) if p is not None]
             if not torch.isfinite(torch.stack([v for p in parts for v in (p.loss, p.grad.sum())])).all():
                 losses = ", ".join(f"{name} loss {float(p.loss)}" for name, p in zip(splits, parts))
@@ -87,6 +93,8 @@ class Job:
             **chunkfile.attributes(self.run_name, self.meta["fingerprint"], self.lca, chunk, self.start, self.stop),
             "train_passes": self.train.passes,
             "val_passes": self.val.passes,
+            "train_sample_passes": self.train.sample_passes,  # passes over the midpoint sample alone
+            "midpoint_sample_fraction": self.train.sample_fraction,  # its share of the training split (0: none)
             "compute_batch": self.train.compute_batch or 0,  # 0: whole chunks
             "channels_last": self.train.channels_last,
         }
@@ -95,7 +103,7 @@ class Job:
 def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
     """The quadrature loop: every point and segment of the block, handed to every reducer."""
     evaluate = job.evaluator()
-    quadrature = make_quadrature(job.lca)
+    quadrature = make_quadrature(job.lca, rows=torch.from_numpy(job.frame.layout.row_index()).to(job.frame.device))
     thetas = iter_rows(job.trajectory_path, job.start, job.stop + 1)
     evaluate.where = f"at theta_{job.start}"
     theta = next(thetas)
@@ -144,9 +152,10 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
             r.write(f)
         f.attrs.update(job.attrs(chunk))
     splits = reducers[REDUCERS.index(Quadrature)].num_splits
+    passes = job.train.passes + job.train.sample_passes * job.train.sample_fraction
     log.info(
-        f"wrote {out_path}: {job.train.passes} train passes for {frame.iterations} iterations "
-        f"({job.train.passes / frame.iterations:.2f} per iteration), {int((splits > 1).sum())} refined, "
+        f"wrote {out_path}: {passes:.1f} train passes for {frame.iterations} iterations "
+        f"({passes / frame.iterations:.2f} per iteration), {int((splits > 1).sum())} refined, "
         f"{int((splits == TRAPEZOID).sum())} by the trapezoid"
     )
 

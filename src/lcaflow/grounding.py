@@ -9,9 +9,10 @@ import numpy as np
 from .integrate import TRAPEZOID, evaluations
 
 
-def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpson") -> dict:
+def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpson", sample_fraction: float = 0.0) -> dict:
     """How well the LCA sums to the real loss changes (the paper's Table S1 quantities), train and val; the
-    cost of the quadrature, and with adaptive quadrature the trapezoid errors it removed."""
+    cost of the quadrature, and with adaptive quadrature the trapezoid errors it removed (`sample_fraction`:
+    the share of the training split in its midpoint sample, lca.midpoint_sample, evaluated at every iteration)."""
     report = {"tolerance": tolerance, "quadrature": quadrature}
     for split, sfx in (("train", ""), ("val", "_val")):
         loss = lca_file["loss" + sfx]
@@ -41,6 +42,14 @@ def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpso
     report["evaluations_per_iteration"] = float(1 + evaluations(splits).mean())
     if "trapezoid_error" in lca_file:
         report["iterations_trapezoid"] = int((splits == TRAPEZOID).sum())
+        if sample_fraction and "trapezoid_residual" in lca_file:
+            sampled = np.isfinite(lca_file["trapezoid_residual"])
+            report["midpoint_sample_fraction"] = sample_fraction
+            report["evaluations_per_iteration"] += float(sample_fraction * sampled.mean())
+            # what the sample's correction left of the trapezoid's error, removed in proportion to |LCA|
+            left = np.where(splits == TRAPEZOID, lca_file["trapezoid_residual"], 0.0)
+            report["train_residual_removed"] = float(left.sum())
+            report["train_residual_removed_pct"] = float(100 * left.sum() / abs(report["train"]["total_loss_change"] or np.nan))
         splits_val = lca_file["num_splits_val"]
         report["val_evaluations_per_iteration"] = float(1 + evaluations(splits_val).mean())
         report["val_iterations_refined"] = int((splits_val > 1).sum())  # refined on the validation split alone too

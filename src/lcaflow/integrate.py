@@ -17,9 +17,11 @@ QUADRATURES = ("simpson", "adaptive")
 QUADRATURE_NAMES = {"simpson": "Simpson", "adaptive": "adaptive"}
 TRAPEZOID = 0  # num_splits of an iteration that adaptive quadrature allocated by the corrected trapezoid (no interior point)
 # per-iteration datasets that only adaptive quadrature writes: the plain trapezoid's error of each split, which
-# it removed where it allocated that split by the trapezoid (num_splits, num_splits_val TRAPEZOID), and the
-# validation split's own panel count (it may need its midpoint where the training split does not)
-ADAPTIVE_ONLY = ("trapezoid_error", "trapezoid_error_val", "num_splits_val")
+# it removed where it allocated that split by the trapezoid (num_splits, num_splits_val TRAPEZOID), what was left
+# of the training split's after the midpoint sample's correction (NaN without a sample), and the validation
+# split's own panel count (it may need its midpoint where the training split does not)
+ADAPTIVE_SCALARS = ("trapezoid_error", "trapezoid_error_val", "trapezoid_residual")
+ADAPTIVE_ONLY = ADAPTIVE_SCALARS + ("num_splits_val",)
 
 
 def evaluations(num_splits):
@@ -48,6 +50,7 @@ class Segment:
     trapezoid_error: float  # sum of the plain trapezoid allocation - real loss change (known for every iteration)
     trapezoid_error_val: float
     num_splits_val: int | None = None  # the validation split's own rule where it differs (adaptive quadrature)
+    trapezoid_residual: float = float("nan")  # the training error left after the sample's correction (adaptive)
 
     def converged(self, tolerance: float) -> bool:
         """Both splits within tolerance; a NaN error never counts as converged."""
@@ -128,8 +131,7 @@ def _composite_simpson(evaluate, theta0, theta1, start, end, ends: _Ends, tolera
     while True:
         new_points: list[torch.Tensor] | None = None
         for j in range(n):
-            alpha = (2 * j + 1) / (2 * n)
-            payload = _payload(evaluate(((1 - alpha) * t0 + alpha * t1).to(theta0.dtype), splits), splits)
+            payload = _payload(evaluate(_point_at(t0, t1, (2 * j + 1) / (2 * n), theta0.dtype), splits), splits)
             if new_points is None:
                 new_points = payload  # fresh tensors of this point: safe to accumulate into
             else:
@@ -152,6 +154,16 @@ def _composite_simpson(evaluate, theta0, theta1, start, end, ends: _Ends, tolera
             for o, m in zip(old_interior, new_points):
                 o += m
         n *= 2
+
+
+def _point_at(t0: torch.Tensor, t1: torch.Tensor, alpha: float, dtype) -> torch.Tensor:
+    """theta at fraction alpha of the segment, computed in float64 from the float64 end points."""
+    return ((1 - alpha) * t0 + alpha * t1).to(dtype)
+
+
+def _midpoint(theta0: torch.Tensor, theta1: torch.Tensor) -> torch.Tensor:
+    """The segment's midpoint, exactly the one Simpson's first panel evaluates."""
+    return _point_at(theta0.double(), theta1.double(), 0.5, theta0.dtype)
 
 
 def _segment(ends: _Ends, lca, lca_val, lca_class, num_splits: int, interior_points: int) -> Segment:
@@ -205,6 +217,41 @@ def _trapezoid_train(start: Endpoint, end: Endpoint, ends: _Ends) -> tuple[torch
     return regulariser.add_(lca_class.sum(0)), lca_class
 
 
+def _sampled_trapezoid_train(start: Endpoint, end: Endpoint, middle: Point, ends: _Ends, rows: torch.Tensor | None) -> tuple[tuple | None, float]:
+    """The training split's LCA from the end-point gradients and the sample's midpoint: ((lca, lca_class), or
+    None where an error is too large to remove (see _remove_error); the error left after the sample's correction).
+
+    Simpson's rule is the trapezoid plus (2/3) delta * (g_mid - (g_t + g_t+1) / 2) for every parameter. Each
+    class's sample (lca.midpoint_sample of its examples, the same at every point) estimates that correction
+    without bias, from the sample's gradients at both ends (which every full pass gives) and at the midpoint
+    (a pass over the sample alone). Entry by entry the estimate is noisy (it would flip the sign of small
+    entries), so it is summed over each row of each tensor (`rows`: Layout.row_index, a unit's incoming weights,
+    one bias) and each row's total is spread over its entries in proportion to |LCA|: per-row, per-neuron and
+    per-tensor totals follow Simpson's without bias. What the estimate leaves of each class's exactly known
+    error is then removed in proportion to |LCA|, as `_trapezoid_train` does with the whole error, so every row
+    sums to its real loss change; the training row is the class rows plus the regulariser's exact part."""
+    import torch
+
+    half = ends.delta / 2
+    lca_class = (start.train.grad_class + end.train.grad_class).mul_(half)
+    regulariser = (start.train.grad + end.train.grad).mul_(half).sub_(lca_class.sum(0))
+    if rows is None:  # every entry its own row
+        rows = torch.arange(lca_class.shape[1], device=lca_class.device)
+    correction = (start.train.grad_class_sampled + end.train.grad_class_sampled).mul_(-0.5).add_(middle.grad_class_sampled)
+    correction.mul_(ends.delta * (2 / 3))
+    magnitude = lca_class.abs()
+    n_rows = int(rows[-1]) + 1 if len(rows) else 0
+    row_correction = correction.new_zeros(len(lca_class), n_rows).index_add_(1, rows, correction)
+    row_magnitude = correction.new_zeros(len(lca_class), n_rows).index_add_(1, rows, magnitude)
+    share = torch.where(row_magnitude > 0, row_correction / row_magnitude, 0.0)
+    lca_class.add_(magnitude.mul_(share[:, rows]))
+    class_error = lca_class.sum(-1) - (end.train.loss_class - start.train.loss_class)
+    residual = float(class_error.sum())
+    if not _remove_error(lca_class, class_error):
+        return None, residual
+    return (regulariser.add_(lca_class.sum(0)), lca_class), residual
+
+
 def _trapezoid_val(start: Endpoint, end: Endpoint, ends: _Ends) -> torch.Tensor | None:
     """The validation split's corrected trapezoid (one row, no classes), or None (see _remove_error)."""
     lca_val = (start.val.grad + end.val.grad).mul_(ends.delta / 2)
@@ -214,31 +261,47 @@ def _trapezoid_val(start: Endpoint, end: Endpoint, ends: _Ends) -> torch.Tensor 
 Quadrature = Callable[..., Segment]  # (evaluate, theta_t, theta_t+1, end point t, end point t+1) -> Segment
 
 
-def make_quadrature(lca: dict) -> Quadrature:
+def make_quadrature(lca: dict, rows: torch.Tensor | None = None) -> Quadrature:
     """The rule of `lca.quadrature`: `simpson` (the paper's) or `adaptive`, which takes the corrected trapezoid for
-    each split whose plain trapezoid error is within `lca.trapezoid_tolerance`. Where the training split's is not,
-    both splits are computed exactly as `simpson` does; where only the validation split's is not, that split
-    alone is computed by Simpson and refined."""
+    each split whose plain trapezoid error is within `lca.trapezoid_tolerance`. With `lca.midpoint_sample` > 0 the
+    training split is then corrected by its sample (see _sampled_trapezoid_train; `rows` is the layout's
+    row_index), unless what the sample leaves of the error exceeds `lca.tolerance` (a sample too small or unlucky
+    for this step). Where the training split's is not, both splits are computed exactly
+    as `simpson` does; where only the validation split's is not, that split alone is computed by Simpson and
+    refined."""
     tolerance, max_splits = lca["tolerance"], lca["max_splits"]
 
     if lca["quadrature"] == "simpson":
         return lambda evaluate, theta0, theta1, start, end: integrate_segment(
             evaluate, theta0, theta1, start, end, tolerance, max_splits
         )
-    accept = lca["trapezoid_tolerance"]
+    accept, sampled = lca["trapezoid_tolerance"], lca.get("midpoint_sample", 0) > 0  # absent where 0 (settings.LCA)
+
+    def train_without_midpoint(evaluate, theta0, theta1, start, end, ends: _Ends) -> tuple[tuple | None, float]:
+        """The training split's (lca, lca_class) without its full midpoint, or None where it needs it; and the
+        error left after the sample's correction (NaN without a sample)."""
+        if not sampled:
+            return (_trapezoid_train(start, end, ends) if abs(ends.trapezoid_error) <= accept else None), float("nan")
+        if not abs(ends.trapezoid_error) <= accept:
+            return None, float("nan")
+        middle = evaluate(_midpoint(theta0, theta1), ("sample",)).train
+        train, residual = _sampled_trapezoid_train(start, end, middle, ends, rows)
+        return (train if abs(residual) <= tolerance else None), residual
 
     def adaptive(evaluate, theta0, theta1, start, end) -> Segment:
         ends = _ends(theta0, theta1, start, end)
-        train = _trapezoid_train(start, end, ends) if abs(ends.trapezoid_error) <= accept else None
+        train, residual = train_without_midpoint(evaluate, theta0, theta1, start, end, ends)
         if train is None:  # the training split needs its midpoint: both splits as Simpson does
-            return _simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits)
+            segment = _simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits)
+            segment.trapezoid_residual = residual
+            return segment
         lca_val = _trapezoid_val(start, end, ends) if abs(ends.trapezoid_error_val) <= accept else None
         num_splits_val = TRAPEZOID
         if lca_val is None:  # only the validation split needs its midpoint: that split alone (~1/10 of the cost)
             panels = _composite_simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits, ("val",))
             (lca_val,), num_splits_val = panels.allocation, panels.n
         segment = _segment(ends, train[0], lca_val, train[1], num_splits=TRAPEZOID, interior_points=0)
-        segment.num_splits_val = num_splits_val
+        segment.num_splits_val, segment.trapezoid_residual = num_splits_val, residual
         return segment
 
     return adaptive

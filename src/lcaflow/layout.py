@@ -41,6 +41,13 @@ class Layout:
         lookup = {name: i for i, name in enumerate(self.layers)}
         return np.repeat([lookup[layer] for layer in self.layer_of_param], self.sizes).astype(np.int64)
 
+    def row_index(self) -> np.ndarray:
+        """Row of every entry of theta, shape (K,): the rows (first-axis slices) of all tensors numbered in turn,
+        a scalar tensor one row. A weight's row is one output unit's incoming weights, a bias's row one entry."""
+        rows = [np.repeat(np.arange(s[0] if s else 1), n // (s[0] if s else 1)) for s, n in zip(self.shapes, self.sizes)]
+        starts = np.cumsum([0] + [s[0] if s else 1 for s in self.shapes[:-1]])
+        return np.concatenate([r + a for r, a in zip(rows, starts)]).astype(np.int64) if rows else np.zeros(0, np.int64)
+
     def group_sizes(self) -> np.ndarray:
         """Parameters of each layer (group), in the order of `layers`."""
         return np.bincount(self.layer_index(), minlength=len(self.layers))

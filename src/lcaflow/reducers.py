@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 import torch
 
-from .integrate import ADAPTIVE_ONLY
+from .integrate import ADAPTIVE_ONLY, ADAPTIVE_SCALARS
 from .joins import ITERATION, POINT, SAME, SIGNS, SUM, VIRTUAL
 from .layout import Layout, kernel_of, units_of
 from .stats import TAIL_SIGMAS
@@ -233,7 +233,7 @@ class Quadrature(Reducer):
     def __init__(self, frame):
         super().__init__(frame)
         self.adaptive = frame.lca["quadrature"] != "simpson"
-        keys = SCALARS + (ADAPTIVE_ONLY[:2] if self.adaptive else ())
+        keys = SCALARS + (ADAPTIVE_SCALARS if self.adaptive else ())
         self.scalars = {k: np.empty(self.B) for k in keys}
         self.num_splits = np.empty(self.B, dtype=np.int32)
         self.num_splits_val = np.empty(self.B, dtype=np.int32)

@@ -39,6 +39,14 @@ def _adaptive(lca: dict) -> bool:
     return lca["quadrature"] == "adaptive"
 
 
+def _midpoint_sample(lca: dict) -> bool:
+    return _adaptive(lca) and lca["midpoint_sample"] > 0
+
+
+def _tf32(run: dict) -> bool:
+    return bool(run["tf32"])
+
+
 def _sampled(lca: dict) -> bool:
     return lca["store"] == "sampled"
 
@@ -62,6 +70,7 @@ LCA = {
     "max_splits": Setting(NUMBERS),
     "quadrature": Setting(NUMBERS),
     "trapezoid_tolerance": Setting(NUMBERS, when=_adaptive),
+    "midpoint_sample": Setting(NUMBERS, when=_midpoint_sample),  # 0: as before the key existed
     "eval_chunk_size": Setting(NUMBERS),  # evaluation chunks fix the summation order and batch-norm statistics
     "compute_batch": Setting(EXECUTION),  # changes results only at float rounding
     "channels_last": Setting(EXECUTION),
@@ -88,7 +97,7 @@ RUN = {
     "iterations": Setting(NUMBERS),
     "seed": Setting(NUMBERS),
     "device": Setting(NUMBERS),
-    "tf32": Setting(NUMBERS),  # TF32 rounds float32 products on a GPU
+    "tf32": Setting(NUMBERS, when=_tf32),  # TF32 rounds float32 products on a GPU; off: as before the key existed
     "val_size": Setting(NUMBERS),
     "train_size": Setting(NUMBERS),
     "split_seed": Setting(NUMBERS),

@@ -80,7 +80,7 @@ class RunSpec:
 
     @property
     def tf32(self) -> bool:
-        return self.run["tf32"]
+        return self.run.get("tf32", False)  # absent from the jobs' params where off (settings.RUN)
 
     def build_model(self, input_shape, num_classes: int):
         from .models import build_model

@@ -23,6 +23,7 @@ def grounding(lca_path, out_tsv) -> dict:
         require(f, NEEDS, lca_path, "assemble")
         d = {k: f[k][()] for k in NEEDS + ADAPTIVE_ONLY + ("stored_row_sum",) if k in f}
         lca_config = json.loads(f.attrs["lca_config"])
+        sample_fraction = float(f.attrs.get("midpoint_sample_fraction", 0.0))
     rows = {"iteration": np.arange(len(d["error"]))}
     for sfx in ("", "_val"):
         d_loss = np.diff(d["loss" + sfx])
@@ -38,10 +39,12 @@ def grounding(lca_path, out_tsv) -> dict:
         )
         if "trapezoid_error" + sfx in d:
             rows[f"trapezoid_error{sfx}"] = d["trapezoid_error" + sfx]
+    if "trapezoid_residual" in d:  # what the midpoint sample's correction left of the trapezoid's error
+        rows["trapezoid_residual"] = d["trapezoid_residual"]
     rows["num_splits"] = d["num_splits"]
     if "num_splits_val" in d:
         rows["num_splits_val"] = d["num_splits_val"]
     if "stored_row_sum" in d:  # the stored (float32 or bfloat16) row's sum minus the float64 sum
         rows["stored_sum_error"] = d["stored_row_sum"] - rows["lca_sum"]
     write_tsv(out_tsv, rows)
-    return grounding_report(d, lca_config["tolerance"], lca_config.get("quadrature", "simpson"))
+    return grounding_report(d, lca_config["tolerance"], lca_config.get("quadrature", "simpson"), sample_fraction)

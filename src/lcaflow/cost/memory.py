@@ -27,6 +27,8 @@ def gradient_mem_mb(s: RunSize | None, lca: dict) -> int:
     # per-class gradients of the Simpson points, float64: ~650 bytes a parameter with 10 classes, measured
     # (benchmarks/results/2026-11-29_scale_*); the rows go to disk as they come, so nothing grows with T
     accumulators = 8 * s.num_classes * s.num_params * 8
+    if lca["quadrature"] == "adaptive" and lca.get("midpoint_sample"):  # the sample's class gradients at both ends and
+        accumulators += 4 * s.num_classes * s.num_params * 8  # the midpoint, and the correction they give
     per_param = 64 * s.num_params  # the reducers' per-parameter sums and counts, theta and its step
     activations = min(lca["eval_chunk_size"], s.n_train) * s.model.activations_per_example * 4 * 3  # outputs, grads, workspace
     return _mb(_data(s) + accumulators + per_param + activations)

@@ -73,6 +73,8 @@ def job_seconds(spec: RunSpec, size: RunSize, lca: dict, rates: Rates) -> dict:
         steps = run["iterations"] * run["batch_size"] * rates.train_s_per_example
         train = STARTUP_S + steps + (data + 3 * trajectory) / IO_BYTES_PER_S
     per_iteration = size.examples * EVALUATIONS_PER_ITERATION[lca["quadrature"]] * rates.eval_s_per_example
+    if lca["quadrature"] == "adaptive" and lca.get("midpoint_sample"):  # at most every class's sample once an iteration
+        per_iteration += min(size.examples, lca["midpoint_sample"] * size.num_classes) * rates.eval_s_per_example
     gradients = [
         STARTUP_S + (data + n) / IO_BYTES_PER_S + B * per_iteration
         for B, n in zip(chunk_rows(run["iterations"], lca["iterations_per_job"]), chunks)
