@@ -108,10 +108,16 @@ def dataset_source(wildcards):
 
 
 def run_sources(wildcards):
-    """The .py files of a run's model and loss given by file path: editing one recomputes the run."""
+    """The .py files of a run's model, loss and example grouping given by file path: editing one recomputes the run."""
     run = RUNS[wildcards.run]
     return [
-        f for f in (source_file(run["architecture"]), source_file(run["loss"])) if f
+        f
+        for f in (
+            source_file(run["architecture"]),
+            source_file(run["loss"]),
+            source_file(run["example_groups"] or ""),
+        )
+        if f
     ]
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from . import chunkfile
 from .chunkfile import chunk_range, n_chunks
 from .errors import CorruptFileError, GroundingError
-from .grounding import grounding_report
+from .examplegroups import NONE
+from .grounding import grounding_report, group_grounding
 from .integrate import QUADRATURE_NAMES
 from .io import atomic_h5, open_h5, write_json
 from .joins import VIRTUAL, Joined
@@ -91,8 +92,10 @@ def assemble(
     arrays = joined.result()
     report = _grounding(run_name, arrays, lca, chunks, T, out_path)
     report["storage"] = storage_report(arrays, lca, K)
+    report["example_groups"] = group_grounding(arrays, _group_names(trajectory_path, meta))
 
     folder = Path(out_path).parent
+    groups = meta["example_groups"]
     with atomic_h5(out_path) as out:
         for name in chunks[0]["matrices"]:
             pieces = [(os.path.relpath(path, folder), a["start"], a["stop"]) for path, a in zip(chunk_paths, chunks)]
@@ -103,7 +106,10 @@ def assemble(
             out.create_dataset(key, data=value)
         with open_h5(trajectory_path, "trajectory") as f:
             f.copy(f["layout"], out, "layout")
-            f.copy(f["classes"], out, "classes")
+            if groups is None:
+                f.copy(f["classes"], out, "classes")
+            else:  # the rows of the per-class datasets are the example groups
+                f.copy(f["example_groups/names"], out, "classes")
         out.attrs.update(
             {
                 "run_name": run_name,
@@ -111,7 +117,8 @@ def assemble(
                 "lca_config": json.dumps(lca, sort_keys=True),
                 "trajectory_fingerprint": meta["fingerprint"],
                 "grounding": json.dumps(report, sort_keys=True),
-                "per_class": meta["per_class"],
+                "per_class": meta["per_class"] if groups is None else run.get("example_groups") != NONE,
+                **({} if groups is None else {"example_groups": run.get("example_groups")}),
                 "storage": lca["storage"],
                 "store": lca["store"],
                 # each chunk mapped, as assembled: a chunk rewritten later is refused (storage.check_sources)
@@ -120,6 +127,14 @@ def assemble(
         )
     write_json(grounding_path, report, allow_nan=True)
     return report
+
+
+def _group_names(trajectory_path, meta) -> list[str]:
+    """The names of the rows of the per-class datasets: the example groups, or the classes the trajectory records."""
+    if meta["example_groups"] is not None:
+        return meta["example_groups"]["names"]
+    with open_h5(trajectory_path, "trajectory") as f:
+        return [str(c) for c in f["classes"].asstr()[()]]
 
 
 def _warn_boundary(path, start: int, previous: float, loss: float) -> None:

@@ -331,6 +331,10 @@ def _check_run(name: str, run: dict) -> None:
             raise ConfigError(f"config: {where}.optimizer.{key} applies to {owner} only; remove it for {opt['name']}")
     spec = RunSpec.of(name, run)
     _ = spec.loss  # a loss given by path is imported now: one line rather than in a job
+    if is_import_path(spec.example_grouping):  # (classes on a loss without is refused there) imported now too
+        from .plugins import load_callable
+
+        load_callable(spec.example_grouping, spec.where("example_groups"))
     # a model given by path is imported and the groups applied now: one line rather than in a job
     layout = spec.meta_layout() if custom or run["groups"] or run.get("layers") else None
     _check_layers(where, run, layout)

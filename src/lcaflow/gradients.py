@@ -54,11 +54,11 @@ class Job:
             raise CorruptFileError(
                 f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train"
             )
-        C = meta["num_classes"]
+        C, labels = _example_groups(meta, data)
         speed = resolve_speed(lca, model, device)
         objective = dict(loss=spec.loss, chunk_size=lca["eval_chunk_size"], weight_decay=spec.weight_decay, speed=speed)
-        train = FullSetObjective(model, layout, data.train, C, labels=data.class_labels(data.train), **objective)
-        val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=data.class_labels(data.val), **objective)
+        train = FullSetObjective(model, layout, data.train, C, labels=labels["train"], **objective)
+        val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=labels["val"], **objective)
         frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca))
         return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta)
 
@@ -90,6 +90,16 @@ class Job:
             "compute_batch": self.train.compute_batch or 0,  # 0: whole chunks
             "channels_last": self.train.channels_last,
         }
+
+
+def _example_groups(meta: dict, data: RunData) -> tuple[int, dict]:
+    """The number of example groups (the objective's per-group rows) and each split's group labels: the
+    trajectory's example groups where it records them, else the classes (one group for a loss without)."""
+    groups = meta["example_groups"]
+    if groups is None:
+        return meta["num_classes"], {"train": data.class_labels(data.train), "val": data.class_labels(data.val)}
+    device = data.train.y.device
+    return len(groups["names"]), {s: torch.from_numpy(groups[s]).to(device) for s in ("train", "val")}
 
 
 def integrate_block(job: Job, reducers: list, progress: Progress) -> None:

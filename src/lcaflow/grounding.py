@@ -55,3 +55,27 @@ def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpso
         ((np.abs(lca_file["error"]) > tolerance) | (np.abs(lca_file["error_val"]) > tolerance)).sum()
     )
     return report
+
+
+def group_grounding(lca_file: dict, names: list[str]) -> dict:
+    """How well each example group's LCA (training split, summed over parameters and iterations) adds up to
+    that group's own loss change, and how the groups add up to the data loss (the total less any weight decay).
+    Per group the quadrature is the run's rule applied to the group's gradient: its error is not refined on its
+    own, so it is reported here rather than judged."""
+    loss = np.asarray(lca_file["loss_class"], dtype=np.float64)  # (T+1, E)
+    lca = np.asarray(lca_file["lca_class_layer"], dtype=np.float64).sum(axis=(0, 2))  # (E,)
+    change = loss[-1] - loss[0]
+    error = lca - change
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.where(change != 0, 100 * error / np.abs(change), np.nan)
+    worst = int(np.nanargmax(np.abs(pct))) if np.isfinite(pct).any() else int(np.argmax(np.abs(error)))
+    return {
+        "groups": len(names),
+        "loss_change": dict(zip(names, change.tolist())),
+        "lca_total": dict(zip(names, lca.tolist())),
+        "cumulative_error": dict(zip(names, error.tolist())),
+        "max_abs_cumulative_error": float(np.abs(error).max()),
+        "worst_group": names[worst],
+        "worst_cumulative_error_pct": float(pct[worst]),
+        "data_loss_change": float(change.sum()),  # the groups' losses sum to the data loss at every theta
+    }

@@ -83,6 +83,8 @@ RUN = {
     "architecture_args": Setting(NUMBERS),
     "loss": Setting(NUMBERS),
     "groups": Setting(NUMBERS),
+    # the per-group rows of the LCA; the default (classes, or one group) is left out of the run's fingerprint
+    "example_groups": Setting(NUMBERS, when=lambda run: run["example_groups"] not in (None, "classes")),
     "optimizer": Setting(NUMBERS),
     "batch_size": Setting(NUMBERS),
     "iterations": Setting(NUMBERS),
