@@ -32,10 +32,10 @@ def by_ink(inputs, targets):
 
 @pytest.fixture(scope="module")
 def grouped_run(tmp_path_factory, fashion_data_file):
-    """The tiny run with `example_groups: groups.py:by_ink`, made by snakemake up to its lca.h5."""
+    """The tiny run with `example_groups: groups.py:by_ink` and 8 example curves, made by snakemake up to its lca.h5."""
     work = tmp_path_factory.mktemp("grouped")
     (work / "groups.py").write_text(GROUPS_PY)
-    config = write_tiny_config(work, run={"example_groups": "groups.py:by_ink", "iterations": 10})
+    config = write_tiny_config(work, run={"example_groups": "groups.py:by_ink", "iterations": 10}, lca={"example_curves": 8})
     (work / "results" / "data").mkdir(parents=True)
     (work / "results" / "data" / "fashion_mnist.h5").symlink_to(fashion_data_file)  # the data stage: done already
     result = snakemake(work, str(work / "results/runs/tiny_sgd/lca.h5"), "--cores", "2", "--configfile", str(config))
@@ -65,23 +65,47 @@ def test_each_group_is_grounded_and_the_groups_sum_to_the_total(grouped_run):
         _check_group_losses_independently(grouped_run, run, loss)
 
 
-def _check_group_losses_independently(folder, run, loss):
-    """Each group's loss at theta_0 and theta_T, from the trajectory and the data by plain torch."""
+def _losses_at_the_ends(folder, run, indices) -> list:
+    """Each example's loss at theta_0 and theta_T, from the trajectory and the data file by plain torch."""
     with h5py.File(folder / "trajectory.h5") as f:
         ends = [torch.from_numpy(f["params"][t]) for t in (0, run.iterations)]
-        indices, labels = f["split/train_indices"][()], f["example_groups/train"][()]
-        data_path = folder.parents[1] / "data" / "fashion_mnist.h5"
-    (split,) = load_examples(data_path, [indices])
+    (split,) = load_examples(folder.parents[1] / "data" / "fashion_mnist.h5", [indices])
     model = build_model("mnist_fc", (1, 28, 28), 10, 0)
-    layout = layout_of(model)
-    for row, theta in zip((loss[0], loss[-1]), ends):
+    layout, named = layout_of(model), dict(model.named_parameters())
+    losses = []
+    for theta in ends:
         with torch.no_grad():
-            named = dict(model.named_parameters())
             for name, value in param_views(theta, layout).items():
                 named[name].copy_(value)
-            each = torch.nn.functional.cross_entropy(model(split.x), split.y, reduction="none").double()
-        mine = [float(each[torch.from_numpy(labels == g)].sum() / len(each)) for g in range(3)]
+            losses.append(torch.nn.functional.cross_entropy(model(split.x), split.y, reduction="none").double().numpy())
+    return losses
+
+
+def _check_group_losses_independently(folder, run, loss):
+    with h5py.File(folder / "trajectory.h5") as f:
+        indices, labels = f["split/train_indices"][()], f["example_groups/train"][()]
+    for row, each in zip((loss[0], loss[-1]), _losses_at_the_ends(folder, run, indices)):
+        mine = [each[labels == g].sum() / len(each) for g in range(3)]
         assert np.allclose(mine, row, rtol=1e-5), (mine, row)
+
+
+def test_example_curves_are_grounded_per_example_and_match_the_losses_at_the_ends(grouped_run):
+    report = json.loads((grouped_run / "grounding.json").read_text())["example_curves"]
+    with lcaflow.open_run(grouped_run) as run:
+        tolerance = run.grounding["tolerance"]
+        for split in ("train", "val"):
+            curves, losses, examples = run.example_curves(split), run.curve_losses(split), run.curve_examples(split)
+            assert curves.shape == (10, 8, len(run.groups)) and losses.shape == (11, 8) and examples.shape == (8,)
+            # every example's LCA, summed over groups, is its own loss change at every iteration
+            assert np.abs(curves.sum(2) - np.diff(losses, axis=0)).max() <= tolerance
+            assert report[split]["iterations_over_tolerance"] == 0 and report[split]["worst_example"] in examples
+            assert 0 < report[split]["quadrature_error_removed_max_abs"] < np.abs(np.diff(losses, axis=0)).max()
+            assert np.ptp(curves.sum(0), axis=0).max() > 0  # the examples' losses changed differently
+        with h5py.File(grouped_run / "trajectory.h5") as f:  # the examples are named by their dataset index
+            assert set(run.curve_examples("train")) <= set(f["split/train_indices"][()])
+            assert set(run.curve_examples("val")) <= set(f["split/val_indices"][()])
+        first, last = _losses_at_the_ends(grouped_run, run, run.curve_examples("train"))
+        assert np.allclose(run.curve_losses()[0], first, rtol=1e-5) and np.allclose(run.curve_losses()[-1], last, rtol=1e-5)
 
 
 # ---- the objective: one pass gives every group; `none` costs no more than the classes ----------------
@@ -151,3 +175,65 @@ def test_a_grouping_that_cannot_be_imported_or_does_not_fit_the_loss_is_refused_
             validate_config({"runs": {"r": {**run, "example_groups": groups}}})
     with pytest.raises(ConfigError, match="runs.r.example_groups: classes needs a loss with classes"):
         validate_config({"runs": {"r": {**run, "loss": "mse", "example_groups": "classes"}}})
+
+
+# ---- per-example curves: the quadrature, and bad input ------------------------------------------------
+
+
+def _curves(model, x, y, loss="mse"):
+    from lcaflow.curves import ExampleCurves
+    from lcaflow.losses import BUILTIN_LOSSES
+
+    return ExampleCurves(model, layout_of(model), x, y, BUILTIN_LOSSES[loss], np.arange(len(y)) + 100, "config: lca.example_curves")
+
+
+def test_a_quadratic_loss_is_allocated_exactly_per_example():
+    """A linear model's squared error is quadratic along a step: one Simpson panel is exact (to float32), so
+    nothing is left to remove."""
+    torch.manual_seed(0)
+    curves = _curves(torch.nn.Sequential(torch.nn.Linear(3, 4)), torch.randn(6, 3), torch.randn(6, 4))
+    theta0 = torch.cat([p.detach().flatten() for p in curves.model.parameters()])
+    theta1 = theta0 + 0.3 * torch.randn_like(theta0)
+    lca, loss0, loss1, panels, removed = curves.segment(theta0, theta1, 1e-5, 32)
+    assert panels == 1 and np.abs(removed).max() < 1e-5 and lca.shape == (6, 1)
+    assert np.allclose(lca.sum(1), loss1 - loss0, atol=1e-12)
+
+
+def test_curves_split_a_deep_models_change_over_its_groups():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1))
+    curves = _curves(model, torch.randn(7, 3), torch.randn(7, 1))
+    theta0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+    theta1 = theta0 + 0.2 * torch.randn_like(theta0)
+    lca, loss0, loss1, panels, removed = curves.segment(theta0, theta1, 1e-6, 32)
+    assert lca.shape == (7, 2) and np.allclose(lca.sum(1), loss1 - loss0, atol=1e-9)
+    assert panels == 4 and 1e-6 < np.abs(removed).max() < 1e-3  # refined up to CURVE_MAX_SPLITS, the rest removed
+    # against a fine independent integral of each group's directional derivative (central differences)
+    fine = np.zeros((7, 2))
+    for g, (lo, hi) in enumerate(((0, 20), (20, 26))):
+        mask = torch.zeros_like(theta0)
+        mask[lo:hi] = 1
+        step = (theta1 - theta0).double() * mask.double()
+        for a in (np.arange(400) + 0.5) / 400:
+            point = theta0.double() + a * (theta1 - theta0).double()
+            h = 1e-3
+            fine[:, g] += (curves.losses((point + h * step).float()) - curves.losses((point - h * step).float())).numpy() / (2 * h) / 400
+    assert np.allclose(lca, fine, atol=2e-4), (lca, fine)
+
+
+def test_bad_curve_settings_are_one_line():
+    from lcaflow.curves import curve_sample
+    from lcaflow.errors import DivergenceError
+
+    with pytest.raises(ConfigError, match=r"lca.example_curves: 200 exceeds the 100 examples of the validation split; lower it$"):
+        curve_sample(100, 200, 0, "val", "config: lca.example_curves")
+    x = torch.randn(4, 3)
+    x[2, 0] = float("nan")
+    curves = _curves(torch.nn.Linear(3, 1), x, torch.randn(4, 1))
+    with pytest.raises(DivergenceError, match=r"the loss of example 102 of the training split is nan at theta_0"):
+        curves.check_finite(torch.zeros(4), "at theta_0", "r", "train")
+    with pytest.raises(ConfigError, match="batch statistics"):
+        _curves(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)), torch.randn(4, 3), torch.randn(4, 4))
+    run = {"dataset": "fashion_mnist", "architecture": "mnist_fc", "optimizer": {"name": "sgd", "lr": 0.1}, "batch_size": 10, "iterations": 2}
+    with pytest.raises(ConfigError, match=r"^config: lca.example_curves: 600 exceeds the 500 examples of the validation split of run r"):
+        validate_config({"runs": {"r": {**run, "val_size": 500}}, "lca": {"example_curves": 600}})

@@ -16,7 +16,7 @@ from . import chunkfile
 from .chunkfile import chunk_range, n_chunks
 from .errors import CorruptFileError, GroundingError
 from .examplegroups import NONE
-from .grounding import grounding_report, group_grounding
+from .grounding import curve_grounding, grounding_report, group_grounding
 from .integrate import QUADRATURE_NAMES
 from .io import atomic_h5, open_h5, write_json
 from .joins import VIRTUAL, Joined
@@ -93,6 +93,8 @@ def assemble(
     report = _grounding(run_name, arrays, lca, chunks, T, out_path)
     report["storage"] = storage_report(arrays, lca, K)
     report["example_groups"] = group_grounding(arrays, _group_names(trajectory_path, meta))
+    if "curve_lca" in arrays:
+        report["example_curves"] = curve_grounding(arrays, lca["tolerance"])
 
     folder = Path(out_path).parent
     groups = meta["example_groups"]

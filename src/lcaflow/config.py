@@ -158,6 +158,8 @@ def validate_config(config: dict) -> dict:
         _check_run(name, run)
     _check_analysis(cfg)
     lca = cfg["lca"]
+    for name, run in cfg["runs"].items():
+        _check_curves(name, run, lca["example_curves"])
     if lca["trapezoid_tolerance"] is None:
         lca["trapezoid_tolerance"] = lca["tolerance"] / 2
     return cfg
@@ -356,6 +358,17 @@ def _check_sizes(where: str, run: dict, official: int) -> None:
     n_train = run["train_size"] or available
     if run["batch_size"] > n_train and not run["trajectory"]:
         raise ConfigError(f"config: {where}.batch_size: {run['batch_size']} exceeds the {n_train} training examples")
+
+
+def _check_curves(name: str, run: dict, m: int) -> None:
+    """lca.example_curves within both splits of a run on a built-in dataset split off its training set (the
+    others' sizes are known when their data is read: the gradient jobs check them there)."""
+    if not m or not is_builtin_dataset(run["dataset"]) or run["validation"] != "split":
+        return
+    sizes = {"validation": run["val_size"], "training": run["train_size"] or OFFICIAL_TRAIN_SIZE[run["dataset"]] - run["val_size"]}
+    for split, n in sizes.items():
+        if m > n:
+            raise ConfigError(f"config: lca.example_curves: {m} exceeds the {n} examples of the {split} split of run {name}; lower it")
 
 
 def _full_name(layer: str, layers) -> str:

@@ -15,7 +15,7 @@ from .io import atomic_h5
 from .numerics import set_numerics
 from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
-from .reducers import REDUCERS, Frame, Matrices, Quadrature
+from .reducers import REDUCERS, ExampleCurveSums, Frame, Matrices, Quadrature
 from .spec import RunData, RunSpec
 from .storage import stored_columns
 from .trajectory import check_trajectory, iter_rows, read_trajectory_meta
@@ -34,6 +34,7 @@ class Job:
     val: FullSetObjective
     trajectory_path: str
     meta: dict
+    curves: dict  # split -> lcaflow.curves.ExampleCurves (lca.example_curves; empty when 0)
 
     @classmethod
     def setup(cls, run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str) -> Job:
@@ -60,7 +61,8 @@ class Job:
         train = FullSetObjective(model, layout, data.train, C, labels=labels["train"], **objective)
         val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=labels["val"], **objective)
         frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca))
-        return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta)
+        curves = _example_curves(spec, model, layout, data, meta, lca.get("example_curves", 0))
+        return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta, curves)
 
     def evaluator(self):
         """evaluate(theta, splits) -> Endpoint of the splits asked for; every point, interior ones included,
@@ -102,6 +104,21 @@ def _example_groups(meta: dict, data: RunData) -> tuple[int, dict]:
     return len(groups["names"]), {s: torch.from_numpy(groups[s]).to(device) for s in ("train", "val")}
 
 
+def _example_curves(spec: RunSpec, model, layout, data: RunData, meta: dict, m: int) -> dict:
+    """The sampled examples of each split whose loss-change curves the job computes (none where m is 0)."""
+    if not m:
+        return {}
+    from .curves import ExampleCurves, curve_sample
+
+    where = f"config: lca.example_curves (run {spec.name})"
+    curves = {}
+    for split, part, indices in (("train", data.train, meta["train_indices"]), ("val", data.val, meta["val_indices"])):
+        positions = curve_sample(len(part.y), m, spec.run["seed"], split, where)
+        chosen = torch.from_numpy(positions).to(part.y.device)
+        curves[split] = ExampleCurves(model, layout, part.x[chosen], part.y[chosen], spec.loss, indices[positions], where)
+    return curves
+
+
 def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
     """The quadrature loop: every point and segment of the block, handed to every reducer."""
     evaluate = job.evaluator()
@@ -110,6 +127,8 @@ def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
     evaluate.where = f"at theta_{job.start}"
     theta = next(thetas)
     previous = evaluate(theta)
+    for split, sample in job.curves.items():
+        sample.check_finite(theta, evaluate.where, job.run_name, split)
     for r in reducers:
         r.point(0, previous, theta)
     errors, splits = np.empty(job.frame.iterations), np.empty(job.frame.iterations, dtype=np.int32)
@@ -149,6 +168,8 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
     progress = Progress(f"gradients {run_name} chunk {chunk}", frame.iterations)
     with atomic_h5(out_path) as f:
         reducers = [cls(frame) for cls in REDUCERS] + [Matrices(frame, f)]
+        if job.curves:
+            reducers.append(ExampleCurveSums(frame, job.curves, job.lca["tolerance"], job.lca["max_splits"]))
         integrate_block(job, reducers, progress)
         for r in reducers:
             r.write(f)

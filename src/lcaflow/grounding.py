@@ -79,3 +79,33 @@ def group_grounding(lca_file: dict, names: list[str]) -> dict:
         "worst_cumulative_error_pct": float(pct[worst]),
         "data_loss_change": float(change.sum()),  # the groups' losses sum to the data loss at every theta
     }
+
+
+def curve_grounding(lca_file: dict, tolerance: float) -> dict:
+    """How well each sampled example's LCA (lca.example_curves), summed over groups and iterations, adds up to
+    its own loss change L_n(theta_T) - L_n(theta_0), per split; the worst example named by its dataset index."""
+    report = {}
+    for split, sfx in (("train", ""), ("val", "_val")):
+        if "curve_lca" + sfx not in lca_file:
+            continue
+        loss = np.asarray(lca_file["curve_loss" + sfx], dtype=np.float64)  # (T+1, M)
+        error = np.asarray(lca_file["curve_lca" + sfx]).sum(axis=2) - np.diff(loss, axis=0)  # (T, M)
+        cumulative = error.sum(axis=0)
+        removed = np.asarray(lca_file["curve_error" + sfx])
+        worst = int(np.argmax(np.abs(cumulative)))
+        report[split] = {
+            "examples": int(loss.shape[1]),
+            "worst_example": int(lca_file["curve_index" + sfx][worst]),
+            "worst_cumulative_error": float(cumulative[worst]),
+            "worst_loss_change": float(loss[-1, worst] - loss[0, worst]),
+            "mean_abs_cumulative_error": float(np.abs(cumulative).mean()),
+            "max_abs_iteration_error": float(np.abs(error).max()),
+            "iterations_over_tolerance": int((np.abs(error) > tolerance).sum()),  # (iteration, example) pairs
+            # Simpson's error on the sample before its removal (lcaflow.curves), and the panels it took
+            "quadrature_error_removed_max_abs": float(np.abs(removed).max()),
+            "quadrature_error_removed_mean_abs": float(np.abs(removed).mean()),
+            "quadrature_error_removed_cumulative_max_abs": float(np.abs(removed.sum(axis=0)).max()),
+            "worst_quadrature_example": int(lca_file["curve_index" + sfx][int(np.argmax(np.abs(removed.sum(axis=0))))]),
+            "mean_panels": float(np.mean(lca_file["curve_splits" + sfx])),
+        }
+    return report

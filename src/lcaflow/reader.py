@@ -45,7 +45,8 @@ class Run:
     Members: `name`, `path`, `config`, `layout`, `groups`, `classes`, `example_groups`, `iterations` (T), `num_params` (K),
     `grounding`; the (T, K) matrices `lca` and `lca_val` (read as float32; (T, S) with `columns` when the
     run stores a sample, `sampled`; `lca_val` only when stored); the (T+1,) losses `loss` and `loss_val`;
-    `by_group()`, `by_class()`, `by_example_group()`, `example_group_loss()`, `by_neuron(group)`, `per_iteration()`, `totals()`, `parameter_totals()`,
+    `by_group()`, `by_class()`, `by_example_group()`, `example_group_loss()`, `example_curves()`, `curve_examples()`,
+    `curve_losses()`, `by_neuron(group)`, `per_iteration()`, `totals()`, `parameter_totals()`,
     `parameter(name)`, `group_columns(group)`, `table(name)` and `stats(name)`. Groups are the layout's layers: by default
     those of the paper (a bias belongs to the preceding weight's group); a group's columns need not be
     contiguous, `group_columns` gives them."""
@@ -256,6 +257,26 @@ class Run:
         the split's size): the rows sum to `loss` less the weight-decay term. Training split only."""
         self._groups_split(split)
         return self._read("loss_class").astype(np.float64)
+
+    def example_curves(self, split: str = "train") -> np.ndarray:
+        """(T, M, G) float64: per-example loss-change curves (lca.example_curves): the LCA of each sampled
+        example's own loss at every iteration, per parameter group (columns in the order of `groups`)."""
+        return self._curves("curve_lca", split)
+
+    def curve_examples(self, split: str = "train") -> np.ndarray:
+        """(M,) the sampled examples of `example_curves`, by their index in the dataset's training set (the
+        validation split's: in the test set where the run validates on it)."""
+        return self._curves("curve_index", split).astype(np.int64)
+
+    def curve_losses(self, split: str = "train") -> np.ndarray:
+        """(T+1, M) float64: the sampled examples' own losses at theta_0 .. theta_T."""
+        return self._curves("curve_loss", split)
+
+    def _curves(self, key: str, split: str) -> np.ndarray:
+        name = key + _suffix(split)
+        if name not in self._f:
+            raise LCAError(f"run {self.name}: no per-example curves; set lca.example_curves (e.g. 1000) and rerun")
+        return self._f[name][()].astype(np.float64) if key != "curve_index" else self._f[name][()]
 
     def _groups_split(self, split: str) -> None:
         if _suffix(split):

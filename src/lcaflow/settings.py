@@ -72,6 +72,7 @@ LCA = {
     "sample_fraction": Setting(STORED, when=_sampled),
     "store_validation": Setting(STORED),
     "store_gradients": Setting(STORED),
+    "example_curves": Setting(STORED, when=lambda lca: lca["example_curves"] > 0),  # 0 (off): chunks stored before stay valid
     "keep_trajectory": Setting(FILES),
     "max_cumulative_error_pct": Setting(VERDICT),
 }
