@@ -32,13 +32,15 @@ def by_ink(inputs, targets):
 
 @pytest.fixture(scope="module")
 def grouped_run(tmp_path_factory, fashion_data_file):
-    """The tiny run with `example_groups: groups.py:by_ink` and 8 example curves, made by snakemake up to its lca.h5."""
+    """The tiny run with `example_groups: groups.py:by_ink` and 8 example curves, made by snakemake up to its
+    example-group analyses and figures."""
     work = tmp_path_factory.mktemp("grouped")
     (work / "groups.py").write_text(GROUPS_PY)
     config = write_tiny_config(work, run={"example_groups": "groups.py:by_ink", "iterations": 10}, lca={"example_curves": 8})
     (work / "results" / "data").mkdir(parents=True)
     (work / "results" / "data" / "fashion_mnist.h5").symlink_to(fashion_data_file)  # the data stage: done already
-    result = snakemake(work, str(work / "results/runs/tiny_sgd/lca.h5"), "--cores", "2", "--configfile", str(config))
+    figures = [str(work / f"results/runs/tiny_sgd/figures/{name}.png") for name in ("who_helped_whom", "interference", "example_clusters")]
+    result = snakemake(work, *figures, "--cores", "2", "--configfile", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     return work / "results" / "runs" / "tiny_sgd"
 
@@ -106,6 +108,32 @@ def test_example_curves_are_grounded_per_example_and_match_the_losses_at_the_end
             assert set(run.curve_examples("val")) <= set(f["split/val_indices"][()])
         first, last = _losses_at_the_ends(grouped_run, run, run.curve_examples("train"))
         assert np.allclose(run.curve_losses()[0], first, rtol=1e-5) and np.allclose(run.curve_losses()[-1], last, rtol=1e-5)
+
+
+def test_who_helped_whom_interference_and_clusters(grouped_run):
+    from lcaflow.tables import read_tsv
+
+    stats = grouped_run / "stats"
+    with lcaflow.open_run(grouped_run) as run:
+        whom = read_tsv(stats / "who_helped_whom.tsv")
+        totals = {g: whom["lca"][whom["group"] == g].sum() for g in run.example_groups}
+        assert np.allclose([totals[g] for g in run.example_groups], run.by_example_group().sum(0))
+        time = read_tsv(stats / "who_helped_whom_time.tsv")
+        assert np.isclose(time["lca"].sum(), whom["lca"].sum()) and set(time["layer"]) == set(run.groups)
+        rows = read_tsv(stats / "interference.tsv")
+        changes = run.by_example_group()
+        expected = 1 - np.abs(changes.sum(1)) / np.abs(changes).sum(1)
+        assert np.allclose(rows["groups_cancelled"], expected) and ((rows["examples_cancelled"] >= 0) & (rows["examples_cancelled"] <= 1)).all()
+        pairs = read_tsv(stats / "interference_pairs.tsv")
+        assert len(pairs["group_a"]) == 3 and set(pairs["top_layer"]) <= set(run.groups)
+        opposed = (changes[:, 0] * changes[:, 1] < 0).sum()  # heavy vs light, counted by hand
+        row = (pairs["group_a"] == "heavy") & (pairs["group_b"] == "light")
+        assert pairs["iterations_opposed"][row][0] == opposed
+        members, clusters = read_tsv(stats / "cluster_members.tsv"), read_tsv(stats / "clusters.tsv")
+        assert set(members["example"].astype(int)) == set(run.curve_examples()) and clusters["size"].sum() == 8
+        assert np.allclose(np.sort(members["final_change"]), np.sort(run.example_curves().sum(axis=(0, 2))))
+    for name in ("who_helped_whom", "interference", "example_clusters"):
+        assert (grouped_run / "figures" / f"{name}.png").stat().st_size > 20000, name
 
 
 # ---- the objective: one pass gives every group; `none` costs no more than the classes ----------------
