@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import snakemake, write_tiny_config
+from conftest import REPO, snakemake, tiny_lca, tiny_run, write_tiny_config
 
 import lcaflow
 from lcaflow.config import validate_config
@@ -265,3 +265,31 @@ def test_bad_curve_settings_are_one_line():
     run = {"dataset": "fashion_mnist", "architecture": "mnist_fc", "optimizer": {"name": "sgd", "lr": 0.1}, "batch_size": 10, "iterations": 2}
     with pytest.raises(ConfigError, match=r"^config: lca.example_curves: 600 exceeds the 500 examples of the validation split of run r"):
         validate_config({"runs": {"r": {**run, "val_size": 500}}, "lca": {"example_curves": 600}})
+
+
+# ---- what the options cost, as the plan predicts it ---------------------------------------------------
+
+
+def test_the_plan_prices_each_option():
+    """`none` keeps one row of per-group sums (less memory and disk than the classes), a grouping callable
+    is priced at its upper bound of 64 rows, and lca.example_curves adds forward-mode passes, bytes and memory."""
+    from lcaflow.cost.disk import chunk_bytes
+    from lcaflow.cost.memory import gradient_mem_mb
+    from lcaflow.cost.size import RunSize
+    from lcaflow.cost.time import Rates, job_seconds
+    from lcaflow.spec import RunSpec
+
+    def cost(groups=None, curves=0):
+        run = tiny_run(train_size=20000, **({"example_groups": groups} if groups else {}))
+        lca = tiny_lca(example_curves=curves)
+        spec = RunSpec.of("r", run)
+        size = RunSize.of(spec)
+        rates = Rates(1e-5, 1e-5, "test")
+        return size.num_classes, sum(chunk_bytes(size, run, lca)), gradient_mem_mb(size, lca), sum(job_seconds(spec, size, lca, rates)["gradients"])
+
+    classes, none, callable_, curves = cost(), cost("none"), cost(f"{REPO}/tests/user_project/models.py:char_model"), cost(curves=50)
+    assert (classes[0], none[0], callable_[0]) == (10, 1, 64)
+    assert none[1] < classes[1] < callable_[1] and none[2] <= classes[2] <= callable_[2]
+    assert none[3] == pytest.approx(classes[3], rel=1e-4)  # no extra pass: the same full-set evaluations (less to write)
+    assert curves[1] > classes[1] and curves[2] >= classes[2] and curves[3] > classes[3]
+    assert curves[3] - classes[3] == pytest.approx(12 * 2 * 9 * 3 * (50 * 1e-5 + 1.5e-3), rel=1e-3)  # T, splits, points, groups
