@@ -293,3 +293,100 @@ def test_the_plan_prices_each_option():
     assert none[3] == pytest.approx(classes[3], rel=1e-4)  # no extra pass: the same full-set evaluations (less to write)
     assert curves[1] > classes[1] and curves[2] >= classes[2] and curves[3] > classes[3]
     assert curves[3] - classes[3] == pytest.approx(12 * 2 * 9 * 3 * (50 * 1e-5 + 1.5e-3), rel=1e-3)  # T, splits, points, groups
+
+
+# ---- token groups: the char model of tests/user_project, its own loop recorded ------------------------
+
+TOKENS_PY = '''
+import numpy as np
+
+def kinds(inputs, targets):
+    """What each predicted character is: a letter, a space (or line start: newline maps to space), other."""
+    t = targets.numpy() + 32
+    letter = ((t >= 65) & (t <= 90)) | ((t >= 97) & (t <= 122))
+    return np.where(letter, "letter", np.where(t == 32, "space", "other"))
+'''
+
+
+@pytest.fixture(scope="module")
+def token_run(tmp_path_factory):
+    """The recorded char run of tests/user_project with `example_groups: tokens.py:kinds`, gradients and assembly."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from lcaflow.assemble import assemble
+    from lcaflow.data import load_user_dataset, write_data_file
+    from lcaflow.gradients import compute_chunk
+    from lcaflow.training import adopt_trajectory
+
+    work = tmp_path_factory.mktemp("tokens")
+    for name in ("datasets.py", "models.py", "record.py"):
+        shutil.copy(REPO / "tests" / "user_project" / name, work)
+    (work / "tokens.py").write_text(TOKENS_PY)
+    subprocess.run([sys.executable, "record.py"], cwd=work, check=True, capture_output=True)
+    here, threads = os.getcwd(), torch.get_num_threads()
+    os.chdir(work)
+    torch.set_num_threads(1)  # a model this small runs fastest on one thread (and beside other jobs)
+    try:
+        ref = "datasets.py:characters"
+        write_data_file(work / "d.h5", ref, load_user_dataset(ref, {}, "w"), raw_inputs=True)
+        config = {"runs": {"chars": {"trajectory": "chars.h5", "architecture": "models.py:char_model", "architecture_args": {"vocab": 96},
+                                     "dataset": ref, "loss": "token_cross_entropy", "device": "cpu", "example_groups": "tokens.py:kinds"}},
+                  "lca": {"tolerance": 0.001, "eval_chunk_size": 96, "iterations_per_job": 6}}  # fmt: skip
+        cfg = validate_config(config)
+        run, lca = cfg["runs"]["chars"], cfg["lca"]
+        folder = work / "results" / "runs" / "chars"
+        (folder / "chunks").mkdir(parents=True)
+        adopt_trajectory("chars", run, "chars.h5", str(work / "d.h5"), str(folder / "trajectory.h5"))
+        chunks = [str(folder / "chunks" / f"{k}.h5") for k in range(2)]
+        for k, path in enumerate(chunks):
+            compute_chunk("chars", run, lca, k, str(folder / "trajectory.h5"), str(work / "d.h5"), path)
+        assemble("chars", run, lca, str(folder / "trajectory.h5"), chunks, str(folder / "lca.h5"), str(folder / "grounding.json"))
+    finally:
+        os.chdir(here)
+        torch.set_num_threads(threads)
+    return folder
+
+
+def test_token_groups_are_grounded_per_group_and_sum_to_the_loss(token_run):
+    report = json.loads((token_run / "grounding.json").read_text())["example_groups"]
+    with lcaflow.open_run(token_run) as run:
+        assert run.example_groups == ["letter", "other", "space"] and run.classes is None
+        lca, loss = run.by_example_group(), run.example_group_loss()
+        assert lca.shape == (12, 3) and loss.shape == (13, 3)
+        # the token groups' losses (their tokens' summed losses over all tokens) add up to the run's mean token loss
+        assert np.allclose(loss.sum(1), run.loss, rtol=1e-5)
+        change = loss[-1] - loss[0]
+        assert np.allclose(lca.sum(0), change, atol=1e-9)  # each group's LCA is its own loss change
+        assert abs(report["worst_cumulative_error_pct"]) < 1e-6 and 0 < report["quadrature_error_removed_max_abs"] < 0.05
+        assert np.allclose(lca.sum(1), run.per_iteration(), atol=5e-3)  # the groups' LCA, the run's own LCA
+        with h5py.File(token_run / "trajectory.h5") as f:
+            labels, first = f["example_groups/train"][()], torch.from_numpy(f["params"][0])
+        assert labels.shape == (96, 16)
+    # each group's loss at theta_0 by plain torch on the model the recording started from
+    import sys
+
+    sys.path.insert(0, str(token_run.parents[2]))
+    from models import char_model
+
+    from lcaflow.data import load_examples
+
+    model = char_model(vocab=96)
+    layout, named = layout_of(model), dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in param_views(first, layout).items():
+            named[name].copy_(value)
+        (split,) = load_examples(token_run.parents[2] / "d.h5", [np.arange(96)])
+        tokens = torch.nn.functional.cross_entropy(model(split.x).flatten(0, 1), split.y.flatten(), reduction="none").double()
+    mine = [float(tokens[torch.from_numpy(labels.reshape(-1) == g)].sum() / tokens.numel()) for g in range(3)]
+    assert np.allclose(mine, loss[0], rtol=1e-5)
+
+
+def test_token_labels_need_a_loss_with_tokens(tmp_path):
+    ref = _grouping(tmp_path, "    return np.zeros((len(targets), 3), dtype=int)\n")
+    parts = {s: Split(x=torch.rand(n, 3), y=torch.zeros(n, 3, dtype=torch.long)) for s, n in (("train", 10), ("val", 4))}
+    with pytest.raises(ConfigError, match=r"returned labels per token \(10, 3\) but the loss has no tokens"):
+        label_examples(ref, "config: runs.r.example_groups", parts)
+    assert label_examples(ref, "w", parts, tokens=True).per_token

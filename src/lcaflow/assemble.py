@@ -92,12 +92,17 @@ def assemble(
     arrays = joined.result()
     report = _grounding(run_name, arrays, lca, chunks, T, out_path)
     report["storage"] = storage_report(arrays, lca, K)
-    report["example_groups"] = group_grounding(arrays, _group_names(trajectory_path, meta))
+    groups = meta["example_groups"]
+    tokens = groups is not None and groups["train"].ndim == 2  # token groups: their own datasets (token_*)
+    if tokens:
+        report["example_groups"] = group_grounding(_token_arrays(arrays), groups["names"])
+        report["example_groups"].update(_removed(arrays["token_error"]))
+    else:
+        report["example_groups"] = group_grounding(arrays, _group_names(trajectory_path, meta))
     if "curve_lca" in arrays:
         report["example_curves"] = curve_grounding(arrays, lca["tolerance"])
 
     folder = Path(out_path).parent
-    groups = meta["example_groups"]
     with atomic_h5(out_path) as out:
         for name in chunks[0]["matrices"]:
             pieces = [(os.path.relpath(path, folder), a["start"], a["stop"]) for path, a in zip(chunk_paths, chunks)]
@@ -108,10 +113,12 @@ def assemble(
             out.create_dataset(key, data=value)
         with open_h5(trajectory_path, "trajectory") as f:
             f.copy(f["layout"], out, "layout")
-            if groups is None:
+            if groups is None or tokens:
                 f.copy(f["classes"], out, "classes")
             else:  # the rows of the per-class datasets are the example groups
                 f.copy(f["example_groups/names"], out, "classes")
+            if tokens:
+                f.copy(f["example_groups/names"], out, "token_groups")
         out.attrs.update(
             {
                 "run_name": run_name,
@@ -119,7 +126,7 @@ def assemble(
                 "lca_config": json.dumps(lca, sort_keys=True),
                 "trajectory_fingerprint": meta["fingerprint"],
                 "grounding": json.dumps(report, sort_keys=True),
-                "per_class": meta["per_class"] if groups is None else run.get("example_groups") != NONE,
+                "per_class": meta["per_class"] if groups is None or tokens else run.get("example_groups") != NONE,
                 **({} if groups is None else {"example_groups": run.get("example_groups")}),
                 "storage": lca["storage"],
                 "store": lca["store"],
@@ -129,6 +136,19 @@ def assemble(
         )
     write_json(grounding_path, report, allow_nan=True)
     return report
+
+
+def _token_arrays(arrays: dict) -> dict:
+    """The token groups' datasets under the names group_grounding reads."""
+    return {"loss_class": arrays["token_loss"], "lca_class_layer": arrays["token_lca"]}
+
+
+def _removed(error: np.ndarray) -> dict:
+    """The token groups' Simpson error removed from their rows (lcaflow.curves), per iteration and over training."""
+    return {
+        "quadrature_error_removed_max_abs": float(np.abs(error).max()),
+        "quadrature_error_removed_cumulative_max_abs": float(np.abs(error.sum(0)).max()),
+    }
 
 
 def _group_names(trajectory_path, meta) -> list[str]:

@@ -115,6 +115,49 @@ class ExampleCurves:
         return theta.detach().to(device=self.x.device, dtype=torch.float32)
 
 
+class TokenGroups(ExampleCurves):
+    """Token groups (a grouping callable's labels per predicted token, for token_cross_entropy): each group's
+    loss L_g, the sum of its tokens' losses over the split's number of tokens (the L_g add up to L), and its
+    derivatives, in chunks of examples over the whole training split. The same rule as the curves then gives
+    the LCA of each token group on each parameter group (rows: groups, not examples)."""
+
+    def __init__(self, model, layout, x, y, loss, labels: torch.Tensor, names: list[str], chunk: int, where: str):
+        super().__init__(model, layout, x, y, loss, np.arange(len(names)), where)
+        self.names, self.labels, self.tokens = names, labels, y.numel()
+        self.slices = [slice(a, a + chunk) for a in range(0, len(y), chunk)]
+
+    def derivatives(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E,) group losses and (E, G) derivatives, summed over the chunks of the split."""
+        params = param_views(self._flat(theta), self.layout)
+        step = param_views(self.delta.to(device=self.x.device, dtype=torch.float32), self.layout)
+        values, columns = 0.0, []
+        for j, layer in enumerate(self.layers):
+            tangent = {
+                name: step[name] if owner == layer else torch.zeros_like(step[name])
+                for name, owner in zip(self.layout.names, self.layout.layer_of_param)
+            }
+            total = 0.0
+            for part in self.slices:
+                v, d = jvp(lambda p, part=part: self._group_sums(p, part), (params,), (tangent,))
+                total = total + d.double()
+                if j == 0:  # the losses, once
+                    values = values + v.detach().double()
+            columns.append(total)
+        return values, torch.stack(columns, 1)
+
+    def losses(self, theta: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            params = param_views(self._flat(theta), self.layout)
+            return sum(self._group_sums(params, part).double() for part in self.slices)
+
+    def _group_sums(self, params: dict, part: slice) -> torch.Tensor:
+        outputs = functional_call(self.model, (params, self.buffers), (self.x[part],))
+        n, s, v = outputs.shape
+        tokens = torch.nn.functional.cross_entropy(outputs.reshape(n * s, v), self.y[part].reshape(n * s), reduction="none")
+        onehot = torch.nn.functional.one_hot(self.labels[part].reshape(-1), len(self.names)).to(tokens.dtype)
+        return tokens @ onehot / self.tokens
+
+
 def _remove_error(allocation: torch.Tensor, error: torch.Tensor) -> None:
     """Each row (example) gives up its known `error` in proportion to the magnitude of its entries (groups), in
     place: an entry's share is its share of the row's |LCA|, and no entry changes sign where the error is below

@@ -33,25 +33,25 @@ def grouping(value: str | None, has_classes: bool, where: str) -> str:
     return value
 
 
-def is_default(value: str | None) -> bool:
-    """Whether `example_groups` leaves the run as it was before example groups existed (its fingerprint too)."""
-    return value in (None, CLASSES)
-
-
 @dataclass(frozen=True)
 class ExampleGroups:
     """The groups of a user's callable: their names and each example's group index, per split."""
 
     names: list[str]
-    labels: dict  # split ("train", "val") -> (N,) int64 group index into `names`
+    labels: dict  # split ("train", "val") -> (N,) int64 group index into `names`; (N, S) for token groups
+
+    @property
+    def per_token(self) -> bool:
+        return self.labels["train"].ndim == 2
 
 
-def label_examples(ref: str, where: str, parts: dict) -> ExampleGroups:
-    """Call the user's grouping on each split (`parts`: split name -> lcaflow.data.Split) and check its labels."""
-    raw = {split: _labels(ref, where, part, split) for split, part in parts.items()}
+def label_examples(ref: str, where: str, parts: dict, tokens: bool = False) -> ExampleGroups:
+    """Call the user's grouping on each split (`parts`: split name -> lcaflow.data.Split) and check its labels:
+    one per example, or with `tokens` (a loss over tokens) one per predicted token, shaped like the targets."""
+    raw = {split: _labels(ref, where, part, split, tokens) for split, part in parts.items()}
     if any(v.dtype.kind == "U" for v in raw.values()):  # ints in one split, strings in another: all strings
         raw = {split: v.astype(str) for split, v in raw.items()}
-    names = np.unique(np.concatenate(list(raw.values())))  # sorted: numbers numerically, strings alphabetically
+    names = np.unique(np.concatenate([v.reshape(-1) for v in raw.values()]))  # sorted: numbers numerically, strings alphabetically
     if len(names) > MAX_GROUPS:
         raise ConfigError(f"{where}: {ref} gives {len(names)} groups; at most {MAX_GROUPS}: merge labels")
     for split, values in raw.items():
@@ -64,25 +64,30 @@ def label_examples(ref: str, where: str, parts: dict) -> ExampleGroups:
     return ExampleGroups([str(n) for n in names], {split: np.searchsorted(names, v).astype(np.int64) for split, v in raw.items()})
 
 
-def _labels(ref: str, where: str, part, split: str) -> np.ndarray:
-    """One split's labels as a 1-D array of ints or strings, checked."""
+def _labels(ref: str, where: str, part, split: str, tokens: bool) -> np.ndarray:
+    """One split's labels as an array of ints or strings, (N,) or per token (N, S), checked."""
     x, y = part.x.cpu(), part.y.cpu()
     values = call_user(ref, where, x, y)
     if hasattr(values, "detach"):
         values = values.detach().cpu().numpy()
     values = np.asarray(values)
     n = len(y)
-    if values.shape != (n,):
-        token_shaped = y.dim() > 1 and values.shape == tuple(y.shape)
+    token_shaped = y.dim() == 2 and values.shape == tuple(y.shape)
+    if token_shaped and not tokens:
+        raise ConfigError(
+            f"{where}: {ref} returned labels per token {values.shape} but the loss has no tokens (token_cross_entropy); "
+            f"return one label (int or string) per example, shape ({n},)"
+        )
+    if values.shape != (n,) and not token_shaped:
         raise ConfigError(
             f"{where}: {ref} returned labels of shape {values.shape} for the {n} examples of the {SPLIT_NAMES[split]}; "
-            + ("labels per token (token groups) are not supported yet: " if token_shaped else "")
-            + f"return one label (int or string) per example, shape ({n},)"
+            f"return one label (int or string) per example, shape ({n},)"
+            + (f", or one per token, shape {tuple(y.shape)}" if tokens else "")
         )
     if values.dtype.kind == "b":
         return values.astype(np.int64)
     if values.dtype.kind in "iu":
         return values.astype(np.int64)
-    if values.dtype.kind in "US" or (values.dtype.kind == "O" and all(isinstance(v, str) for v in values)):
+    if values.dtype.kind in "US" or (values.dtype.kind == "O" and all(isinstance(v, str) for v in values.reshape(-1))):
         return values.astype(str)
     raise ConfigError(f"{where}: {ref} returned labels of type {values.dtype} for the {SPLIT_NAMES[split]}; return ints or strings")

@@ -15,7 +15,7 @@ from .io import atomic_h5
 from .numerics import set_numerics
 from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
-from .reducers import REDUCERS, ExampleCurveSums, Frame, Matrices, Quadrature
+from .reducers import REDUCERS, ExampleCurveSums, Frame, Matrices, Quadrature, TokenGroupSums
 from .spec import RunData, RunSpec
 from .storage import stored_columns
 from .trajectory import check_trajectory, iter_rows, read_trajectory_meta
@@ -35,6 +35,7 @@ class Job:
     trajectory_path: str
     meta: dict
     curves: dict  # split -> lcaflow.curves.ExampleCurves (lca.example_curves; empty when 0)
+    tokens: object | None = None  # lcaflow.curves.TokenGroups of a run with token groups
 
     @classmethod
     def setup(cls, run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str) -> Job:
@@ -62,7 +63,8 @@ class Job:
         val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=labels["val"], **objective)
         frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca))
         curves = _example_curves(spec, model, layout, data, meta, lca.get("example_curves", 0))
-        return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta, curves)
+        tokens = _token_groups(spec, model, layout, data, meta, lca["eval_chunk_size"])
+        return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta, curves, tokens)
 
     def evaluator(self):
         """evaluate(theta, splits) -> Endpoint of the splits asked for; every point, interior ones included,
@@ -98,7 +100,7 @@ def _example_groups(meta: dict, data: RunData) -> tuple[int, dict]:
     """The number of example groups (the objective's per-group rows) and each split's group labels: the
     trajectory's example groups where it records them, else the classes (one group for a loss without)."""
     groups = meta["example_groups"]
-    if groups is None:
+    if groups is None or groups["train"].ndim == 2:  # token groups: lcaflow.curves.TokenGroups, not the objective's rows
         return meta["num_classes"], {"train": data.class_labels(data.train), "val": data.class_labels(data.val)}
     device = data.train.y.device
     return len(groups["names"]), {s: torch.from_numpy(groups[s]).to(device) for s in ("train", "val")}
@@ -117,6 +119,17 @@ def _example_curves(spec: RunSpec, model, layout, data: RunData, meta: dict, m: 
         chosen = torch.from_numpy(positions).to(part.y.device)
         curves[split] = ExampleCurves(model, layout, part.x[chosen], part.y[chosen], spec.loss, indices[positions], where)
     return curves
+
+
+def _token_groups(spec: RunSpec, model, layout, data: RunData, meta: dict, chunk: int):
+    """The token groups of the training split, where the trajectory records labels per token; else None."""
+    groups = meta["example_groups"]
+    if groups is None or groups["train"].ndim != 2:
+        return None
+    from .curves import TokenGroups
+
+    labels = torch.from_numpy(groups["train"]).to(data.train.y.device)
+    return TokenGroups(model, layout, data.train.x, data.train.y, spec.loss, labels, groups["names"], chunk, spec.where("example_groups"))
 
 
 def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
@@ -170,6 +183,8 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         reducers = [cls(frame) for cls in REDUCERS] + [Matrices(frame, f)]
         if job.curves:
             reducers.append(ExampleCurveSums(frame, job.curves, job.lca["tolerance"], job.lca["max_splits"]))
+        if job.tokens is not None:
+            reducers.append(TokenGroupSums(frame, {"train": job.tokens}, job.lca["tolerance"], job.lca["max_splits"]))
         integrate_block(job, reducers, progress)
         for r in reducers:
             r.write(f)

@@ -164,8 +164,9 @@ class Run:
     def example_groups(self) -> list[str]:
         """Example group names, in the order of the columns of `by_example_group()`: the classes, the labels
         of the run's grouping callable, or ["all examples"] (runs.<run>.example_groups)."""
-        require(self._f, ("classes",), self.paths.lca, "assemble")
-        return [str(c) for c in self._f["classes"].asstr()[()]]
+        key = "token_groups" if "token_groups" in self._f else "classes"  # token groups, or the per-class rows
+        require(self._f, (key,), self.paths.lca, "assemble")
+        return [str(c) for c in self._f[key].asstr()[()]]
 
     @property
     def iterations(self) -> int:
@@ -250,13 +251,14 @@ class Run:
         in the order of `example_groups`). A group's loss is the sum of its examples' losses over the split's size,
         so the groups add up to the data loss; the weight-decay term belongs to no group. Training split only."""
         self._groups_split(split)
-        return self._read("lca_class_layer").sum(axis=2)
+        return self._read("token_lca" if "token_lca" in self._f else "lca_class_layer").sum(axis=2)
 
     def example_group_loss(self, split: str = "train") -> np.ndarray:
         """(T+1, E) float64: each example group's loss at theta_0 .. theta_T (its examples' summed losses over
-        the split's size): the rows sum to `loss` less the weight-decay term. Training split only."""
+        the split's size; a token group's: its tokens' summed losses over the split's tokens): the rows sum to
+        `loss` less the weight-decay term. Training split only."""
         self._groups_split(split)
-        return self._read("loss_class").astype(np.float64)
+        return self._read("token_loss" if "token_loss" in self._f else "loss_class").astype(np.float64)
 
     def example_curves(self, split: str = "train") -> np.ndarray:
         """(T, M, G) float64: per-example loss-change curves (lca.example_curves): the LCA of each sampled

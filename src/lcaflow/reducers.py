@@ -19,7 +19,7 @@ no analysis has to read a T x K matrix unless it follows individual parameters:
 | NeuronSums       | lca_neuron/<group> (iteration), lca_class_neuron/<group> (sum)                |
 | RowStats         | row_std, row_kurtosis, tail_share (iteration)                                 |
 | Matrices         | lca[, lca_val, grad] (virtual), sample_index (same), stored_row_sum (iteration) |
-| ExampleCurveSums | curve_lca[_val], curve_splits[_val], curve_error[_val] (iteration), curve_loss[_val] (point), curve_index[_val] (same) |
+| ExampleCurveSums | (TokenGroupSums: token_*) curve_lca[_val], curve_splits[_val], curve_error[_val] (iteration), curve_loss[_val] (point), curve_index[_val] (same) |
 
 A new reduction is one subclass with its JOINS; assembly joins every chunk's datasets by those kinds."""
 
@@ -447,6 +447,7 @@ class ExampleCurveSums(Reducer):
         **{f"curve_index{sfx}": SAME for sfx in ("", "_val")},
     }
     SUFFIX = {"train": "", "val": "_val"}
+    PREFIX = "curve"
 
     def __init__(self, frame, curves: dict, tolerance: float, max_splits: int):
         super().__init__(frame)
@@ -469,15 +470,23 @@ class ExampleCurveSums(Reducer):
 
     def write(self, f):
         for split, sample in self.curves.items():
-            sfx = self.SUFFIX[split]
+            name = self.PREFIX + "_{}" + self.SUFFIX[split]
             arrays = {
-                f"curve_lca{sfx}": self.lca[split],
-                f"curve_loss{sfx}": self.loss[split],
-                f"curve_splits{sfx}": self.splits[split],
-                f"curve_error{sfx}": self.error[split],
-                f"curve_index{sfx}": sample.index,
+                name.format("lca"): self.lca[split],
+                name.format("loss"): self.loss[split],
+                name.format("splits"): self.splits[split],
+                name.format("error"): self.error[split],
+                name.format("index"): sample.index,
             }
             write_arrays(f, arrays)
+
+
+class TokenGroupSums(ExampleCurveSums):
+    """Token groups (lcaflow.curves.TokenGroups, training split): the LCA of each token group's loss per
+    iteration and parameter group, the groups' losses, Simpson panels and removed errors."""
+
+    JOINS = {"token_lca": ITERATION, "token_splits": ITERATION, "token_error": ITERATION, "token_loss": POINT, "token_index": SAME}
+    PREFIX = "token"
 
 
 REDUCERS = (Losses, GradientNorms, GradientSigns, Steps, GradientTraces, Quadrature, GroupSums, ParameterTotals, NeuronSums, RowStats)
@@ -485,7 +494,7 @@ REDUCERS = (Losses, GradientNorms, GradientSigns, Steps, GradientTraces, Quadrat
 
 def join_kind(name: str) -> str | None:
     """How assembly joins dataset `name` of the chunk files (None: not a reduction)."""
-    for reducer in REDUCERS + (Matrices, ExampleCurveSums):
+    for reducer in REDUCERS + (Matrices, ExampleCurveSums, TokenGroupSums):
         for key, kind in reducer.JOINS.items():
             if name == key or (key.endswith("/") and name.startswith(key)):
                 return kind

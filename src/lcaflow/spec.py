@@ -158,6 +158,7 @@ class RunData:
             )
         self.classes = info["classes"] if self.per_class else NO_CLASSES
         self.grouping, self._grouping_where = spec.example_grouping, spec.where("example_groups")
+        self._loss_name = spec.loss.name
         self.train, self.val = load_examples(
             data_path, [self.split["train_indices"], self.split["val_indices"]], device, ["train", self.split["val_source"]]
         )
@@ -184,7 +185,8 @@ class RunData:
             return None
         if self.grouping == NONE:  # one group on a loss with classes: no per-class rows to compute
             return ExampleGroups(list(NO_CLASSES), {s: np.zeros(len(p.y), dtype=np.int64) for s, p in (("train", self.train), ("val", self.val))})
-        return label_examples(self.grouping, self._grouping_where, {"train": self.train, "val": self.val})
+        tokens = self._loss_name == "token_cross_entropy"  # the loss whose per-token losses are known
+        return label_examples(self.grouping, self._grouping_where, {"train": self.train, "val": self.val}, tokens)
 
 
 def probe(spec: RunSpec, model, data: RunData) -> None:

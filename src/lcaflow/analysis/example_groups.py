@@ -30,8 +30,9 @@ def example_groups(lca_path, out: dict) -> dict:
     with open_lca(lca_path) as f:
         require(f, NEEDS, lca_path, "assemble")
         layers = list(layout_of(f, lca_path).layers)
-        lca = f["lca_class_layer"][()]  # (T, E, L)
-        groups = [str(c) for c in f["classes"].asstr()[()]]
+        tokens = "token_lca" in f  # token groups have their own datasets
+        lca = f["token_lca" if tokens else "lca_class_layer"][()]  # (T, E, L)
+        groups = [str(c) for c in f["token_groups" if tokens else "classes"].asstr()[()]]
         curves = (f["curve_lca"][()], f["curve_index"][()]) if "curve_lca" in f else None
     write_tsv(out["whom"], who_helped_whom(lca, layers, groups))
     write_tsv(out["whom_time"], who_helped_whom_over_time(lca, layers, groups))
