@@ -25,13 +25,13 @@ def who_helped_whom_figure(whom_tsv, time_tsv, out_png, run: str) -> None:
         ax.set_title(f"{run}: who helped whom, LCA over training (green = lowered the loss)")
         fig.colorbar(image, ax=ax, label="LCA (nats)")
         ax = axes[0, 1]
-        starts = np.unique(time["window_start"])
+        stops = np.unique(time["window_stop"])
         for g, color in zip(groups, palette(len(groups))):
             mine = time["group"] == g
-            per_window = [time["lca"][mine & (time["window_start"] == s)].sum() for s in starts]
-            ax.plot(starts, np.cumsum(per_window), color=color, marker="o", ms=3, label=g)
+            per_window = [time["lca"][mine & (time["window_stop"] == s)].sum() for s in stops]
+            ax.plot(np.r_[0, stops], np.r_[0, np.cumsum(per_window)], color=color, marker="o", ms=3, label=g)
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_xlabel("iteration (start of window)")
+        ax.set_xlabel("iteration (end of window)")
         ax.set_ylabel("cumulative LCA of the group's loss (nats)")
         ax.set_title("Each example group's loss over training, rebuilt from LCA")
         ax.legend(frameon=False, fontsize=7, ncol=1 if len(groups) <= 10 else 2)
