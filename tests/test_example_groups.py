@@ -390,3 +390,16 @@ def test_token_labels_need_a_loss_with_tokens(tmp_path):
     with pytest.raises(ConfigError, match=r"returned labels per token \(10, 3\) but the loss has no tokens"):
         label_examples(ref, "config: runs.r.example_groups", parts)
     assert label_examples(ref, "w", parts, tokens=True).per_token
+
+
+def test_a_run_grouped_otherwise_is_left_out_of_the_per_class_claim():
+    """The paper's synchronisation claim is per class: a run whose rows are other groups does not count."""
+    from test_claims import by_start, fact
+
+    from lcaflow.claims import NOT_MEASURED, check
+
+    grouped = fact("g")
+    grouped.run["example_groups"] = "groups.py:by_ink"
+    claim = by_start(check([grouped], []), "Moments of learning")
+    assert claim.holds == NOT_MEASURED and "no run whose loss has classes" in claim.notes
+    assert by_start(check([fact("c")], []), "Moments of learning").holds == "yes"
