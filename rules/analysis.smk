@@ -181,6 +181,36 @@ rule comparison:
         "scripts/analyze.py"
 
 
+# Who helped whom, interference, clusters of examples: only for the runs that group their examples
+# (runs.<run>.example_groups) or follow examples (lca.example_curves)
+rule example_groups_stats:
+    input:
+        lca=RUN.lca,
+    output:
+        whom=report(
+            RUN.stats("who_helped_whom.tsv"),
+            **run_report("who_helped_whom", "tables", "who helped whom"),
+        ),
+        whom_time=RUN.stats("who_helped_whom_time.tsv"),
+        interference=RUN.stats("interference.tsv"),
+        pairs=RUN.stats("interference_pairs.tsv"),
+        clusters=RUN.stats("clusters.tsv"),
+        members=RUN.stats("cluster_members.tsv"),
+        curves=RUN.stats("cluster_curves.tsv"),
+        json=RUN.stats("example_groups.json"),
+    log:
+        PATHS.log("analysis", "{run}", "example_groups"),
+    wildcard_constraints:
+        run=one_of(GROUPED),
+    conda:
+        "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("analysis"),
+        runtime=runtime("analysis"),
+    script:
+        "scripts/analyze.py"
+
+
 # Every analysis of a run, and of an experiment
 RUN_ANALYSES = [
     rules.grounding_stats,
@@ -195,3 +225,4 @@ RUN_ANALYSES = [
 rule analysis_all:
     input:
         outputs(*RUN_ANALYSES, rules.experiment),
+        grouped_outputs(rules.example_groups_stats),

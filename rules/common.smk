@@ -43,6 +43,13 @@ DATASETS = {
 # Runs trained by the train rule, and runs recorded by the user's own loop (runs.<run>.trajectory)
 TRAINED = sorted(r for r in RUNS if RUNS[r]["trajectory"] is None)
 RECORDED = sorted(r for r in RUNS if RUNS[r]["trajectory"] is not None)
+# Runs that ask for the example-group analyses (runs.<run>.example_groups given, or lca.example_curves):
+# who helped whom, interference, clusters of examples; the others' DAG is as before
+GROUPED = sorted(
+    r
+    for r in RUNS
+    if RUNS[r]["example_groups"] is not None or LCA["example_curves"] > 0
+)
 
 # Every file's pattern: PATHS.run("{run}").lca is results/runs/{run}/lca.h5
 PATHS = ResultPaths(RESULTS)
@@ -108,10 +115,16 @@ def dataset_source(wildcards):
 
 
 def run_sources(wildcards):
-    """The .py files of a run's model and loss given by file path: editing one recomputes the run."""
+    """The .py files of a run's model, loss and example grouping given by file path: editing one recomputes the run."""
     run = RUNS[wildcards.run]
     return [
-        f for f in (source_file(run["architecture"]), source_file(run["loss"])) if f
+        f
+        for f in (
+            source_file(run["architecture"]),
+            source_file(run["loss"]),
+            source_file(run["example_groups"] or ""),
+        )
+        if f
     ]
 
 
@@ -312,6 +325,13 @@ def experiment_report(caption, kind="tables", table=None):
 
 
 # --- targets: the outputs of rules, for every run and experiment -----------------------------------------
+
+
+def grouped_outputs(*rules_):
+    """Every output of the rules, for every run of GROUPED."""
+    return [
+        f for r in rules_ for pattern in r.output for f in expand(pattern, run=GROUPED)
+    ]
 
 
 def outputs(*rules_):

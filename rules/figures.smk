@@ -180,6 +180,35 @@ rule figure_experiment:
         "scripts/figure.py"
 
 
+rule figure_example_groups:
+    input:
+        whom=RUN.stats("who_helped_whom.tsv"),
+        whom_time=RUN.stats("who_helped_whom_time.tsv"),
+        interference=RUN.stats("interference.tsv"),
+        pairs=RUN.stats("interference_pairs.tsv"),
+        clusters=RUN.stats("clusters.tsv"),
+        curves=RUN.stats("cluster_curves.tsv"),
+        json=RUN.stats("example_groups.json"),
+    output:
+        whom=report(RUN.figure("who_helped_whom.png"), **run_report("who_helped_whom")),
+        interference=report(
+            RUN.figure("interference.png"), **run_report("interference")
+        ),
+        clusters=report(
+            RUN.figure("example_clusters.png"), **run_report("example_clusters")
+        ),
+    log:
+        PATHS.log("figures", "{run}", "example_groups"),
+    wildcard_constraints:
+        run=one_of(GROUPED),
+    conda:
+        "../envs/lca.yaml"
+    resources:
+        mem_mb=mem_mb("figure"),
+    script:
+        "scripts/figure.py"
+
+
 # Every figure of a run: those drawn from its tables, and those drawn from its LCA matrix
 RUN_FIGURES = [
     rules.figure_grounding,
@@ -197,3 +226,4 @@ RUN_FIGURES = [
 rule figures_all:
     input:
         outputs(*RUN_FIGURES, rules.figure_experiment),
+        grouped_outputs(rules.figure_example_groups),

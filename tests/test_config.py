@@ -145,7 +145,9 @@ def test_each_job_gets_as_params_the_settings_that_change_its_output():
     assert params["trapezoid_tolerance"] == 0.0005 and params["sample_fraction"] == 0.01 and "compute_batch" not in params
     assert json.loads(settings.job_resources(adaptive, "lca")) == {"compute_batch": 64, "channels_last": "auto", "compression": "none"}
     assert settings.fingerprint_of(lca, settings.NUMBERS) != settings.fingerprint_of(adaptive, settings.NUMBERS)
-    assert settings.names(settings.STORED) == "storage, store, sample_fraction, store_validation or store_gradients"
+    assert settings.names(settings.STORED) == "storage, store, sample_fraction, store_validation, store_gradients or example_curves"
+    curves = validate_config(with_change(["lca"], {"example_curves": 10}))["lca"]  # off (0) it is left out, as above
+    assert settings.lca_params(curves, "gradients")["example_curves"] == 10
 
 
 def test_a_target_read_as_a_config_file_gets_its_one_line_hint(tmp_path):

@@ -48,7 +48,10 @@ def test_every_analysis_setting_names_rules_that_exist():
 
 def test_run_params_leave_out_only_what_changes_no_number():
     run = {k: None for k in settings.RUN}  # tf32 is left out where it is off (None): see the next test
-    assert set(run) - set(settings.run_params(run)) == {"checkpoint_every", "tf32"}
+    # example_groups at its default (classes, or one group) is left out: the fingerprints of runs made before it stay
+    assert set(run) - set(settings.run_params(run)) == {"checkpoint_every", "example_groups", "tf32"}
+    assert set(run) - set(settings.run_params({**run, "example_groups": "groups.py:by_ink"})) == {"checkpoint_every", "tf32"}
+    assert "example_groups" not in settings.run_params({**run, "example_groups": "classes"})
     assert "tf32" in settings.run_params(dict(run, tf32=True))
 
 

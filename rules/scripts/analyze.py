@@ -30,6 +30,7 @@ RULES = {
     "neurons": lambda: analysis.neurons(
         i.lca, o.h5, o.correlation, o.specialization, o.json, p.top_params, p.correlation_nodes, p.correlation_weights_per_node, p.seed
     ),
+    "example_groups_stats": lambda: analysis.example_groups(i.lca, dict(o.items())),
     "experiment": experiment,
     "comparison": comparison,
 }

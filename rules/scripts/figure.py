@@ -20,6 +20,12 @@ def neurons():
     plots.specialization_figure(i.json, i.h5, o.specialization, run)
 
 
+def example_groups():
+    plots.who_helped_whom_figure(i.whom, i.whom_time, o.whom, run)
+    plots.interference_figure(i.interference, i.pairs, o.interference, run)
+    plots.clusters_figure(i.clusters, i.curves, i.json, o.clusters, run)
+
+
 def heatmaps():
     plots.heatmap_figure(i.lca, p.heatmap_iterations, o[0])
 
@@ -33,6 +39,7 @@ RULES = {
     "figure_synchronization": synchronization,
     "figure_neurons": neurons,
     "heatmaps": heatmaps,
+    "figure_example_groups": example_groups,
     "animation": lambda: plots.animation(i.lca, o[0], p.animation_max_frames, p.animation_fps),
     "figure_experiment": lambda: plots.experiment_figure(
         i.layers, i.summary, o[0], sm.wildcards.experiment, i.get("comparison")

@@ -15,7 +15,8 @@ import numpy as np
 from . import chunkfile
 from .chunkfile import chunk_range, n_chunks
 from .errors import CorruptFileError, GroundingError
-from .grounding import grounding_report
+from .examplegroups import NONE
+from .grounding import curve_grounding, grounding_report, group_grounding
 from .integrate import QUADRATURE_NAMES
 from .io import atomic_h5, open_h5, write_json
 from .joins import VIRTUAL, Joined
@@ -94,6 +95,15 @@ def assemble(
     arrays = joined.result()
     report = _grounding(run_name, arrays, lca, chunks, T, out_path)
     report["storage"] = storage_report(arrays, lca, K)
+    groups = meta["example_groups"]
+    tokens = groups is not None and groups["train"].ndim == 2  # token groups: their own datasets (token_*)
+    if tokens:
+        report["example_groups"] = group_grounding(_token_arrays(arrays), groups["names"])
+        report["example_groups"].update(_removed(arrays["token_error"]))
+    else:
+        report["example_groups"] = group_grounding(arrays, _group_names(trajectory_path, meta))
+    if "curve_lca" in arrays:
+        report["example_curves"] = curve_grounding(arrays, lca["tolerance"])
 
     folder = Path(out_path).parent
     with atomic_h5(out_path) as out:
@@ -106,7 +116,12 @@ def assemble(
             out.create_dataset(key, data=value)
         with open_h5(trajectory_path, "trajectory") as f:
             f.copy(f["layout"], out, "layout")
-            f.copy(f["classes"], out, "classes")
+            if groups is None or tokens:
+                f.copy(f["classes"], out, "classes")
+            else:  # the rows of the per-class datasets are the example groups
+                f.copy(f["example_groups/names"], out, "classes")
+            if tokens:
+                f.copy(f["example_groups/names"], out, "token_groups")
         out.attrs.update(
             {
                 "run_name": run_name,
@@ -115,7 +130,8 @@ def assemble(
                 "trajectory_fingerprint": meta["fingerprint"],
                 "grounding": json.dumps(report, sort_keys=True),
                 "midpoint_sample_fraction": chunks[0]["sample_fraction"],
-                "per_class": meta["per_class"],
+                "per_class": meta["per_class"] if groups is None or tokens else run.get("example_groups") != NONE,
+                **({} if groups is None else {"example_groups": run.get("example_groups")}),
                 "storage": lca["storage"],
                 "store": lca["store"],
                 # each chunk mapped, as assembled: a chunk rewritten later is refused (storage.check_sources)
@@ -124,6 +140,27 @@ def assemble(
         )
     write_json(grounding_path, report, allow_nan=True)
     return report
+
+
+def _token_arrays(arrays: dict) -> dict:
+    """The token groups' datasets under the names group_grounding reads."""
+    return {"loss_class": arrays["token_loss"], "lca_class_layer": arrays["token_lca"]}
+
+
+def _removed(error: np.ndarray) -> dict:
+    """The token groups' Simpson error removed from their rows (lcaflow.curves), per iteration and over training."""
+    return {
+        "quadrature_error_removed_max_abs": float(np.abs(error).max()),
+        "quadrature_error_removed_cumulative_max_abs": float(np.abs(error.sum(0)).max()),
+    }
+
+
+def _group_names(trajectory_path, meta) -> list[str]:
+    """The names of the rows of the per-class datasets: the example groups, or the classes the trajectory records."""
+    if meta["example_groups"] is not None:
+        return meta["example_groups"]["names"]
+    with open_h5(trajectory_path, "trajectory") as f:
+        return [str(c) for c in f["classes"].asstr()[()]]
 
 
 def _warn_boundary(path, start: int, previous: float, loss: float) -> None:

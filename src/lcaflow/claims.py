@@ -233,7 +233,9 @@ def synchronised_moments(runs, experiments) -> Claim:
         "9.4 vs 0.4 per class, p < 0.001",
         "every run: per class, observed >= 3 x baseline and p < 0.001",
     )
-    classed = [r for r in runs if "lca_by_class" in r.sync["signals"]]  # runs whose loss has classes
+    # runs whose loss has classes and whose examples are grouped by them (runs.<run>.example_groups: a run
+    # grouped otherwise has per-group, not per-class, signals)
+    classed = [r for r in runs if "lca_by_class" in r.sync["signals"] and r.run.get("example_groups") in (None, "classes")]
     if not classed:
         if runs:
             c.notes.append("no run whose loss has classes")

@@ -158,6 +158,8 @@ def validate_config(config: dict) -> dict:
         _check_run(name, run)
     _check_analysis(cfg)
     lca = cfg["lca"]
+    for name, run in cfg["runs"].items():
+        _check_curves(name, run, lca["example_curves"])
     if lca["trapezoid_tolerance"] is None:  # with a midpoint sample, what it leaves must be within tolerance
         lca["trapezoid_tolerance"] = 2 * lca["tolerance"] if lca["midpoint_sample"] else lca["tolerance"] / 2
     return cfg
@@ -331,6 +333,10 @@ def _check_run(name: str, run: dict) -> None:
             raise ConfigError(f"config: {where}.optimizer.{key} applies to {owner} only; remove it for {opt['name']}")
     spec = RunSpec.of(name, run)
     _ = spec.loss  # a loss given by path is imported now: one line rather than in a job
+    if is_import_path(spec.example_grouping):  # (classes on a loss without is refused there) imported now too
+        from .plugins import load_callable
+
+        load_callable(spec.example_grouping, spec.where("example_groups"))
     # a model given by path is imported and the groups applied now: one line rather than in a job
     layout = spec.meta_layout() if custom or run["groups"] or run.get("layers") else None
     _check_layers(where, run, layout)
@@ -352,6 +358,17 @@ def _check_sizes(where: str, run: dict, official: int) -> None:
     n_train = run["train_size"] or available
     if run["batch_size"] > n_train and not run["trajectory"]:
         raise ConfigError(f"config: {where}.batch_size: {run['batch_size']} exceeds the {n_train} training examples")
+
+
+def _check_curves(name: str, run: dict, m: int) -> None:
+    """lca.example_curves within both splits of a run on a built-in dataset split off its training set (the
+    others' sizes are known when their data is read: the gradient jobs check them there)."""
+    if not m or not is_builtin_dataset(run["dataset"]) or run["validation"] != "split":
+        return
+    sizes = {"validation": run["val_size"], "training": run["train_size"] or OFFICIAL_TRAIN_SIZE[run["dataset"]] - run["val_size"]}
+    for split, n in sizes.items():
+        if m > n:
+            raise ConfigError(f"config: lca.example_curves: {m} exceeds the {n} examples of the {split} split of run {name}; lower it")
 
 
 def _full_name(layer: str, layers) -> str:

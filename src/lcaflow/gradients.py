@@ -15,7 +15,7 @@ from .io import atomic_h5
 from .numerics import set_numerics
 from .objective import FullSetObjective, resolve_speed
 from .progress import Progress, log
-from .reducers import REDUCERS, Frame, Matrices, Quadrature
+from .reducers import REDUCERS, ExampleCurveSums, Frame, Matrices, Quadrature, TokenGroupSums
 from .spec import RunData, RunSpec
 from .storage import stored_columns
 from .trajectory import check_trajectory, iter_rows, read_trajectory_meta
@@ -34,6 +34,8 @@ class Job:
     val: FullSetObjective
     trajectory_path: str
     meta: dict
+    curves: dict  # split -> lcaflow.curves.ExampleCurves (lca.example_curves; empty when 0)
+    tokens: object | None = None  # lcaflow.curves.TokenGroups of a run with token groups
 
     @classmethod
     def setup(cls, run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str) -> Job:
@@ -54,14 +56,16 @@ class Job:
             raise CorruptFileError(
                 f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train"
             )
-        C = meta["num_classes"]
+        C, labels = _example_groups(meta, data)
         speed = resolve_speed(lca, model, device)
         objective = dict(loss=spec.loss, chunk_size=lca["eval_chunk_size"], weight_decay=spec.weight_decay, speed=speed)
         sample = lca.get("midpoint_sample", 0) if lca["quadrature"] == "adaptive" else 0  # absent where 0 (settings.LCA)
-        train = FullSetObjective(model, layout, data.train, C, labels=data.class_labels(data.train), sample=sample, **objective)
-        val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=data.class_labels(data.val), **objective)
+        train = FullSetObjective(model, layout, data.train, C, labels=labels["train"], sample=sample, **objective)
+        val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=labels["val"], **objective)
         frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca))
-        return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta)
+        curves = _example_curves(spec, model, layout, data, meta, lca.get("example_curves", 0))
+        tokens = _token_groups(spec, model, layout, data, meta, lca["eval_chunk_size"])
+        return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta, curves, tokens)
 
     def evaluator(self):
         """evaluate(theta, splits) -> Endpoint of the splits asked for (("sample",): the training split's midpoint
@@ -100,6 +104,42 @@ class Job:
         }
 
 
+def _example_groups(meta: dict, data: RunData) -> tuple[int, dict]:
+    """The number of example groups (the objective's per-group rows) and each split's group labels: the
+    trajectory's example groups where it records them, else the classes (one group for a loss without)."""
+    groups = meta["example_groups"]
+    if groups is None or groups["train"].ndim == 2:  # token groups: lcaflow.curves.TokenGroups, not the objective's rows
+        return meta["num_classes"], {"train": data.class_labels(data.train), "val": data.class_labels(data.val)}
+    device = data.train.y.device
+    return len(groups["names"]), {s: torch.from_numpy(groups[s]).to(device) for s in ("train", "val")}
+
+
+def _example_curves(spec: RunSpec, model, layout, data: RunData, meta: dict, m: int) -> dict:
+    """The sampled examples of each split whose loss-change curves the job computes (none where m is 0)."""
+    if not m:
+        return {}
+    from .curves import ExampleCurves, curve_sample
+
+    where = f"config: lca.example_curves (run {spec.name})"
+    curves = {}
+    for split, part, indices in (("train", data.train, meta["train_indices"]), ("val", data.val, meta["val_indices"])):
+        positions = curve_sample(len(part.y), m, spec.run["seed"], split, where)
+        chosen = torch.from_numpy(positions).to(part.y.device)
+        curves[split] = ExampleCurves(model, layout, part.x[chosen], part.y[chosen], spec.loss, indices[positions], where)
+    return curves
+
+
+def _token_groups(spec: RunSpec, model, layout, data: RunData, meta: dict, chunk: int):
+    """The token groups of the training split, where the trajectory records labels per token; else None."""
+    groups = meta["example_groups"]
+    if groups is None or groups["train"].ndim != 2:
+        return None
+    from .curves import TokenGroups
+
+    labels = torch.from_numpy(groups["train"]).to(data.train.y.device)
+    return TokenGroups(model, layout, data.train.x, data.train.y, spec.loss, labels, groups["names"], chunk, spec.where("example_groups"))
+
+
 def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
     """The quadrature loop: every point and segment of the block, handed to every reducer."""
     evaluate = job.evaluator()
@@ -108,6 +148,8 @@ def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
     evaluate.where = f"at theta_{job.start}"
     theta = next(thetas)
     previous = evaluate(theta)
+    for split, sample in job.curves.items():
+        sample.check_finite(theta, evaluate.where, job.run_name, split)
     for r in reducers:
         r.point(0, previous, theta)
     errors, splits = np.empty(job.frame.iterations), np.empty(job.frame.iterations, dtype=np.int32)
@@ -147,6 +189,10 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
     progress = Progress(f"gradients {run_name} chunk {chunk}", frame.iterations)
     with atomic_h5(out_path) as f:
         reducers = [cls(frame) for cls in REDUCERS] + [Matrices(frame, f)]
+        if job.curves:
+            reducers.append(ExampleCurveSums(frame, job.curves, job.lca["tolerance"], job.lca["max_splits"]))
+        if job.tokens is not None:
+            reducers.append(TokenGroupSums(frame, {"train": job.tokens}, job.lca["tolerance"], job.lca["max_splits"]))
         integrate_block(job, reducers, progress)
         for r in reducers:
             r.write(f)

@@ -64,3 +64,57 @@ def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpso
         ((np.abs(lca_file["error"]) > tolerance) | (np.abs(lca_file["error_val"]) > tolerance)).sum()
     )
     return report
+
+
+def group_grounding(lca_file: dict, names: list[str]) -> dict:
+    """How well each example group's LCA (training split, summed over parameters and iterations) adds up to
+    that group's own loss change, and how the groups add up to the data loss (the total less any weight decay).
+    Per group the quadrature is the run's rule applied to the group's gradient: its error is not refined on its
+    own, so it is reported here rather than judged."""
+    loss = np.asarray(lca_file["loss_class"], dtype=np.float64)  # (T+1, E)
+    lca = np.asarray(lca_file["lca_class_layer"], dtype=np.float64).sum(axis=(0, 2))  # (E,)
+    change = loss[-1] - loss[0]
+    error = lca - change
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.where(change != 0, 100 * error / np.abs(change), np.nan)
+    worst = int(np.nanargmax(np.abs(pct))) if np.isfinite(pct).any() else int(np.argmax(np.abs(error)))
+    return {
+        "groups": len(names),
+        "loss_change": dict(zip(names, change.tolist())),
+        "lca_total": dict(zip(names, lca.tolist())),
+        "cumulative_error": dict(zip(names, error.tolist())),
+        "max_abs_cumulative_error": float(np.abs(error).max()),
+        "worst_group": names[worst],
+        "worst_cumulative_error_pct": float(pct[worst]),
+        "data_loss_change": float(change.sum()),  # the groups' losses sum to the data loss at every theta
+    }
+
+
+def curve_grounding(lca_file: dict, tolerance: float) -> dict:
+    """How well each sampled example's LCA (lca.example_curves), summed over groups and iterations, adds up to
+    its own loss change L_n(theta_T) - L_n(theta_0), per split; the worst example named by its dataset index."""
+    report = {}
+    for split, sfx in (("train", ""), ("val", "_val")):
+        if "curve_lca" + sfx not in lca_file:
+            continue
+        loss = np.asarray(lca_file["curve_loss" + sfx], dtype=np.float64)  # (T+1, M)
+        error = np.asarray(lca_file["curve_lca" + sfx]).sum(axis=2) - np.diff(loss, axis=0)  # (T, M)
+        cumulative = error.sum(axis=0)
+        removed = np.asarray(lca_file["curve_error" + sfx])
+        worst = int(np.argmax(np.abs(cumulative)))
+        report[split] = {
+            "examples": int(loss.shape[1]),
+            "worst_example": int(lca_file["curve_index" + sfx][worst]),
+            "worst_cumulative_error": float(cumulative[worst]),
+            "worst_loss_change": float(loss[-1, worst] - loss[0, worst]),
+            "mean_abs_cumulative_error": float(np.abs(cumulative).mean()),
+            "max_abs_iteration_error": float(np.abs(error).max()),
+            "iterations_over_tolerance": int((np.abs(error) > tolerance).sum()),  # (iteration, example) pairs
+            # Simpson's error on the sample before its removal (lcaflow.curves), and the panels it took
+            "quadrature_error_removed_max_abs": float(np.abs(removed).max()),
+            "quadrature_error_removed_mean_abs": float(np.abs(removed).mean()),
+            "quadrature_error_removed_cumulative_max_abs": float(np.abs(removed.sum(axis=0)).max()),
+            "worst_quadrature_example": int(lca_file["curve_index" + sfx][int(np.argmax(np.abs(removed.sum(axis=0))))]),
+            "mean_panels": float(np.mean(lca_file["curve_splits" + sfx])),
+        }
+    return report

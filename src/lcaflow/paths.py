@@ -40,6 +40,14 @@ STATS_FILES = {
     "neurons.h5": "neurons",
     "specialization.tsv": "neurons",
     "correlation.tsv": "neurons",
+    "who_helped_whom.tsv": "example_groups_stats",
+    "who_helped_whom_time.tsv": "example_groups_stats",
+    "interference.tsv": "example_groups_stats",
+    "interference_pairs.tsv": "example_groups_stats",
+    "clusters.tsv": "example_groups_stats",
+    "cluster_members.tsv": "example_groups_stats",
+    "cluster_curves.tsv": "example_groups_stats",
+    "example_groups.json": "example_groups_stats",
 }
 
 

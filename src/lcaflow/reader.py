@@ -42,10 +42,11 @@ def open_runs(paths) -> Runs:
 class Run:
     """A finished run: its LCA, losses, layout and analysis tables.
 
-    Members: `name`, `path`, `config`, `layout`, `groups`, `classes`, `iterations` (T), `num_params` (K),
+    Members: `name`, `path`, `config`, `layout`, `groups`, `classes`, `example_groups`, `iterations` (T), `num_params` (K),
     `grounding`; the (T, K) matrices `lca` and `lca_val` (read as float32; (T, S) with `columns` when the
     run stores a sample, `sampled`; `lca_val` only when stored); the (T+1,) losses `loss` and `loss_val`;
-    `by_group()`, `by_class()`, `by_neuron(group)`, `per_iteration()`, `totals()`, `parameter_totals()`,
+    `by_group()`, `by_class()`, `by_example_group()`, `example_group_loss()`, `example_curves()`, `curve_examples()`,
+    `curve_losses()`, `by_neuron(group)`, `per_iteration()`, `totals()`, `parameter_totals()`,
     `parameter(name)`, `group_columns(group)`, `table(name)` and `stats(name)`. Groups are the layout's layers: by default
     those of the paper (a bias belongs to the preceding weight's group); a group's columns need not be
     contiguous, `group_columns` gives them."""
@@ -153,11 +154,19 @@ class Run:
 
     @functools.cached_property
     def classes(self) -> list[str] | None:
-        """Class names, in the order of the columns of `by_class()`; None when the run's loss has no classes."""
-        if not bool(self._f.attrs.get("per_class", True)):
+        """Class names, in the order of the columns of `by_class()`; None when the run's loss has no classes
+        or its examples are grouped otherwise (runs.<run>.example_groups: see `example_groups`)."""
+        if not bool(self._f.attrs.get("per_class", True)) or "example_groups" in self._f.attrs:
             return None
-        require(self._f, ("classes",), self.paths.lca, "assemble")
-        return [str(c) for c in self._f["classes"].asstr()[()]]
+        return self.example_groups
+
+    @functools.cached_property
+    def example_groups(self) -> list[str]:
+        """Example group names, in the order of the columns of `by_example_group()`: the classes, the labels
+        of the run's grouping callable, or ["all examples"] (runs.<run>.example_groups)."""
+        key = "token_groups" if "token_groups" in self._f else "classes"  # token groups, or the per-class rows
+        require(self._f, (key,), self.paths.lca, "assemble")
+        return [str(c) for c in self._f[key].asstr()[()]]
 
     @property
     def iterations(self) -> int:
@@ -229,9 +238,51 @@ class Run:
     def by_class(self) -> np.ndarray:
         """(T, C) float64: LCA of each class's examples' loss at every iteration (training split; the
         weight-decay term belongs to no class)."""
+        if self.classes is None and "example_groups" in self._f.attrs:
+            raise LCAError(
+                f"run {self.name}: its examples are grouped by example_groups {self._f.attrs['example_groups']}, not by class; use by_example_group()"
+            )
         if self.classes is None:
             raise LCAError(f"run {self.name}: its loss has no classes, so there is no per-class LCA")
         return self._read("lca_class_layer").sum(axis=2)
+
+    def by_example_group(self, split: str = "train") -> np.ndarray:
+        """(T, E) float64: LCA of each example group's loss at every iteration, summed over parameters (columns
+        in the order of `example_groups`). A group's loss is the sum of its examples' losses over the split's size,
+        so the groups add up to the data loss; the weight-decay term belongs to no group. Training split only."""
+        self._groups_split(split)
+        return self._read("token_lca" if "token_lca" in self._f else "lca_class_layer").sum(axis=2)
+
+    def example_group_loss(self, split: str = "train") -> np.ndarray:
+        """(T+1, E) float64: each example group's loss at theta_0 .. theta_T (its examples' summed losses over
+        the split's size; a token group's: its tokens' summed losses over the split's tokens): the rows sum to
+        `loss` less the weight-decay term. Training split only."""
+        self._groups_split(split)
+        return self._read("token_loss" if "token_loss" in self._f else "loss_class").astype(np.float64)
+
+    def example_curves(self, split: str = "train") -> np.ndarray:
+        """(T, M, G) float64: per-example loss-change curves (lca.example_curves): the LCA of each sampled
+        example's own loss at every iteration, per parameter group (columns in the order of `groups`)."""
+        return self._curves("curve_lca", split)
+
+    def curve_examples(self, split: str = "train") -> np.ndarray:
+        """(M,) the sampled examples of `example_curves`, by their index in the dataset's training set (the
+        validation split's: in the test set where the run validates on it)."""
+        return self._curves("curve_index", split).astype(np.int64)
+
+    def curve_losses(self, split: str = "train") -> np.ndarray:
+        """(T+1, M) float64: the sampled examples' own losses at theta_0 .. theta_T."""
+        return self._curves("curve_loss", split)
+
+    def _curves(self, key: str, split: str) -> np.ndarray:
+        name = key + _suffix(split)
+        if name not in self._f:
+            raise LCAError(f"run {self.name}: no per-example curves; set lca.example_curves (e.g. 1000) and rerun")
+        return self._f[name][()].astype(np.float64) if key != "curve_index" else self._f[name][()]
+
+    def _groups_split(self, split: str) -> None:
+        if _suffix(split):
+            raise LCAError(f"run {self.name}: the LCA per example group is computed on the training split only; use split='train'")
 
     def per_iteration(self, split: str = "train") -> np.ndarray:
         """(T,) float64: total LCA of every iteration (the row sums of `lca`; ~ loss[t+1] - loss[t])."""

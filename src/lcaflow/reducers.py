@@ -19,6 +19,7 @@ no analysis has to read a T x K matrix unless it follows individual parameters:
 | NeuronSums       | lca_neuron/<group> (iteration), lca_class_neuron/<group> (sum)                |
 | RowStats         | row_std, row_kurtosis, tail_share (iteration)                                 |
 | Matrices         | lca[, lca_val, grad] (virtual), sample_index (same), stored_row_sum (iteration) |
+| ExampleCurveSums | (TokenGroupSums: token_*) curve_lca[_val], curve_splits[_val], curve_error[_val] (iteration), curve_loss[_val] (point), curve_index[_val] (same) |
 
 A new reduction is one subclass with its JOINS; assembly joins every chunk's datasets by those kinds."""
 
@@ -433,12 +434,67 @@ class Matrices(Reducer):
             write_arrays(f, {"sample_index": self.frame.columns})
 
 
+class ExampleCurveSums(Reducer):
+    """Per-example loss-change curves (lca.example_curves): for the sampled examples of each split
+    (lcaflow.curves.ExampleCurves), the LCA of each one's loss per iteration and parameter group, their losses at
+    every point, their Simpson panels and their indices in the dataset. Made only when asked for, like Matrices."""
+
+    JOINS = {
+        **{f"curve_lca{sfx}": ITERATION for sfx in ("", "_val")},
+        **{f"curve_splits{sfx}": ITERATION for sfx in ("", "_val")},
+        **{f"curve_error{sfx}": ITERATION for sfx in ("", "_val")},
+        **{f"curve_loss{sfx}": POINT for sfx in ("", "_val")},
+        **{f"curve_index{sfx}": SAME for sfx in ("", "_val")},
+    }
+    SUFFIX = {"train": "", "val": "_val"}
+    PREFIX = "curve"
+
+    def __init__(self, frame, curves: dict, tolerance: float, max_splits: int):
+        super().__init__(frame)
+        self.curves, self.tolerance, self.max_splits = curves, tolerance, max_splits
+        self.lca = {s: np.empty((self.B, len(c.index), self.L)) for s, c in curves.items()}
+        self.loss = {s: np.empty((self.B + 1, len(c.index))) for s, c in curves.items()}
+        self.splits = {s: np.empty(self.B, dtype=np.int32) for s in curves}
+        self.error = {s: np.empty((self.B, len(c.index))) for s, c in curves.items()}
+        self.theta: torch.Tensor | None = None
+        self.previous: torch.Tensor | None = None
+
+    def point(self, i, p, theta):
+        self.previous, self.theta = self.theta, theta
+
+    def segment(self, i, seg, row):
+        for split, sample in self.curves.items():
+            lca, loss0, loss1, n, error = sample.segment(self.previous, self.theta, self.tolerance, self.max_splits)
+            self.lca[split][i], self.loss[split][i], self.loss[split][i + 1] = lca, loss0, loss1
+            self.splits[split][i], self.error[split][i] = n, error
+
+    def write(self, f):
+        for split, sample in self.curves.items():
+            name = self.PREFIX + "_{}" + self.SUFFIX[split]
+            arrays = {
+                name.format("lca"): self.lca[split],
+                name.format("loss"): self.loss[split],
+                name.format("splits"): self.splits[split],
+                name.format("error"): self.error[split],
+                name.format("index"): sample.index,
+            }
+            write_arrays(f, arrays)
+
+
+class TokenGroupSums(ExampleCurveSums):
+    """Token groups (lcaflow.curves.TokenGroups, training split): the LCA of each token group's loss per
+    iteration and parameter group, the groups' losses, Simpson panels and removed errors."""
+
+    JOINS = {"token_lca": ITERATION, "token_splits": ITERATION, "token_error": ITERATION, "token_loss": POINT, "token_index": SAME}
+    PREFIX = "token"
+
+
 REDUCERS = (Losses, GradientNorms, GradientSigns, Steps, GradientTraces, Quadrature, GroupSums, ParameterTotals, NeuronSums, RowStats)
 
 
 def join_kind(name: str) -> str | None:
     """How assembly joins dataset `name` of the chunk files (None: not a reduction)."""
-    for reducer in REDUCERS + (Matrices,):
+    for reducer in REDUCERS + (Matrices, ExampleCurveSums, TokenGroupSums):
         for key, kind in reducer.JOINS.items():
             if name == key or (key.endswith("/") and name.startswith(key)):
                 return kind

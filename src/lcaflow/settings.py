@@ -81,6 +81,7 @@ LCA = {
     "sample_fraction": Setting(STORED, when=_sampled),
     "store_validation": Setting(STORED),
     "store_gradients": Setting(STORED),
+    "example_curves": Setting(STORED, when=lambda lca: lca["example_curves"] > 0),  # 0 (off): chunks stored before stay valid
     "keep_trajectory": Setting(FILES),
     "max_cumulative_error_pct": Setting(VERDICT),
 }
@@ -92,6 +93,8 @@ RUN = {
     "architecture_args": Setting(NUMBERS),
     "loss": Setting(NUMBERS),
     "groups": Setting(NUMBERS),
+    # the per-group rows of the LCA; the default (classes, or one group) is left out of the run's fingerprint
+    "example_groups": Setting(NUMBERS, when=lambda run: run["example_groups"] not in (None, "classes")),
     "optimizer": Setting(NUMBERS),
     "batch_size": Setting(NUMBERS),
     "iterations": Setting(NUMBERS),

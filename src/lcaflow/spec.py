@@ -72,6 +72,13 @@ class RunSpec:
         return resolve_loss(self.run["loss"], self.where("loss"))
 
     @property
+    def example_grouping(self) -> str:
+        """`classes`, `none` or the import path of the user's grouping (runs.<run>.example_groups, its default resolved)."""
+        from .examplegroups import grouping
+
+        return grouping(self.run.get("example_groups"), self.loss.has_classes, self.where("example_groups"))
+
+    @property
     def weight_decay(self) -> float:
         return self.run["optimizer"].get("weight_decay", 0.0)
 
@@ -150,6 +157,8 @@ class RunData:
                 "choose another loss (mse, token_cross_entropy or your own)"
             )
         self.classes = info["classes"] if self.per_class else NO_CLASSES
+        self.grouping, self._grouping_where = spec.example_grouping, spec.where("example_groups")
+        self._loss_name = spec.loss.name
         self.train, self.val = load_examples(
             data_path, [self.split["train_indices"], self.split["val_indices"]], device, ["train", self.split["val_source"]]
         )
@@ -163,6 +172,21 @@ class RunData:
         import torch
 
         return part.y if self.per_class else torch.zeros(len(part.y), dtype=torch.int64, device=part.y.device)
+
+    def example_groups(self):
+        """The example groups where they are not the loss's own (its classes, or one group without): an
+        lcaflow.examplegroups.ExampleGroups, which the trajectory records; None for the default."""
+        import numpy as np
+
+        from .examplegroups import CLASSES, NONE, ExampleGroups, label_examples
+        from .losses import NO_CLASSES
+
+        if self.grouping == CLASSES or (self.grouping == NONE and not self.per_class):
+            return None
+        if self.grouping == NONE:  # one group on a loss with classes: no per-class rows to compute
+            return ExampleGroups(list(NO_CLASSES), {s: np.zeros(len(p.y), dtype=np.int64) for s, p in (("train", self.train), ("val", self.val))})
+        tokens = self._loss_name == "token_cross_entropy"  # the loss whose per-token losses are known
+        return label_examples(self.grouping, self._grouping_where, {"train": self.train, "val": self.val}, tokens)
 
 
 def probe(spec: RunSpec, model, data: RunData) -> None:

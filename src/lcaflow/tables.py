@@ -11,7 +11,7 @@ import numpy as np
 from .errors import CorruptFileError
 
 # Columns of names, kept as text even when every name looks like a number (nn.Sequential's "0", "4")
-NAME_COLUMNS = ("layer", "group", "tensor", "signal", "top_classes", "class")
+NAME_COLUMNS = ("layer", "group", "tensor", "signal", "top_classes", "class", "group_a", "group_b", "top_layer", "carrying_layer", "breakthroughs")
 
 
 def read_tsv(path) -> dict[str, np.ndarray]:

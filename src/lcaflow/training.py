@@ -201,6 +201,7 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
     layout = spec.layout(model)
     _check_layer_settings(spec, layout)
     probe(spec, model, data)
+    groups = data.example_groups()  # a bad grouping is one line before training
     optimizer = make_optimizer(model, layout, run)
     T, K = run["iterations"], layout.num_params
     n_train = len(data.train.y)
@@ -213,7 +214,7 @@ def train(run_name: str, run: dict, data_path: str, out_path: str, checkpoint_di
     ckpt.rows.flush()
     with atomic_h5(out_path) as f:
         write_run_trajectory(
-            f, ckpt.rows, T + 1, minibatch_loss, layout, data.classes, data.split, _run_attrs(run_name, run, data)
+            f, ckpt.rows, T + 1, minibatch_loss, layout, data.classes, data.split, _run_attrs(run_name, run, data), groups=groups
         )
     ckpt.remove()
     log.info(f"wrote {out_path}: params ({T + 1}, {K}), final minibatch loss {minibatch_loss[-1]:.4f}")
@@ -307,6 +308,7 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             f"{spec.architecture} must rebuild them exactly (load the same weights; the workflow seeds torch with runs.{run_name}.seed)"
         )
     probe(spec, model, data)
+    groups = data.example_groups()
     n_rows, K = recorded["shape"]
     if n_rows - 1 != run["iterations"]:
         raise ConfigError(
@@ -323,5 +325,6 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             data.split,
             {**_run_attrs(run_name, run, data, spec.described(recorded["optimizer"])), "recorded_from": str(source)},
             check_finite=f"{where}: {source}",
+            groups=groups,
         )
     log.info(f"wrote {out_path}: {n_rows - 1} recorded steps of {source}, K={K}")

@@ -37,10 +37,11 @@ def copy_rows(dest: h5py.Dataset, rows, n_rows: int, n_cols: int, check_finite: 
 
 
 def write_run_trajectory(
-    out, rows, n_rows: int, minibatch_loss, layout: Layout, classes, split: dict, attrs: dict, check_finite=None
+    out, rows, n_rows: int, minibatch_loss, layout: Layout, classes, split: dict, attrs: dict, check_finite=None, groups=None
 ):
     """Fill an open (atomic) HDF5 file `out` with a run's trajectory: rows, losses, layout, classes,
-    the split (train_indices, val_indices, val_source) and the run attributes."""
+    the split (train_indices, val_indices, val_source), the run attributes and the example groups where they
+    are not the classes (`groups`: lcaflow.examplegroups.ExampleGroups, or None)."""
     params = create_matrix(out, "params", n_rows, layout.num_params)
     copy_rows(params, rows, n_rows, layout.num_params, check_finite)
     out.create_dataset("minibatch_loss", data=np.asarray(minibatch_loss, dtype=np.float64))
@@ -49,6 +50,11 @@ def write_run_trajectory(
     group = out.create_group("split")
     group.create_dataset("train_indices", data=split["train_indices"])
     group.create_dataset("val_indices", data=split["val_indices"])
+    if groups is not None:
+        grouped = out.create_group("example_groups")
+        grouped.create_dataset("names", data=np.array(groups.names, dtype=object), dtype=h5py.string_dtype())
+        for name, labels in groups.labels.items():
+            grouped.create_dataset(name, data=labels.astype(np.int8))  # at most 64 groups
     out.attrs.update({**attrs, "val_source": split["val_source"], "versions": json.dumps(versions(), sort_keys=True)})
 
 
@@ -68,9 +74,18 @@ def read_trajectory_meta(path) -> dict:
                 "num_classes": int(f.attrs["num_classes"]),
                 "per_class": bool(f.attrs.get("per_class", True)),
                 "input_shape": tuple(f.attrs["input_shape"]),
+                "example_groups": _example_groups(f),
             }
         except (KeyError, ValueError, OSError) as err:
             raise CorruptFileError(f"{path}: metadata incomplete or damaged ({err}); delete it and rerun train") from err
+
+
+def _example_groups(f) -> dict | None:
+    """The example groups the trajectory records (names, train and val labels), None where they are the classes."""
+    if "example_groups" not in f:
+        return None
+    g = f["example_groups"]
+    return {"names": [str(n) for n in g["names"].asstr()[()]], "train": g["train"][()].astype(np.int64), "val": g["val"][()].astype(np.int64)}
 
 
 def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:

@@ -6,6 +6,7 @@ gradient jobs' reductions; only what follows individual parameters over iteratio
 matrix, in blocks of rows, so memory is bounded by K and by the parameters followed, never by T x K."""
 
 from .common import NO_CLASSES_REASON, has_classes
+from .example_groups import example_groups
 from .grounding_table import grounding
 from .layers import layers
 from .neurons import correlation_groups, neurons
@@ -16,6 +17,7 @@ from .synchronization import synchronization
 __all__ = [
     "NO_CLASSES_REASON",
     "correlation_groups",
+    "example_groups",
     "grounding",
     "has_classes",
     "layers",

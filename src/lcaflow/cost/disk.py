@@ -47,7 +47,14 @@ def job_bytes(B: int, K: int, lca: dict, num_classes: int, traced: int, group_si
     e = STORAGE_BYTES[lca["storage"]]
     rows = B * S * e * (2 if lca["store_validation"] else 1) + ((B + 1) * S * e if lca["store_gradients"] else 0)
     small = 2 * (B + 1) * 4 * traced + (8 * S if lca["store"] == "sampled" else 0) + 64 * B * (num_classes + 8)
-    return rows + K * PER_PARAM_PER_JOB + small
+    return rows + K * PER_PARAM_PER_JOB + small + curve_bytes(B, lca, len(group_sizes or ()))
+
+
+def curve_bytes(B: int, lca: dict, groups: int) -> int:
+    """Bytes of the per-example curves (lca.example_curves: M) of B iterations, both splits: the LCA per
+    iteration, example and group, the examples' losses and Simpson errors (float64), their indices."""
+    m = lca.get("example_curves", 0)
+    return 2 * (B * m * (groups + 1) * 8 + (B + 1) * m * 8 + m * 8 + B * 4) if m else 0
 
 
 def chunk_rows(T: int, per_job: int) -> list[int]:
@@ -78,7 +85,9 @@ def run_files(spec: RunSpec, size: RunSize, lca: dict, results: str) -> list[tup
         files.append(("checkpoint", here.checkpoint_rows, (T + 1) * K * 4))
     files += [("chunks", here.chunk(k), n) for k, n in enumerate(chunk_bytes(size, run, lca))]
     traced = traced_columns(K, lca, m.last_kernel)
-    files.append(("lca", here.lca, K * PER_PARAM_LCA + T * 64 * (m.num_classes + 8) + 2 * (T + 1) * 4 * traced))
+    files.append(
+        ("lca", here.lca, K * PER_PARAM_LCA + T * 64 * (m.num_classes + 8) + 2 * (T + 1) * 4 * traced + curve_bytes(T, lca, len(m.group_sizes)))
+    )
     files.append(("small", here.dir + "/{summary,stats,figures}/", SMALL_OUTPUTS_BYTES))
     return files
 

@@ -31,7 +31,9 @@ def gradient_mem_mb(s: RunSize | None, lca: dict) -> int:
         accumulators += 4 * s.num_classes * s.num_params * 8  # the midpoint, and the correction they give
     per_param = 64 * s.num_params  # the reducers' per-parameter sums and counts, theta and its step
     activations = min(lca["eval_chunk_size"], s.n_train) * s.model.activations_per_example * 4 * 3  # outputs, grads, workspace
-    return _mb(_data(s) + accumulators + per_param + activations)
+    # lca.example_curves: the sampled examples' forward-mode pass (primal and tangent) and one tangent of theta
+    curves = lca.get("example_curves", 0) * s.model.activations_per_example * 4 * 2 + (4 * s.num_params if lca.get("example_curves") else 0)
+    return _mb(_data(s) + accumulators + per_param + activations + curves)
 
 
 def analysis_mem_mb(s: RunSize | None, iterations: int) -> int:

@@ -23,7 +23,7 @@ class ModelSize:
     activations_per_example: int  # floats of every module's output
     last_kernel: int  # entries of the last layer's kernel, whose gradients the jobs trace
     group_sizes: tuple[int, ...]  # parameters of each group (layer)
-    num_classes: int  # rows of the per-class sums (1 for a loss without classes)
+    num_classes: int  # rows of the per-class (per example group) sums (1 for a loss without classes, or `none`)
     input_numel: int
 
 
@@ -84,9 +84,18 @@ def _model_size(run_json: str, data_path: str | None, mtime: float | None) -> Mo
         activations_per_example=activations,
         last_kernel=kernels[-1] if kernels else 0,
         group_sizes=tuple(int(n) for n in layout.group_sizes()),
-        num_classes=classes,
+        num_classes=_group_rows(spec, classes),
         input_numel=math.prod(shape),
     )
+
+
+def _group_rows(spec: RunSpec, classes: int) -> int:
+    """Rows of the per-class sums: the classes, one group (`none`), or at most MAX_GROUPS for a grouping
+    callable, whose labels are known only once the data is labelled (an upper bound)."""
+    from ..examplegroups import CLASSES, MAX_GROUPS, NONE
+
+    grouping = spec.example_grouping
+    return classes if grouping == CLASSES else 1 if grouping == NONE else MAX_GROUPS
 
 
 def model_size(spec: RunSpec, data_path=None) -> ModelSize | None:

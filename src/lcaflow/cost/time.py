@@ -28,6 +28,11 @@ IO_BYTES_PER_S = 500e6
 # Bytes of a run's files (the stored matrix and lca.h5) per second of an analysis job, the mean over the
 # default run's analyses (benchmarks/results/2026-11-29_plan_default_run.md: measured / predicted 0.67).
 ANALYSIS_BYTES_PER_S = 70e6
+# lca.example_curves: points per iteration and split (2 ends + 7 interior points of 4 Simpson panels, the most
+# lcaflow.curves takes) and the fixed cost of one forward-mode pass (measured: 1.5 ms for mnist_fc on 20
+# examples, 1 thread, of which the arithmetic is negligible)
+CURVE_POINTS = 9
+JVP_OVERHEAD_S = 1.5e-3
 FIGURE_S = 4.0  # a figure from a table: start-up and matplotlib (measured 3-5 s)
 # Sustained rates where no calibration was made: conservative (MNIST-FC passes run at ~90 GFLOP/s per core
 # on AVX-512 CPUs; small models use a fraction of a GPU).
@@ -75,6 +80,7 @@ def job_seconds(spec: RunSpec, size: RunSize, lca: dict, rates: Rates) -> dict:
     per_iteration = size.examples * EVALUATIONS_PER_ITERATION[lca["quadrature"]] * rates.eval_s_per_example
     if lca["quadrature"] == "adaptive" and lca.get("midpoint_sample"):  # at most every class's sample once an iteration
         per_iteration += min(size.examples, lca["midpoint_sample"] * size.num_classes) * rates.eval_s_per_example
+    per_iteration += curve_seconds_per_iteration(size, lca, rates)
     gradients = [
         STARTUP_S + (data + n) / IO_BYTES_PER_S + B * per_iteration
         for B, n in zip(chunk_rows(run["iterations"], lca["iterations_per_job"]), chunks)
@@ -86,6 +92,15 @@ def job_seconds(spec: RunSpec, size: RunSize, lca: dict, rates: Rates) -> dict:
         "analysis": STARTUP_S + (lca_bytes + sum(chunks)) / ANALYSIS_BYTES_PER_S,
         "figure": FIGURE_S,
     }
+
+
+def curve_seconds_per_iteration(size: RunSize, lca: dict, rates: Rates) -> float:
+    """lca.example_curves: per iteration and split, up to CURVE_POINTS points (the ends and 4 Simpson panels'
+    interior), each a forward-mode pass per parameter group over the M sampled examples (priced as an
+    evaluation pass of M examples) plus its fixed cost."""
+    m = lca.get("example_curves", 0)
+    groups = len(size.model.group_sizes)
+    return 2 * CURVE_POINTS * groups * (m * rates.eval_s_per_example + JVP_OVERHEAD_S) if m else 0.0
 
 
 def request_minutes(seconds: float | None, attempt: int = 1) -> int:

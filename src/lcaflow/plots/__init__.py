@@ -6,6 +6,7 @@ Every figure is readable without the paper: a title saying what it shows, axes w
 losses are in nats), a legend where colours carry meaning. The same inputs give the same bytes."""
 
 from .animate import animation
+from .example_groups import clusters_figure, interference_figure, who_helped_whom_figure
 from .experiment import experiment_figure
 from .grounding import grounding_figure
 from .heatmaps import PixelMap, default_iterations, heatmap_figure, layer_matrix
@@ -20,12 +21,14 @@ from .synchronization import sync_classes_figure, sync_figure
 __all__ = [
     "PixelMap",
     "animation",
+    "clusters_figure",
     "correlation_figure",
     "default_iterations",
     "experiment_figure",
     "grounding_figure",
     "heatmap_figure",
     "heavy_tail_figure",
+    "interference_figure",
     "layer_matrix",
     "layers_figure",
     "neurons_figure",
@@ -37,4 +40,5 @@ __all__ = [
     "specialization_figure",
     "sync_classes_figure",
     "sync_figure",
+    "who_helped_whom_figure",
 ]
