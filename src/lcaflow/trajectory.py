@@ -104,37 +104,54 @@ def iter_rows(path, start: int, stop: int, block: int = 16):
 class TrajectoryRecorder:
     """Records the trajectory of your own PyTorch training loop for the LCA workflow.
 
-        recorder = lcaflow.TrajectoryRecorder("trajectory.h5", model)   # records theta_0
+        recorder = lcaflow.TrajectoryRecorder("trajectory.h5", model, optimizer=optimizer)   # records theta_0
         for x, y in batches:
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(); loss.backward(); optimizer.step()
             recorder.step(loss)                                        # records theta_t and the loss
         recorder.close()                                               # or use it as a context manager
 
-    Every parameter with requires_grad is recorded, in `named_parameters` order, as float32. The file
-    is written as `<path>.partial` and renamed on `close()`; an exception inside a `with` block, or a
-    close() short of `iterations` steps (when given), leaves only the .partial file. Then point
-    `runs.<run>.trajectory` at the file: the workflow computes the LCA of the recorded steps."""
+    or, without touching the loop's steps, through the optimizer (docs/integrations.md):
 
-    def __init__(self, path: str | Path, model, iterations: int | None = None):
+        recorder = lcaflow.TrajectoryRecorder("trajectory.h5", model).attach(optimizer)
+        ...; recorder.add_loss(loss); ...                               # each micro-batch's loss
+
+    Every parameter with requires_grad is recorded, in `named_parameters` order, as float32 (under
+    mixed precision: the float32 master weights the optimizer updates). The file is written as
+    `<path>.partial` and renamed on `close()`; an exception inside a `with` block, or a close() short of
+    `iterations` steps (when given), leaves only the .partial file. With `optimizer`, its settings are
+    stored (`run.config` shows them). Under data parallelism (torch.distributed) make it on every rank:
+    rank 0 writes, and each step's loss is the mean over the ranks. Then point `runs.<run>.trajectory`
+    at the file: the workflow computes the LCA of the recorded steps."""
+
+    def __init__(self, path: str | Path, model, iterations: int | None = None, optimizer=None):
         from .models import flat_params, layout_of
+        from .recording import PendingLosses, describe_optimizer, rank_and_size, refuse_sharded, unwrap
 
+        model = unwrap(model)
+        refuse_sharded(model, "lcaflow.TrajectoryRecorder")
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
         self.model, self.iterations = model, iterations
+        self.optimizer = describe_optimizer(optimizer) if optimizer is not None else None
         self.layout = layout_of(model)
+        self.writes = rank_and_size()[0] == 0  # data parallel: every rank holds the same theta, rank 0 writes it
         self._flat = lambda: flat_params(model, self.layout).float().cpu().numpy()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.unlink(missing_ok=True)  # an older recording must not outlive a failed new one
-        self._file = h5py.File(self.tmp, "w")
-        K = self.layout.num_params
-        self._params = self._file.create_dataset(
-            "params", shape=(0, K), maxshape=(None, K), dtype="float32", chunks=(16, -(-K // -(-K // 65536)))
-        )
+        self._pending, self._hook = PendingLosses(), None
         self._buffer: list[np.ndarray] = []
         self._losses: list[float] = []
         self.steps = 0
+        self._open = True
+        self._file = self._create() if self.writes else None
         self._append(self._flat(), "theta_0")
+
+    def _create(self) -> h5py.File:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)  # an older recording must not outlive a failed new one
+        f = h5py.File(self.tmp, "w")
+        K = self.layout.num_params
+        self._params = f.create_dataset("params", shape=(0, K), maxshape=(None, K), dtype="float32", chunks=(16, -(-K // -(-K // 65536))))
+        return f
 
     def _append(self, row: np.ndarray, which: str) -> None:
         if not np.isfinite(row).all():
@@ -142,7 +159,8 @@ class TrajectoryRecorder:
             raise DivergenceError(
                 f"{self.tmp}: {which} has non-finite parameters; the training diverged: lower the learning rate"
             )
-        self._buffer.append(row)
+        if self.writes:
+            self._buffer.append(row)
         if len(self._buffer) == 16:
             self._flush()
 
@@ -155,16 +173,44 @@ class TrajectoryRecorder:
 
     def step(self, loss=None) -> None:
         """Call after each optimizer step: records theta_t and the minibatch loss of step t (a float or tensor)."""
-        if self._file is None:
+        if self._hook is not None:
+            raise LCAError(
+                f"{self.path}: the recorder is attached to the optimizer and records every step itself; "
+                "give the loss with recorder.add_loss(loss) instead of recorder.step(loss)"
+            )
+        self._record(loss)
+
+    def _record(self, loss) -> None:
+        from .recording import as_float, mean_over_ranks
+
+        if not self._open:
             raise LCAError(f"{self.path}: the recorder is closed")
         self.steps += 1
-        value = loss.detach().item() if hasattr(loss, "detach") else loss
-        self._losses.append(float(value) if value is not None else float("nan"))
-        self._append(self._flat(), f"theta_{self.steps}")
+        self._losses.append(mean_over_ranks(as_float(loss)))
+        self._append(self._flat() if self.writes else np.zeros(1, np.float32), f"theta_{self.steps}")
+
+    def attach(self, optimizer, scaler=None) -> TrajectoryRecorder:
+        """Record theta_t after every real update of `optimizer` (Optimizer.register_step_post_hook): once per
+        optimizer step under gradient accumulation, never for a step a torch.amp.GradScaler skips (it does not
+        call optimizer.step). The step's minibatch loss is the mean of the losses given to `add_loss` since
+        the previous step; pass the loop's `scaler` so that a skipped step's losses are dropped. Also
+        stores the optimizer's settings. Returns the recorder."""
+        if self._hook is not None:
+            raise LCAError(f"{self.path}: the recorder is attached to an optimizer already")
+        from .recording import describe_optimizer
+
+        self.optimizer = self.optimizer or describe_optimizer(optimizer)
+        self._pending.scaler = scaler
+        self._hook = optimizer.register_step_post_hook(lambda *_: self._record(self._pending.take()))
+        return self
+
+    def add_loss(self, loss) -> None:
+        """The loss of a micro-batch (a tensor or number) of the coming optimizer step (with `attach`)."""
+        self._pending.add(loss)
 
     def close(self) -> Path:
         """Finish the file and give it its final name; returns the path."""
-        if self._file is None:
+        if not self._open:
             return self.path
         if self.iterations is not None and self.steps != self.iterations:
             self.abort()
@@ -172,6 +218,13 @@ class TrajectoryRecorder:
         if self.steps == 0:
             self.abort()
             raise LCAError(f"{self.tmp}: no step recorded (call recorder.step() after each optimizer step)")
+        self._detach()
+        self._open = False
+        if self.writes:
+            self._finish()
+        return self.path
+
+    def _finish(self) -> None:
         self._flush()
         f = self._file
         f.create_dataset("minibatch_loss", data=np.array(self._losses))
@@ -181,19 +234,27 @@ class TrajectoryRecorder:
                 "recorded_by": RECORDED_BY,
                 "frozen_sha256": frozen_fingerprint(self.model),
                 "versions": json.dumps(versions(), sort_keys=True),
+                **({"optimizer": json.dumps(self.optimizer, sort_keys=True)} if self.optimizer else {}),
             }
         )
         f.close()
         self._file = None
         os.replace(self.tmp, self.path)
-        return self.path
+
+    def _detach(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def abort(self) -> None:
         """Stop recording, leaving the .partial file for inspection."""
-        if self._file is not None:
-            self._flush()
-            self._file.close()
-            self._file = None
+        self._detach()
+        if self._open:
+            self._open = False
+            if self._file is not None:
+                self._flush()
+                self._file.close()
+                self._file = None
 
     def __enter__(self):
         return self
