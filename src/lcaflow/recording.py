@@ -100,9 +100,11 @@ def as_float(loss) -> float:
 
 
 class PendingLosses:
-    """The losses of the micro-batches since the last optimizer step; the step's minibatch loss is their
-    mean (the loss whose gradient the step applies when each micro-batch loss is a mean over equally
-    many examples and the gradients are accumulated, as `loss / accumulation` then `backward()`).
+    """The losses of the micro-batches since the last optimizer step, and the step's minibatch loss made of
+    them: their mean (the loss whose gradient the step applies when each micro-batch loss is a mean over
+    equally many examples and `loss / accumulation` is backpropagated), or the sum of those given as
+    shares (a micro-batch's sum divided by the whole step's count of examples or tokens, as the Hugging
+    Face Trainer computes it with `num_items_in_batch`).
 
     With a `torch.amp.GradScaler`, each loss is tagged with the scale it was computed under: a step the
     scaler skips (inf or NaN gradients) lowers the scale before the next micro-batch, so its losses are
@@ -110,17 +112,24 @@ class PendingLosses:
 
     def __init__(self):
         self.scaler = None
-        self._losses: list[tuple[float, float]] = []
+        self._losses: list[tuple[float, bool, float]] = []
 
     def _scale(self) -> float:
         return float(self.scaler.get_scale()) if self.scaler is not None and self.scaler.is_enabled() else 1.0
 
-    def add(self, loss) -> None:
-        self._losses.append((as_float(loss), self._scale()))
+    def add(self, loss, share: bool = False) -> None:
+        self._losses.append((as_float(loss), share, self._scale()))
 
     def take(self) -> float:
         """The minibatch loss of the step being taken (NaN when none was added), and a fresh start."""
         scale = self._scale()
-        values = [v for v, s in self._losses if s == scale]
+        kept = [(v, share) for v, share, s in self._losses if s == scale]
         self._losses = []
-        return math.fsum(values) / len(values) if values else math.nan
+        means, shares = [v for v, share in kept if not share], [v for v, share in kept if share]
+        if not kept:
+            return math.nan
+        return math.fsum(shares) + (math.fsum(means) / len(means) if means else 0.0)
+
+    def drop(self) -> None:
+        """Forget the losses of a step that was not taken (a skipped mixed-precision step)."""
+        self._losses = []

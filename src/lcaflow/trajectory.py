@@ -204,9 +204,11 @@ class TrajectoryRecorder:
         self._hook = optimizer.register_step_post_hook(lambda *_: self._record(self._pending.take()))
         return self
 
-    def add_loss(self, loss) -> None:
-        """The loss of a micro-batch (a tensor or number) of the coming optimizer step (with `attach`)."""
-        self._pending.add(loss)
+    def add_loss(self, loss, share: bool = False) -> None:
+        """The loss of a micro-batch (a tensor or number) of the coming optimizer step (with `attach`); the
+        step's loss is their mean, or with `share=True` the sum of the shares (a micro-batch's sum over its
+        examples divided by the count of the whole step's, as the Hugging Face Trainer's num_items_in_batch)."""
+        self._pending.add(loss, share)
 
     def close(self) -> Path:
         """Finish the file and give it its final name; returns the path."""

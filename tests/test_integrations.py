@@ -1,0 +1,147 @@
+"""The Hugging Face Trainer and Lightning callbacks on real runs of the real libraries (tiny models built
+from configs, no download): each records what the plain recorder records when the same micro-batches are
+replayed in a plain loop, once per optimizer step under gradient accumulation."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import lcaflow
+
+transformers = pytest.importorskip("transformers", reason="the hf extra: pip install -e '.[hf]'")
+
+
+def _read(path):
+    with h5py.File(path) as f:
+        return f["params"][()], f["minibatch_loss"][()], json.loads(f.attrs.get("optimizer", "null"))
+
+
+def tiny_gpt2(vocab=48, positions=16):
+    """A 2-layer GPT-2 of 32 dimensions, dropout off (the workflow's L(theta) is deterministic)."""
+    config = transformers.GPT2Config(
+        vocab_size=vocab, n_positions=positions, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def _token_rows(n=16, length=12, vocab=48):
+    g = torch.Generator().manual_seed(3)
+    return [torch.randint(vocab, (length,), generator=g) for _ in range(n)]
+
+
+def _replay(path, batches, lr, momentum, accumulate):
+    """The plain recorder on a plain loop over the micro-batches the Trainer ran, each loss normalised by the
+    token count the Trainer gave the model (`num_items_in_batch`; this version counts all 12 labels of a
+    row, the model's loss 11 after shifting them)."""
+    model = tiny_gpt2()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    with lcaflow.TrajectoryRecorder(path, model) as recorder:
+        for i in range(0, len(batches), accumulate):
+            losses = []
+            for ids, labels, items in batches[i : i + accumulate]:
+                loss = model(ids, labels=labels, num_items_in_batch=items).loss  # the step's sum / its tokens
+                loss.backward()
+                losses.append(loss.item())
+            opt.step()
+            opt.zero_grad()
+            recorder.step(sum(losses))
+    return _read(path)
+
+
+def test_the_trainer_callback_records_the_plain_recorders_trajectory(tmp_path):
+    from lcaflow.integrations.hf import TrajectoryCallback
+
+    model = tiny_gpt2()
+    seen = []  # the micro-batches the Trainer feeds, in order
+    model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append((kw["input_ids"], kw["labels"], kw["num_items_in_batch"])) if m.training else None,
+        with_kwargs=True,
+    )
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+        optim="sgd", learning_rate=0.1, lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0,
+        report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    data = [{"input_ids": r, "labels": r} for r in _token_rows()]
+    callback = TrajectoryCallback(tmp_path / "hf.h5")
+    transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[callback]).train()
+    recorded, losses, described = _read(tmp_path / "hf.h5")
+    assert len(seen) == 6 and recorded.shape[0] == 4  # 6 micro-batches, 3 optimizer steps
+    assert described["name"] == "sgd" and described["lr"] == 0.1
+    plain, plain_losses, _ = _replay(tmp_path / "plain.h5", seen, 0.1, described.get("momentum", 0.0), accumulate=2)
+    np.testing.assert_allclose(recorded, plain, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(losses, plain_losses, rtol=1e-5)  # the shares of num_items_in_batch add up to the mean
+    with h5py.File(tmp_path / "hf.h5") as f:  # tied lm_head and wte: one tensor, under its first name
+        names = list(f["layout/names"].asstr()[()])
+    assert "transformer.wte.weight" in names and "lm_head.weight" not in names
+
+
+def _lightning_module():
+    import lightning
+
+    class Classifier(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+    return Classifier()
+
+
+def _classes(n=48):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 4, generator=g), torch.randint(3, (n,), generator=g)
+
+
+def test_the_lightning_callback_records_once_per_accumulated_step(tmp_path):
+    import lightning
+
+    from lcaflow.integrations.lightning import TrajectoryCallback
+
+    x, y = _classes()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)  # in order: 6 micro-batches
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, max_steps=3, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[TrajectoryCallback(tmp_path / "pl.h5")],
+    )  # fmt: skip
+    trainer.fit(_lightning_module(), loader)
+    recorded, losses, described = _read(tmp_path / "pl.h5")
+    assert described["name"] == "sgd" and described["momentum"] == 0.9
+    model = _lightning_module()  # the plain recorder on the same micro-batches, two per step
+    opt = model.configure_optimizers()
+    with lcaflow.TrajectoryRecorder(tmp_path / "plain.h5", model) as recorder:
+        for step in range(3):
+            micro = [torch.nn.functional.cross_entropy(model(x[a : a + 8]), y[a : a + 8]) for a in (16 * step, 16 * step + 8)]
+            sum(m / 2 for m in micro).backward()
+            opt.step()
+            opt.zero_grad()
+            recorder.step(sum(m.item() for m in micro) / 2)
+    plain, plain_losses, _ = _read(tmp_path / "plain.h5")
+    assert recorded.shape == plain.shape == (4, 4 * 8 + 8 + 8 * 3 + 3)
+    np.testing.assert_allclose(recorded, plain, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(losses, plain_losses, rtol=1e-6)
+    with h5py.File(tmp_path / "pl.h5") as f:  # named as in the module
+        assert list(f["layout/names"].asstr()[()])[:2] == ["net.0.weight", "net.0.bias"]
+
+
+def test_lcaflow_imports_without_the_libraries():
+    import subprocess
+    import sys
+
+    code = "import sys, lcaflow, lcaflow.trajectory, lcaflow.integrations; assert not {'transformers', 'lightning'} & set(sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
