@@ -145,3 +145,44 @@ def test_lcaflow_imports_without_the_libraries():
 
     code = "import sys, lcaflow, lcaflow.trajectory, lcaflow.integrations; assert not {'transformers', 'lightning'} & set(sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+def test_a_trainer_run_goes_through_the_workflow_with_config_entries_only(tmp_path):
+    """The user's Trainer script with the callback (tests/user_project/hf_train.py), then the workflow with
+    hf.yaml: the Hugging Face model as its function returns it (its logits taken), grounded."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO, SNAKEMAKE
+
+    project = REPO / "tests" / "user_project"
+    for path in [*project.glob("*.py"), project / "hf.yaml"]:
+        shutil.copy(path, tmp_path)
+    trained = subprocess.run([sys.executable, "hf_train.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    target = "results/runs/gpt/grounding.json"
+    result = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile=hf.yaml", target], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    grounding = json.loads((tmp_path / target).read_text())
+    assert abs(grounding["train"]["cumulative_error_pct"]) <= 1.0 and grounding["iterations_over_tolerance"] == 0
+    with h5py.File(tmp_path / "results/runs/gpt/trajectory.h5") as f:
+        config = json.loads(f.attrs["run_config"])
+        assert f["params"].shape[0] == 7 and "lm_head.weight" not in list(f["layout/names"].asstr()[()])
+    assert config["optimizer"]["name"] == "adamw" and config["optimizer"]["lr"] == 3e-3  # the Trainer's, not a placeholder
+
+
+def test_the_workflow_takes_the_logits_or_the_named_entry_of_a_model_output(tmp_path, monkeypatch):
+    from lcaflow.errors import ConfigError
+    from lcaflow.models import build_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("from transformers import GPT2Config, GPT2LMHeadModel\n\ndef gpt(**kw):\n    return GPT2LMHeadModel(GPT2Config(**kw))\n")
+    args = {"vocab_size": 16, "n_positions": 8, "n_embd": 8, "n_layer": 1, "n_head": 1, "bos_token_id": 0, "eos_token_id": 0}
+    tokens = torch.zeros(2, 5, dtype=torch.int64)
+    model = build_model("m.py:gpt", None, 0, 0, args, "config: runs.r.architecture")
+    assert model(tokens).shape == (2, 5, 16)  # the ModelOutput's logits
+    hidden = build_model("m.py:gpt", None, 0, 0, {**args, "output_hidden_states": True}, "w", output="hidden_states")
+    assert isinstance(hidden(tokens), tuple)  # the named entry
+    with pytest.raises(ConfigError, match=r"^w: the model returns a CausalLMOutputWithCrossAttentions without 'past' \(it holds logits\); set the run's `output`"):
+        build_model("m.py:gpt", None, 0, 0, {**args, "use_cache": False}, "w", output="past")(tokens)

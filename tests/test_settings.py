@@ -42,5 +42,7 @@ def test_every_analysis_setting_names_rules_that_exist():
 
 
 def test_run_params_leave_out_only_what_changes_no_number():
-    run = {k: None for k in settings.RUN}
+    run = {**{k: None for k in settings.RUN}, "output": "logits"}
     assert set(run) - set(settings.run_params(run)) == {"checkpoint_every"}
+    # a model's output entry left at null is left out: runs made before the key existed are not rerun
+    assert "output" not in settings.run_params({**run, "output": None})

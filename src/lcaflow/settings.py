@@ -81,6 +81,7 @@ RUN = {
     "dataset_args": Setting(NUMBERS),
     "architecture": Setting(NUMBERS),
     "architecture_args": Setting(NUMBERS),
+    "output": Setting(NUMBERS, when=lambda run: run.get("output") is not None),  # null: runs made before it stay
     "loss": Setting(NUMBERS),
     "groups": Setting(NUMBERS),
     "optimizer": Setting(NUMBERS),
