@@ -149,7 +149,8 @@ def test_lcaflow_imports_without_the_libraries():
 
 def test_a_trainer_run_goes_through_the_workflow_with_config_entries_only(tmp_path):
     """The user's Trainer script with the callback (tests/user_project/hf_train.py), then the workflow with
-    hf.yaml: the Hugging Face model as its function returns it (its logits taken), grounded."""
+    hf.yaml: the Hugging Face model as its function returns it (its logits taken), grounded; and the same
+    run from its checkpoint folder (save_steps=2), the same thetas, grounded per segment."""
     import shutil
     import subprocess
     import sys
@@ -161,15 +162,20 @@ def test_a_trainer_run_goes_through_the_workflow_with_config_entries_only(tmp_pa
         shutil.copy(path, tmp_path)
     trained = subprocess.run([sys.executable, "hf_train.py"], cwd=tmp_path, capture_output=True, text=True)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    target = "results/runs/gpt/grounding.json"
-    result = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile=hf.yaml", target], cwd=tmp_path, capture_output=True, text=True)
+    targets = [f"results/runs/{run}/grounding.json" for run in ("gpt", "gpt_checkpoints")]
+    result = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile=hf.yaml", *targets], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    grounding = json.loads((tmp_path / target).read_text())
-    assert abs(grounding["train"]["cumulative_error_pct"]) <= 1.0 and grounding["iterations_over_tolerance"] == 0
+    for target in targets:
+        grounding = json.loads((tmp_path / target).read_text())
+        assert abs(grounding["train"]["cumulative_error_pct"]) <= 1.0 and grounding["iterations_over_tolerance"] == 0, target
     with h5py.File(tmp_path / "results/runs/gpt/trajectory.h5") as f:
         config = json.loads(f.attrs["run_config"])
-        assert f["params"].shape[0] == 7 and "lm_head.weight" not in list(f["layout/names"].asstr()[()])
+        recorded = f["params"][()]
+        assert recorded.shape[0] == 7 and "lm_head.weight" not in list(f["layout/names"].asstr()[()])
     assert config["optimizer"]["name"] == "adamw" and config["optimizer"]["lr"] == 3e-3  # the Trainer's, not a placeholder
+    with h5py.File(tmp_path / "results/runs/gpt_checkpoints/trajectory.h5") as f:  # safetensors, lm_head stored once
+        assert json.loads(f.attrs["steps"]) == [2, 4, 6]
+        np.testing.assert_array_equal(f["params"][()], recorded[[2, 4, 6]])  # the callback's thetas at those steps
 
 
 def test_the_workflow_takes_the_logits_or_the_named_entry_of_a_model_output(tmp_path, monkeypatch):

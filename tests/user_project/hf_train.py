@@ -14,6 +14,7 @@ train, _ = characters()
 rows = [{"input_ids": torch.cat([x, y[-1:]]), "labels": torch.cat([x, y[-1:]])} for x, y in zip(*train.tensors)]
 args = TrainingArguments(
     output_dir="hf_out", max_steps=6, per_device_train_batch_size=8, gradient_accumulation_steps=2,
-    learning_rate=3e-3, report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True,
+    learning_rate=3e-3, report_to=[], logging_strategy="no", use_cpu=True, disable_tqdm=True,
+    save_strategy="steps", save_steps=2, save_only_model=True,  # hf_out/checkpoint-2, -4, -6: a checkpoint folder
 )  # fmt: skip
 Trainer(model=tiny_gpt2(), args=args, train_dataset=rows, callbacks=[TrajectoryCallback("gpt.h5")]).train()
