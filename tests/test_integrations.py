@@ -163,9 +163,10 @@ def test_a_trainer_run_goes_through_the_workflow_with_config_entries_only(tmp_pa
     trained = subprocess.run([sys.executable, "hf_train.py"], cwd=tmp_path, capture_output=True, text=True)
     assert trained.returncode == 0, trained.stderr[-3000:]
     targets = [f"results/runs/{run}/grounding.json" for run in ("gpt", "gpt_checkpoints")]
+    targets.append("results/runs/gpt_checkpoints/stats/oscillation.json")
     result = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile=hf.yaml", *targets], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    for target in targets:
+    for target in targets[:2]:
         grounding = json.loads((tmp_path / target).read_text())
         assert abs(grounding["train"]["cumulative_error_pct"]) <= 1.0 and grounding["iterations_over_tolerance"] == 0, target
     with h5py.File(tmp_path / "results/runs/gpt/trajectory.h5") as f:
@@ -176,6 +177,12 @@ def test_a_trainer_run_goes_through_the_workflow_with_config_entries_only(tmp_pa
     with h5py.File(tmp_path / "results/runs/gpt_checkpoints/trajectory.h5") as f:  # safetensors, lm_head stored once
         assert json.loads(f.attrs["steps"]) == [2, 4, 6]
         np.testing.assert_array_equal(f["params"][()], recorded[[2, 4, 6]])  # the callback's thetas at those steps
+    oscillation = json.loads((tmp_path / targets[2]).read_text())  # turns between checkpoints are not oscillation
+    assert oscillation["skipped"] == "skipped: checkpoints every 2 steps; turns between them are not the optimizer's oscillation"
+    with lcaflow.open_run(tmp_path / "results/runs/gpt_checkpoints") as run, lcaflow.open_run(tmp_path / "results/runs/gpt") as every:
+        assert list(run.steps) == [2, 4, 6] and list(every.steps) == list(range(7))  # the time axis of each
+        segments, steps = run.per_iteration(), every.per_iteration()
+    np.testing.assert_allclose(segments, [steps[2:4].sum(), steps[4:6].sum()], rtol=0.02)  # both add up to the loss changes
 
 
 def test_the_workflow_takes_the_logits_or_the_named_entry_of_a_model_output(tmp_path, monkeypatch):

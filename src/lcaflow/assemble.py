@@ -104,6 +104,8 @@ def assemble(
         with open_h5(trajectory_path, "trajectory") as f:
             f.copy(f["layout"], out, "layout")
             f.copy(f["classes"], out, "classes")
+            if "steps" in f.attrs:  # a run of checkpoints: the training step of each row (lcaflow.checkpoints)
+                out.attrs["steps"] = f.attrs["steps"]
         out.attrs.update(
             {
                 "run_name": run_name,

@@ -164,6 +164,15 @@ class Run:
         """T, the number of training iterations (rows of `lca`)."""
         return int(self._f["lca_layer"].shape[0])
 
+    @functools.cached_property
+    def steps(self) -> np.ndarray:
+        """The training step of each theta (T + 1): 0..T for a recorded or trained run; for a run of checkpoints
+        (runs.<run>.trajectory a glob or list) their steps, so that iteration t is the segment from steps[t] to
+        steps[t + 1]."""
+        if "steps" in self._f.attrs:
+            return np.asarray(json.loads(self._f.attrs["steps"]), dtype=np.int64)
+        return np.arange(self.iterations + 1)
+
     @property
     def num_params(self) -> int:
         """K, the number of trainable parameters (columns of theta)."""
