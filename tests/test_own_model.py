@@ -538,3 +538,20 @@ def test_an_exception_inside_a_dataset_is_one_line(in_tmp):
         ConfigError, match=r"reading item 0 of the train set failed \(OSError: image 2.png unreadable\); fix the Dataset"
     ):
         load_user_dataset("broken.py:load", {}, "config: runs.r.dataset")
+
+
+def test_a_recording_of_every_kth_theta_is_adopted_as_segments(in_tmp):
+    from torch import nn
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with lcaflow.TrajectoryRecorder(in_tmp / "rec.h5", model, every=2) as recorder:
+        for _ in range(6):
+            loss = model(torch.randn(5, 4)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            recorder.step(loss)
+    _adopt(in_tmp)  # 4 thetas: 3 segments, the run's iterations
+    with h5py.File(in_tmp / "t.h5") as f:
+        assert json.loads(f.attrs["steps"]) == [0, 2, 4, 6] and f["minibatch_loss"].shape == (3,)

@@ -162,3 +162,25 @@ def _fsdp_worker(rank, port, path):
 def test_sharded_parameters_are_refused_in_one_line(tmp_path):
     torch.multiprocessing.start_processes(_fsdp_worker, args=(_free_port(), str(tmp_path / "r.h5")), nprocs=1, start_method="fork")
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_every_k_keeps_every_kth_theta_as_segments_and_says_what_it_weighs(tmp_path, capsys):
+    from lcaflow.trajectory import read_recorded
+
+    plain, plain_loss, _ = _plain_run(tmp_path / "plain.h5")  # 6 steps
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with lcaflow.TrajectoryRecorder(tmp_path / "every.h5", model, iterations=6, every=4).attach(opt) as recorder:
+        for x, y in _batches():
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            recorder.add_loss(loss)
+            opt.step()
+    assert "67 parameters, theta kept every 4 steps: 3 rows, 804 B for 6 steps" in capsys.readouterr().err
+    kept, kept_loss, _ = _read(tmp_path / "every.h5")
+    np.testing.assert_allclose(kept, plain[[0, 4, 6]], rtol=0, atol=1e-6)  # the last, shorter segment closes the run
+    np.testing.assert_allclose(kept_loss, [plain_loss[:4].mean(), plain_loss[4:].mean()], rtol=1e-6)
+    assert read_recorded(tmp_path / "every.h5", "w")["steps"] == [0, 4, 6]
+    with pytest.raises(LCAError, match="every=0; keep theta every k steps with a whole k >= 1"):
+        lcaflow.TrajectoryRecorder(tmp_path / "never.h5", model, every=0)

@@ -324,7 +324,11 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             layout,
             data.classes,
             data.split,
-            {**_run_attrs(run_name, run, data, spec.described(recorded["optimizer"])), "recorded_from": str(source)},
+            {
+                **_run_attrs(run_name, run, data, spec.described(recorded["optimizer"])),
+                "recorded_from": str(source),
+                **({"steps": json.dumps(recorded["steps"])} if recorded["steps"] else {}),
+            },
             check_finite=f"{where}: {source}",
         )
     log.info(f"wrote {out_path}: {n_rows - 1} recorded steps of {source}, K={K}")

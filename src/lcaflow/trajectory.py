@@ -120,11 +120,13 @@ class TrajectoryRecorder:
     mixed precision: the float32 master weights the optimizer updates). The file is written as
     `<path>.partial` and renamed on `close()`; an exception inside a `with` block, or a close() short of
     `iterations` steps (when given), leaves only the .partial file. With `optimizer`, its settings are
-    stored (`run.config` shows them). Under data parallelism (torch.distributed) make it on every rank:
+    stored (`run.config` shows them). With `every=k`, theta is kept every k-th step (and after the last):
+    each pair of kept thetas is a segment of k steps, as between checkpoints, its loss the mean of its steps'
+    (k times smaller a file; the LCA of segments, docs/integrations.md). Under data parallelism (torch.distributed) make it on every rank:
     rank 0 writes, and each step's loss is the mean over the ranks. Then point `runs.<run>.trajectory`
     at the file: the workflow computes the LCA of the recorded steps."""
 
-    def __init__(self, path: str | Path, model, iterations: int | None = None, optimizer=None):
+    def __init__(self, path: str | Path, model, iterations: int | None = None, optimizer=None, every: int = 1):
         from .models import flat_params, layout_of
         from .recording import PendingLosses, describe_optimizer, rank_and_size, refuse_sharded, unwrap
 
@@ -141,6 +143,11 @@ class TrajectoryRecorder:
         self._buffer: list[np.ndarray] = []
         self._losses: list[float] = []
         self.steps = 0
+        if not isinstance(every, int) or every < 1:
+            raise LCAError(f"{self.path}: every={every!r}; keep theta every k steps with a whole k >= 1")
+        self.every, self._kept, self._window = every, [0], []  # the step of each kept theta; losses since the last
+        if self.writes:
+            _say_weight(self.path, self.layout.num_params, every, iterations)
         self._open = True
         self._file = self._create() if self.writes else None
         self._append(self._flat(), "theta_0")
@@ -186,7 +193,15 @@ class TrajectoryRecorder:
         if not self._open:
             raise LCAError(f"{self.path}: the recorder is closed")
         self.steps += 1
-        self._losses.append(mean_over_ranks(as_float(loss)))
+        self._window.append(mean_over_ranks(as_float(loss)))
+        if self.steps % self.every == 0:
+            self._keep()
+
+    def _keep(self) -> None:
+        """Keep theta now: the end of a segment (a step when every=1), its loss the mean of its steps'."""
+        self._losses.append(float(np.mean(self._window)))
+        self._window = []
+        self._kept.append(self.steps)
         self._append(self._flat() if self.writes else np.zeros(1, np.float32), f"theta_{self.steps}")
 
     def attach(self, optimizer, scaler=None) -> TrajectoryRecorder:
@@ -220,6 +235,8 @@ class TrajectoryRecorder:
         if self.steps == 0:
             self.abort()
             raise LCAError(f"{self.tmp}: no step recorded (call recorder.step() after each optimizer step)")
+        if self._window:  # the last, shorter segment
+            self._keep()
         self._detach()
         self._open = False
         if self.writes:
@@ -237,6 +254,7 @@ class TrajectoryRecorder:
                 "frozen_sha256": frozen_fingerprint(self.model),
                 "versions": json.dumps(versions(), sort_keys=True),
                 **({"optimizer": json.dumps(self.optimizer, sort_keys=True)} if self.optimizer else {}),
+                **({"steps": json.dumps(self._kept)} if self.every > 1 else {}),
             }
         )
         f.close()
@@ -267,6 +285,27 @@ class TrajectoryRecorder:
         else:
             self.abort()
         return False
+
+
+def _say_weight(path, n_params: int, every: int, iterations: int | None) -> None:
+    """One line at the start of a recording: what it will weigh on disk (float32 rows)."""
+    import sys
+
+    row = 4 * n_params
+    if iterations is not None:
+        rows = 1 + -(-iterations // every)
+        size = f"{rows} rows, {_size(rows * row)} for {iterations} steps"
+    else:
+        size = f"{_size(row)} per kept theta, {_size(row * (1 + 1000 // every))} per 1000 steps"
+    print(f"lcaflow: recording {path}: {n_params:,} parameters, theta kept every {every} step{'s' if every > 1 else ''}: {size}", file=sys.stderr)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
 
 
 def frozen_fingerprint(model) -> str:
@@ -301,6 +340,8 @@ def read_recorded(path, where: str) -> dict:
                 "frozen_sha256": str(f.attrs.get("frozen_sha256", "")),
                 # what the recording says of its optimizer (a JSON attribute "optimizer"), None when it says nothing
                 "optimizer": json.loads(f.attrs["optimizer"]) if "optimizer" in f.attrs else None,
+                # the step of each kept theta of a recording with every=k, None when every step is kept
+                "steps": json.loads(f.attrs["steps"]) if "steps" in f.attrs else None,
             }
         except (KeyError, ValueError, OSError) as err:
             raise CorruptFileError(f"{where}: {path} is damaged ({err}); record it again") from err
