@@ -133,3 +133,86 @@ class PendingLosses:
     def drop(self) -> None:
         """Forget the losses of a step that was not taken (a skipped mixed-precision step)."""
         self._losses = []
+
+
+PROBE_EXAMPLES = 4  # inputs of the first batch kept, with the model's outputs on them at theta_0
+
+
+class Probe:
+    """The first inputs a model sees in training and its outputs on them at theta_0, in eval mode (a forward
+    pre-hook, before the training forward changes anything: batch-norm statistics, the RNG): what the
+    workflow's model must reproduce from theta_0 for the LCA to be computed for the function that was
+    trained. Only a first positional tensor input (or `input_ids`) and outputs that are a tensor or have
+    logits are probed."""
+
+    def __init__(self, model):
+        self.inputs = self.outputs = None
+        self._busy = False
+        self._handle = model.register_forward_pre_hook(self._capture, with_kwargs=True)
+
+    def _capture(self, module, args, kwargs) -> None:
+        import torch
+
+        x = args[0] if args else kwargs.get("input_ids")
+        if self._busy or not isinstance(x, torch.Tensor):
+            return
+        self._busy = True
+        try:
+            self.inputs, self.outputs = probe_outputs(module, x[:PROBE_EXAMPLES].detach())
+        finally:
+            self._busy = False
+            self.remove()
+
+    def remove(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def probe_outputs(model, x):
+    """(inputs, outputs) of `model` on `x` in eval mode, float32, autocast off, the RNG and the mode restored;
+    outputs None when they are neither a tensor nor have logits."""
+    from collections.abc import Mapping
+
+    import torch
+
+    training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), torch.autocast(x.device.type, enabled=False):
+            out = model(x)
+    finally:
+        model.train(training)
+    if isinstance(out, Mapping):
+        out = out.get("logits")
+    if not isinstance(out, torch.Tensor):
+        return None, None
+    return x.cpu().numpy(), out.detach().float().cpu().numpy()
+
+
+def check_probe(model, theta0, layout, probe: dict, where: str, architecture: str) -> None:
+    """The workflow's model at the recording's theta_0 gives the recorded outputs on the recorded inputs; one
+    line otherwise (a model changed after recording with the same parameter names and shapes)."""
+    import numpy as np
+    import torch
+
+    from .errors import ConfigError
+    from .models import param_views
+
+    views = param_views(torch.as_tensor(theta0, dtype=torch.float32), layout)
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in views.items():
+            named[name].copy_(value)
+    _, outputs = probe_outputs(model, torch.as_tensor(probe["inputs"]))
+    expected = probe["outputs"]
+    if outputs is None or outputs.shape != expected.shape:
+        got = "no tensor" if outputs is None else f"shape {outputs.shape}"
+        raise ConfigError(f"{where}: {architecture} gives {got} on the recording's first inputs, the recorded model {expected.shape}; evaluate the model that was trained")
+    diff = float(np.abs(outputs - expected).max())
+    if not diff <= 1e-3 * max(1.0, float(np.abs(expected).max())):
+        raise ConfigError(
+            f"{where}: {architecture} at the recording's theta_0 gives other outputs on its first inputs than the recorded "
+            f"model (max difference {diff:.3g}); the model changed after recording (an activation, a normalisation?): "
+            "evaluate the model that was trained"
+        )

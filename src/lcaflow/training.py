@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from .models import flat_params
 from .numerics import set_numerics
 from .paths import CHECKPOINT_ROWS
 from .progress import Progress, log
+from .recording import check_probe
 from .settings import run_fingerprint
 from .spec import RunData, RunSpec, probe
 from .trajectory import frozen_fingerprint, read_recorded, write_run_trajectory
@@ -310,6 +312,8 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             f"{spec.architecture} must rebuild them exactly (load the same weights; the workflow seeds torch with runs.{run_name}.seed)"
         )
     probe(spec, model, data)
+    if recorded["probe"] is not None:  # the same function as was trained, not only the same names and shapes
+        check_probe(copy.deepcopy(model), recorded["theta0"], layout, recorded["probe"], where, spec.architecture)
     n_rows, K = recorded["shape"]
     if n_rows - 1 != run["iterations"]:
         raise ConfigError(

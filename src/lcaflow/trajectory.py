@@ -128,7 +128,7 @@ class TrajectoryRecorder:
 
     def __init__(self, path: str | Path, model, iterations: int | None = None, optimizer=None, every: int = 1):
         from .models import flat_params, layout_of
-        from .recording import PendingLosses, describe_optimizer, rank_and_size, refuse_sharded, unwrap
+        from .recording import PendingLosses, Probe, describe_optimizer, rank_and_size, refuse_sharded, unwrap
 
         model = unwrap(model)
         refuse_sharded(model, "lcaflow.TrajectoryRecorder")
@@ -151,6 +151,7 @@ class TrajectoryRecorder:
         self._open = True
         self._file = self._create() if self.writes else None
         self._append(self._flat(), "theta_0")
+        self._probe = Probe(model) if self.writes else None  # the first inputs and the outputs at theta_0
 
     def _create(self) -> h5py.File:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -248,6 +249,9 @@ class TrajectoryRecorder:
         f = self._file
         f.create_dataset("minibatch_loss", data=np.array(self._losses))
         self.layout.to_h5(f.create_group("layout"))
+        if self._probe.outputs is not None:
+            f.create_dataset("probe/inputs", data=self._probe.inputs)
+            f.create_dataset("probe/outputs", data=self._probe.outputs)
         f.attrs.update(
             {
                 "recorded_by": RECORDED_BY,
@@ -262,6 +266,8 @@ class TrajectoryRecorder:
         os.replace(self.tmp, self.path)
 
     def _detach(self) -> None:
+        if self._probe is not None:
+            self._probe.remove()
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
@@ -340,6 +346,9 @@ def read_recorded(path, where: str) -> dict:
                 "frozen_sha256": str(f.attrs.get("frozen_sha256", "")),
                 # what the recording says of its optimizer (a JSON attribute "optimizer"), None when it says nothing
                 "optimizer": json.loads(f.attrs["optimizer"]) if "optimizer" in f.attrs else None,
+                # the model's first inputs and its outputs at theta_0 (recording.Probe), None when not probed
+                "probe": {k: f[f"probe/{k}"][()] for k in ("inputs", "outputs")} if "probe" in f else None,
+                "theta0": f["params"][0],
                 # the step of each kept theta of a recording with every=k, None when every step is kept
                 "steps": json.loads(f.attrs["steps"]) if "steps" in f.attrs else None,
             }
