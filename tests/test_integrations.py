@@ -177,12 +177,19 @@ def test_a_trainer_run_goes_through_the_workflow_with_config_entries_only(tmp_pa
     with h5py.File(tmp_path / "results/runs/gpt_checkpoints/trajectory.h5") as f:  # safetensors, lm_head stored once
         assert json.loads(f.attrs["steps"]) == [2, 4, 6]
         np.testing.assert_array_equal(f["params"][()], recorded[[2, 4, 6]])  # the callback's thetas at those steps
+    checked = json.loads((tmp_path / targets[0]).read_text())["recorded_losses"]  # the Trainer's losses, reproduced
+    assert checked["reproduced"] and checked["median_relative_difference"] < 0.25
+    assert "recorded_losses" not in json.loads((tmp_path / targets[1]).read_text())  # checkpoints carry no losses
     oscillation = json.loads((tmp_path / targets[2]).read_text())  # turns between checkpoints are not oscillation
     assert oscillation["skipped"] == "skipped: checkpoints every 2 steps; turns between them are not the optimizer's oscillation"
     with lcaflow.open_run(tmp_path / "results/runs/gpt_checkpoints") as run, lcaflow.open_run(tmp_path / "results/runs/gpt") as every:
         assert list(run.steps) == [2, 4, 6] and list(every.steps) == list(range(7))  # the time axis of each
         segments, steps = run.per_iteration(), every.per_iteration()
     np.testing.assert_allclose(segments, [steps[2:4].sum(), steps[4:6].sum()], rtol=0.02)  # both add up to the loss changes
+    flagged = tmp_path / targets[0]  # as open_run shows a run whose model does not reproduce its losses
+    flagged.write_text(json.dumps({**json.loads(flagged.read_text()), "recorded_losses": {**checked, "reproduced": False}}))
+    with pytest.warns(UserWarning, match="does not reproduce the recording's training losses"), lcaflow.open_run(flagged.parent):
+        pass
 
 
 def test_the_workflow_takes_the_logits_or_the_named_entry_of_a_model_output(tmp_path, monkeypatch):

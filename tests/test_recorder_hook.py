@@ -184,3 +184,16 @@ def test_every_k_keeps_every_kth_theta_as_segments_and_says_what_it_weighs(tmp_p
     assert read_recorded(tmp_path / "every.h5", "w")["steps"] == [0, 4, 6]
     with pytest.raises(LCAError, match="every=0; keep theta every k steps with a whole k >= 1"):
         lcaflow.TrajectoryRecorder(tmp_path / "never.h5", model, every=0)
+
+
+def test_recorded_losses_are_checked_against_the_full_set_losses_with_their_noise():
+    from lcaflow.grounding import recorded_losses_check
+
+    rng = np.random.default_rng(0)
+    full = 2.3 * np.exp(-np.arange(201) / 60) + 0.3  # the full-set losses at theta_0..theta_200
+    noisy = full[:-1] + rng.normal(0, 0.15, 200)  # minibatch losses: the same function, sampling noise
+    assert recorded_losses_check(noisy, full)["reproduced"]
+    assert recorded_losses_check(noisy * 16 / 17, full)["reproduced"]  # a loss normalised a little differently
+    checked = recorded_losses_check(noisy * 1.6, full)  # another function (e.g. other preprocessing)
+    assert not checked["reproduced"] and checked["median_relative_difference"] > 0.5 and checked["windows"] == 10
+    assert recorded_losses_check(np.full(200, np.nan), full) is None  # no recorded losses: nothing to say

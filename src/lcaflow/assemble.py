@@ -15,7 +15,7 @@ import numpy as np
 from . import chunkfile
 from .chunkfile import chunk_range, n_chunks
 from .errors import CorruptFileError, GroundingError
-from .grounding import grounding_report
+from .grounding import grounding_report, recorded_losses_check
 from .integrate import QUADRATURE_NAMES
 from .io import atomic_h5, open_h5, write_json
 from .joins import VIRTUAL, Joined
@@ -91,6 +91,13 @@ def assemble(
     arrays = joined.result()
     report = _grounding(run_name, arrays, lca, chunks, T, out_path)
     report["storage"] = storage_report(arrays, lca, K)
+    if run.get("trajectory"):  # a recorded run: does the evaluated model reproduce its own training losses?
+        with open_h5(trajectory_path, "trajectory") as f:
+            checked = recorded_losses_check(f["minibatch_loss"][()], arrays["loss"])
+        if checked is not None:
+            report["recorded_losses"] = checked
+            if not checked["reproduced"]:
+                log.warning(_not_reproduced(run_name, checked))
 
     folder = Path(out_path).parent
     with atomic_h5(out_path) as out:
@@ -122,6 +129,14 @@ def assemble(
         )
     write_json(grounding_path, report, allow_nan=True)
     return report
+
+
+def _not_reproduced(run_name: str, checked: dict) -> str:
+    return (
+        f"run {run_name}: the evaluated model does not reproduce the recording's training losses (the minibatch losses "
+        f"differ from the full-set losses by {100 * checked['median_relative_difference']:.0f}%, beyond their noise): "
+        "check the model, loss and data settings against the training's"
+    )
 
 
 def _warn_boundary(path, start: int, previous: float, loss: float) -> None:

@@ -68,6 +68,19 @@ class Run:
             self.close()
             raise
         self._warn_if_stale()
+        self._warn_if_not_reproduced()
+
+    def _warn_if_not_reproduced(self) -> None:
+        """A recorded run whose evaluated model does not reproduce its training losses (grounding.json)."""
+        import warnings
+
+        checked = self.grounding.get("recorded_losses") or {}
+        if checked.get("reproduced") is False:
+            warnings.warn(
+                f"{self.path}: the evaluated model does not reproduce the recording's training losses (median difference "
+                f"{100 * checked['median_relative_difference']:.0f}%): its LCA may be of another function than was trained",
+                stacklevel=4,
+            )
 
     def _warn_if_stale(self) -> None:
         """lca.h5 outlives a failed rerun of its run (Snakemake deletes only the failed job's outputs)."""
