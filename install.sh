@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh Debian/Ubuntu machine: the Fashion-MNIST package, Chromium (the explorer's
-# browser tests) and a .venv holding this package with its explorer, Snakemake (+ SLURM plugin) and the
-# test tools. Safe to run again.
+# browser tests) and a .venv holding this package with its explorer, Snakemake (+ SLURM plugin), the
+# Hugging Face and Lightning integrations and the test tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
@@ -30,5 +30,5 @@ PY
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torchvision pulls the matching CUDA-enabled torch; it runs on CPU too.
-.venv/bin/python -m pip install -q -e ".[explorer,test]"
+.venv/bin/python -m pip install -q -e ".[explorer,test,hf,lightning]"
 echo "install.sh: ready; activate with: . .venv/bin/activate"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lcaflow import settings
 from lcaflow.catalog import BUILTIN_DATASETS, data_key, is_import_path
+from lcaflow.checkpoints import checkpoint_files, is_checkpoints
 from lcaflow.chunkfile import n_chunks
 from lcaflow.config import misread_target, validate_config
 from lcaflow.cost.run import RunCost
@@ -129,7 +130,16 @@ def run_sources(wildcards):
 
 
 def recorded_trajectory(wildcards):
-    return RUNS[wildcards.run]["trajectory"]
+    """The recording, or the checkpoint files (a glob or a list) of a run given by its checkpoints."""
+    trajectory = RUNS[wildcards.run]["trajectory"]
+    if is_checkpoints(trajectory):
+        return [
+            path
+            for _, path in checkpoint_files(
+                trajectory, f"config: runs.{wildcards.run}.trajectory"
+            )
+        ]
+    return trajectory
 
 
 def trajectory_output():

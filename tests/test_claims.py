@@ -82,3 +82,11 @@ def test_a_run_shorter_than_the_papers_training_is_not_comparable():
     full.run["iterations"] = 880
     both = by_start(check([short, full], []), "Percent of non-zero")
     assert both.holds.startswith("yes (not comparable: 60 of 880") and both.holds.endswith("left out)")
+
+
+def test_a_recorded_run_whose_model_does_not_reproduce_its_losses_is_noted():
+    good, bad = fact("good"), fact("bad")
+    bad.grounding["recorded_losses"] = {"median_relative_difference": 0.6, "reproduced": False}
+    claim = by_start(check([good, bad], []), "Simpson/RK4 total error")
+    assert "bad: the evaluated model does not reproduce the recorded training losses" in claim.notes
+    assert not any("good" in note for note in by_start(check([good], []), "Simpson/RK4 total error").notes)

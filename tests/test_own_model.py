@@ -538,3 +538,49 @@ def test_an_exception_inside_a_dataset_is_one_line(in_tmp):
         ConfigError, match=r"reading item 0 of the train set failed \(OSError: image 2.png unreadable\); fix the Dataset"
     ):
         load_user_dataset("broken.py:load", {}, "config: runs.r.dataset")
+
+
+def test_a_recording_of_every_kth_theta_is_adopted_as_segments(in_tmp):
+    from torch import nn
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with lcaflow.TrajectoryRecorder(in_tmp / "rec.h5", model, every=2) as recorder:
+        for _ in range(6):
+            loss = model(torch.randn(5, 4)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            recorder.step(loss)
+    _adopt(in_tmp)  # 4 thetas: 3 segments, the run's iterations
+    with h5py.File(in_tmp / "t.h5") as f:
+        assert json.loads(f.attrs["steps"]) == [0, 2, 4, 6] and f["minibatch_loss"].shape == (3,)
+
+
+SWAPPED = """
+from torch import nn
+
+def relu():
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU())
+
+def gelu():  # the same names and shapes, another function
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.GELU())
+"""
+
+
+def test_a_model_changed_after_recording_with_the_same_names_and_shapes_is_refused(in_tmp):
+    """The recorder keeps the first inputs and the outputs at theta_0; adoption recomputes them."""
+    (in_tmp / "swap.py").write_text(SWAPPED)
+    _user_files(in_tmp)
+    from lcaflow.models import build_model
+
+    _recorded(in_tmp, build_model("swap.py:relu", None, 0, 0))
+    with h5py.File(in_tmp / "rec.h5") as f:
+        assert f["probe/inputs"].shape == (4, 4) and f["probe/outputs"].shape == (4, 3)
+    with pytest.raises(
+        ConfigError,
+        match=r"^config: runs.r.trajectory: swap.py:gelu at the recording's theta_0 gives other outputs on its first inputs than the "
+        r"recorded model \(max difference .*\); the model changed after recording \(an activation, a normalisation\?\)",
+    ):
+        _adopt(in_tmp, architecture="swap.py:gelu")
+    _adopt(in_tmp, architecture="swap.py:relu")  # the model that was trained

@@ -16,7 +16,7 @@ from . import chunkfile
 from .chunkfile import chunk_range, n_chunks
 from .errors import CorruptFileError, GroundingError
 from .examplegroups import NONE
-from .grounding import curve_grounding, grounding_report, group_grounding
+from .grounding import curve_grounding, grounding_report, group_grounding, recorded_losses_check
 from .integrate import QUADRATURE_NAMES
 from .io import atomic_h5, open_h5, write_json
 from .joins import VIRTUAL, Joined
@@ -104,6 +104,13 @@ def assemble(
         report["example_groups"] = group_grounding(arrays, _group_names(trajectory_path, meta))
     if "curve_lca" in arrays:
         report["example_curves"] = curve_grounding(arrays, lca["tolerance"])
+    if run.get("trajectory"):  # a recorded run: does the evaluated model reproduce its own training losses?
+        with open_h5(trajectory_path, "trajectory") as f:
+            checked = recorded_losses_check(f["minibatch_loss"][()], arrays["loss"])
+        if checked is not None:
+            report["recorded_losses"] = checked
+            if not checked["reproduced"]:
+                log.warning(_not_reproduced(run_name, checked))
 
     folder = Path(out_path).parent
     with atomic_h5(out_path) as out:
@@ -122,6 +129,8 @@ def assemble(
                 f.copy(f["example_groups/names"], out, "classes")
             if tokens:
                 f.copy(f["example_groups/names"], out, "token_groups")
+            if "steps" in f.attrs:  # a run of checkpoints: the training step of each row (lcaflow.checkpoints)
+                out.attrs["steps"] = f.attrs["steps"]
         out.attrs.update(
             {
                 "run_name": run_name,
@@ -161,6 +170,14 @@ def _group_names(trajectory_path, meta) -> list[str]:
         return meta["example_groups"]["names"]
     with open_h5(trajectory_path, "trajectory") as f:
         return [str(c) for c in f["classes"].asstr()[()]]
+
+
+def _not_reproduced(run_name: str, checked: dict) -> str:
+    return (
+        f"run {run_name}: the evaluated model does not reproduce the recording's training losses (the minibatch losses "
+        f"differ from the full-set losses by {100 * checked['median_relative_difference']:.0f}%, beyond their noise): "
+        "check the model, loss and data settings against the training's"
+    )
 
 
 def _warn_boundary(path, start: int, previous: float, loss: float) -> None:

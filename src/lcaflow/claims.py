@@ -140,6 +140,9 @@ def simpson_error(runs, experiments) -> Claim:
     adaptive = [r for r in runs if r.grounding.get("quadrature", "simpson") != "simpson"]
     if adaptive:  # its trapezoid iterations carry no error (it was removed): the total is its Simpson iterations'
         c.measured += f"; {len(adaptive)} of {len(runs)} runs by adaptive quadrature, trapezoid errors removed"
+    unlike = [r.name for r in runs if (r.grounding.get("recorded_losses") or {}).get("reproduced") is False]
+    if unlike:  # grounded, but for a model that does not give the recording's own training losses
+        c.notes.append(f"{', '.join(unlike)}: the evaluated model does not reproduce the recorded training losses")
     return c
 
 

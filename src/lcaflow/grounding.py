@@ -118,3 +118,37 @@ def curve_grounding(lca_file: dict, tolerance: float) -> dict:
             "mean_panels": float(np.mean(lca_file["curve_splits" + sfx])),
         }
     return report
+
+
+# A recorded run is flagged when its smoothed minibatch losses differ from the full-set losses by more than
+# this share of the full-set loss (median over windows) and by more than NOISE_SE standard errors
+RECORDED_LOSS_TOLERANCE = 0.25
+NOISE_SE = 4.0
+
+
+def recorded_losses_check(minibatch_loss, loss) -> dict | None:
+    """Does the evaluated model reproduce the recording's own training losses? The minibatch loss of step t
+    (at theta_t, on a minibatch) scatters around the full-set loss the workflow computed at theta_t: both
+    are averaged over windows of about T/10 steps, and the run is flagged (`reproduced` false) when the
+    window means differ by more than RECORDED_LOSS_TOLERANCE of the full-set loss (median over windows) and
+    by more than NOISE_SE standard errors of a window mean (the differences' spread over the run / sqrt(window)).
+    None without recorded losses (a run of checkpoints, or losses not given to the recorder)."""
+    mb = np.asarray(minibatch_loss, dtype=np.float64)
+    full = np.asarray(loss, dtype=np.float64)[: len(mb)]
+    known = np.isfinite(mb)
+    if known.sum() < 2:
+        return None
+    mb, full = mb[known], full[known]
+    width = max(1, len(mb) // 10)
+    starts = range(0, len(mb), width)
+    diff = np.array([mb[a : a + width].mean() - full[a : a + width].mean() for a in starts])
+    level = np.array([abs(full[a : a + width].mean()) for a in starts])
+    se = (np.std(mb - full) + 1e-12) / np.sqrt(width)
+    relative, in_se = float(np.median(np.abs(diff) / np.maximum(level, 1e-12))), float(np.median(np.abs(diff) / se))
+    return {
+        "median_relative_difference": relative,
+        "median_standard_errors": in_se,
+        "windows": len(diff),
+        "reproduced": not (relative > RECORDED_LOSS_TOLERANCE and in_se > NOISE_SE),
+    }
+

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -207,11 +208,12 @@ def vgg9(input_shape, num_classes):
 
 
 def build_model(
-    architecture: str, input_shape, num_classes: int, seed: int, args: dict | None = None, where: str = "architecture"
+    architecture: str, input_shape, num_classes: int, seed: int, args: dict | None = None, where: str = "architecture", output=None
 ) -> nn.Module:
     """A freshly initialised model; the seed alone fixes the initial parameters. `architecture` is a
     registered name (built for `input_shape` and `num_classes`) or an import path "<file.py>:<callable>",
-    called with `args` (`where` names the config key in errors)."""
+    called with `args` (`where` names the config key in errors); a model of an import path that returns a
+    dict or a Hugging Face ModelOutput gives its `output` entry (its logits by default) to the loss."""
     torch.manual_seed(seed)
     if not is_import_path(architecture):
         return ARCHITECTURES[architecture](tuple(input_shape), num_classes)
@@ -220,7 +222,19 @@ def build_model(
         raise ConfigError(f"{where}: {architecture} returned a {type(model).__name__}, not a torch.nn.Module")
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError(f"{where}: the model of {architecture} has no trainable parameters")
+    model.register_forward_hook(functools.partial(_output_entry, output, where))  # names and parameters unchanged
     return model
+
+
+def _output_entry(key, where, module, args, output):
+    """A forward hook: the outputs the loss takes. Of a dict or a Hugging Face ModelOutput (a dict too), its
+    entry `key`, or its "logits" when no key is given and it has them; anything else as it is."""
+    if key is None:
+        return output["logits"] if isinstance(output, Mapping) and "logits" in output else output
+    if not isinstance(output, Mapping) or key not in output:
+        held = f"a {type(output).__name__} without {key!r}" + (f" (it holds {', '.join(map(str, output))})" if isinstance(output, Mapping) else "")
+        raise ConfigError(f"{where}: the model returns {held}; set the run's `output` to an entry of its outputs, or remove it")
+    return output[key]
 
 
 def set_lca_mode(model: nn.Module) -> nn.Module:

@@ -69,6 +69,19 @@ class Run:
             self.close()
             raise
         self._warn_if_stale()
+        self._warn_if_not_reproduced()
+
+    def _warn_if_not_reproduced(self) -> None:
+        """A recorded run whose evaluated model does not reproduce its training losses (grounding.json)."""
+        import warnings
+
+        checked = self.grounding.get("recorded_losses") or {}
+        if checked.get("reproduced") is False:
+            warnings.warn(
+                f"{self.path}: the evaluated model does not reproduce the recording's training losses (median difference "
+                f"{100 * checked['median_relative_difference']:.0f}%): its LCA may be of another function than was trained",
+                stacklevel=4,
+            )
 
     def _warn_if_stale(self) -> None:
         """lca.h5 outlives a failed rerun of its run (Snakemake deletes only the failed job's outputs)."""
@@ -172,6 +185,15 @@ class Run:
     def iterations(self) -> int:
         """T, the number of training iterations (rows of `lca`)."""
         return int(self._f["lca_layer"].shape[0])
+
+    @functools.cached_property
+    def steps(self) -> np.ndarray:
+        """The training step of each theta (T + 1): 0..T for a recorded or trained run; for a run of checkpoints
+        (runs.<run>.trajectory a glob or list) their steps, so that iteration t is the segment from steps[t] to
+        steps[t + 1]."""
+        if "steps" in self._f.attrs:
+            return np.asarray(json.loads(self._f.attrs["steps"]), dtype=np.int64)
+        return np.arange(self.iterations + 1)
 
     @property
     def num_params(self) -> int:

@@ -91,6 +91,7 @@ RUN = {
     "dataset_args": Setting(NUMBERS),
     "architecture": Setting(NUMBERS),
     "architecture_args": Setting(NUMBERS),
+    "output": Setting(NUMBERS, when=lambda run: run.get("output") is not None),  # null: runs made before it stay
     "loss": Setting(NUMBERS),
     "groups": Setting(NUMBERS),
     # the per-group rows of the LCA; the default (classes, or one group) is left out of the run's fingerprint

@@ -99,6 +99,7 @@ class RunSpec:
             self.run["seed"],
             self.run["architecture_args"],
             self.where("architecture"),
+            self.run.get("output"),
         )
 
     def layout(self, model):
@@ -202,6 +203,8 @@ def probe(spec: RunSpec, model, data: RunData) -> None:
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             outputs = copy.deepcopy(model)(x)
+    except ConfigError:  # the model's outputs hold no entry for the loss: already one line
+        raise
     except Exception as err:
         raise ConfigError(
             f"{spec.where('architecture')}: the model failed on inputs {tuple(x.shape)} {x.dtype} ({type(err).__name__}: "

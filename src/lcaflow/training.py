@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoints import CheckpointRows, aliases, checkpoint_files, is_checkpoints
 from .errors import ConfigError, DivergenceError, LCAError
 from .io import atomic_h5, open_h5
 from .layout import same_parameters
@@ -16,6 +18,7 @@ from .models import flat_params
 from .numerics import set_numerics
 from .paths import CHECKPOINT_ROWS
 from .progress import Progress, log
+from .recording import check_probe
 from .settings import run_fingerprint
 from .spec import RunData, RunSpec, probe
 from .trajectory import frozen_fingerprint, read_recorded, write_run_trajectory
@@ -288,6 +291,8 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
     """The train stage of a run recorded by the user's own loop (runs.<run>.trajectory): check the
     recording against the run's model and data, then write the run's trajectory file (rows copied,
     with the run's groups, split and classes) that the later stages read as if the train rule made it."""
+    if is_checkpoints(run["trajectory"]):
+        return adopt_checkpoints(run_name, run, data_path, out_path)
     spec = RunSpec.of(run_name, run)
     where = spec.where("trajectory")
     recorded = read_recorded(source, where)
@@ -308,6 +313,8 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             f"{spec.architecture} must rebuild them exactly (load the same weights; the workflow seeds torch with runs.{run_name}.seed)"
         )
     probe(spec, model, data)
+    if recorded["probe"] is not None:  # the same function as was trained, not only the same names and shapes
+        check_probe(copy.deepcopy(model), recorded["theta0"], layout, recorded["probe"], where, spec.architecture)
     groups = data.example_groups()
     n_rows, K = recorded["shape"]
     if n_rows - 1 != run["iterations"]:
@@ -323,8 +330,35 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
             layout,
             data.classes,
             data.split,
-            {**_run_attrs(run_name, run, data, spec.described(recorded["optimizer"])), "recorded_from": str(source)},
+            {
+                **_run_attrs(run_name, run, data, spec.described(recorded["optimizer"])),
+                "recorded_from": str(source),
+                **({"steps": json.dumps(recorded["steps"])} if recorded["steps"] else {}),
+            },
             check_finite=f"{where}: {source}",
             groups=groups,
         )
     log.info(f"wrote {out_path}: {n_rows - 1} recorded steps of {source}, K={K}")
+
+
+def adopt_checkpoints(run_name: str, run: dict, data_path: str, out_path: str) -> None:
+    """The train stage of a run given as checkpoint files (runs.<run>.trajectory a glob or a list): each
+    checkpoint, sorted by its step, a row of the run's trajectory file; each consecutive pair a segment.
+    The steps are recorded (attrs["steps"]); the minibatch losses are unknown (NaN)."""
+    spec = RunSpec.of(run_name, run)
+    where = spec.where("trajectory")
+    files = checkpoint_files(run["trajectory"], where)
+    data = RunData(spec, data_path, "cpu")
+    model = spec.build_model(data.input_shape, data.num_classes)
+    layout = spec.layout(model)
+    probe(spec, model, data)
+    rows = CheckpointRows(files, layout, aliases(model), where)
+    attrs = {
+        **_run_attrs(run_name, run, data, spec.described()),
+        "recorded_from": json.dumps([path for _, path in files]),
+        "steps": json.dumps([step for step, _ in files]),
+    }
+    with atomic_h5(out_path) as out:
+        write_run_trajectory(out, rows, len(files), np.full(len(files) - 1, np.nan), layout, data.classes, data.split, attrs)
+    log.info(f"wrote {out_path}: {len(files)} checkpoints (steps {files[0][0]}..{files[-1][0]}), K={layout.num_params}")
+

@@ -119,37 +119,62 @@ def iter_rows(path, start: int, stop: int, block: int = 16):
 class TrajectoryRecorder:
     """Records the trajectory of your own PyTorch training loop for the LCA workflow.
 
-        recorder = lcaflow.TrajectoryRecorder("trajectory.h5", model)   # records theta_0
+        recorder = lcaflow.TrajectoryRecorder("trajectory.h5", model, optimizer=optimizer)   # records theta_0
         for x, y in batches:
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(); loss.backward(); optimizer.step()
             recorder.step(loss)                                        # records theta_t and the loss
         recorder.close()                                               # or use it as a context manager
 
-    Every parameter with requires_grad is recorded, in `named_parameters` order, as float32. The file
-    is written as `<path>.partial` and renamed on `close()`; an exception inside a `with` block, or a
-    close() short of `iterations` steps (when given), leaves only the .partial file. Then point
-    `runs.<run>.trajectory` at the file: the workflow computes the LCA of the recorded steps."""
+    or, without touching the loop's steps, through the optimizer (docs/integrations.md):
 
-    def __init__(self, path: str | Path, model, iterations: int | None = None):
+        recorder = lcaflow.TrajectoryRecorder("trajectory.h5", model).attach(optimizer)
+        ...; recorder.add_loss(loss); ...                               # each micro-batch's loss
+
+    Every parameter with requires_grad is recorded, in `named_parameters` order, as float32 (under
+    mixed precision: the float32 master weights the optimizer updates). The file is written as
+    `<path>.partial` and renamed on `close()`; an exception inside a `with` block, or a close() short of
+    `iterations` steps (when given), leaves only the .partial file. With `optimizer`, its settings are
+    stored (`run.config` shows them). With `every=k`, theta is kept every k-th step (and after the last):
+    each pair of kept thetas is a segment of k steps, as between checkpoints, its loss the mean of its steps'
+    (k times smaller a file; the LCA of segments, docs/integrations.md). Under data parallelism (torch.distributed) make it on every rank:
+    rank 0 writes, and each step's loss is the mean over the ranks. Then point `runs.<run>.trajectory`
+    at the file: the workflow computes the LCA of the recorded steps."""
+
+    def __init__(self, path: str | Path, model, iterations: int | None = None, optimizer=None, every: int = 1):
         from .models import flat_params, layout_of
+        from .recording import PendingLosses, Probe, describe_optimizer, rank_and_size, refuse_sharded, unwrap
 
+        model = unwrap(model)
+        refuse_sharded(model, "lcaflow.TrajectoryRecorder")
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
         self.model, self.iterations = model, iterations
+        self.optimizer = describe_optimizer(optimizer) if optimizer is not None else None
         self.layout = layout_of(model)
+        self.writes = rank_and_size()[0] == 0  # data parallel: every rank holds the same theta, rank 0 writes it
         self._flat = lambda: flat_params(model, self.layout).float().cpu().numpy()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.unlink(missing_ok=True)  # an older recording must not outlive a failed new one
-        self._file = h5py.File(self.tmp, "w")
-        K = self.layout.num_params
-        self._params = self._file.create_dataset(
-            "params", shape=(0, K), maxshape=(None, K), dtype="float32", chunks=(16, -(-K // -(-K // 65536)))
-        )
+        self._pending, self._hook = PendingLosses(), None
         self._buffer: list[np.ndarray] = []
         self._losses: list[float] = []
         self.steps = 0
+        if not isinstance(every, int) or every < 1:
+            raise LCAError(f"{self.path}: every={every!r}; keep theta every k steps with a whole k >= 1")
+        self.every, self._kept, self._window = every, [0], []  # the step of each kept theta; losses since the last
+        if self.writes:
+            _say_weight(self.path, self.layout.num_params, every, iterations)
+        self._open = True
+        self._file = self._create() if self.writes else None
         self._append(self._flat(), "theta_0")
+        self._probe = Probe(model) if self.writes else None  # the first inputs and the outputs at theta_0
+
+    def _create(self) -> h5py.File:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)  # an older recording must not outlive a failed new one
+        f = h5py.File(self.tmp, "w")
+        K = self.layout.num_params
+        self._params = f.create_dataset("params", shape=(0, K), maxshape=(None, K), dtype="float32", chunks=(16, -(-K // -(-K // 65536))))
+        return f
 
     def _append(self, row: np.ndarray, which: str) -> None:
         if not np.isfinite(row).all():
@@ -157,7 +182,8 @@ class TrajectoryRecorder:
             raise DivergenceError(
                 f"{self.tmp}: {which} has non-finite parameters; the training diverged: lower the learning rate"
             )
-        self._buffer.append(row)
+        if self.writes:
+            self._buffer.append(row)
         if len(self._buffer) == 16:
             self._flush()
 
@@ -170,16 +196,54 @@ class TrajectoryRecorder:
 
     def step(self, loss=None) -> None:
         """Call after each optimizer step: records theta_t and the minibatch loss of step t (a float or tensor)."""
-        if self._file is None:
+        if self._hook is not None:
+            raise LCAError(
+                f"{self.path}: the recorder is attached to the optimizer and records every step itself; "
+                "give the loss with recorder.add_loss(loss) instead of recorder.step(loss)"
+            )
+        self._record(loss)
+
+    def _record(self, loss) -> None:
+        from .recording import as_float, mean_over_ranks
+
+        if not self._open:
             raise LCAError(f"{self.path}: the recorder is closed")
         self.steps += 1
-        value = loss.detach().item() if hasattr(loss, "detach") else loss
-        self._losses.append(float(value) if value is not None else float("nan"))
-        self._append(self._flat(), f"theta_{self.steps}")
+        self._window.append(mean_over_ranks(as_float(loss)))
+        if self.steps % self.every == 0:
+            self._keep()
+
+    def _keep(self) -> None:
+        """Keep theta now: the end of a segment (a step when every=1), its loss the mean of its steps'."""
+        self._losses.append(float(np.mean(self._window)))
+        self._window = []
+        self._kept.append(self.steps)
+        self._append(self._flat() if self.writes else np.zeros(1, np.float32), f"theta_{self.steps}")
+
+    def attach(self, optimizer, scaler=None) -> TrajectoryRecorder:
+        """Record theta_t after every real update of `optimizer` (Optimizer.register_step_post_hook): once per
+        optimizer step under gradient accumulation, never for a step a torch.amp.GradScaler skips (it does not
+        call optimizer.step). The step's minibatch loss is the mean of the losses given to `add_loss` since
+        the previous step; pass the loop's `scaler` so that a skipped step's losses are dropped. Also
+        stores the optimizer's settings. Returns the recorder."""
+        if self._hook is not None:
+            raise LCAError(f"{self.path}: the recorder is attached to an optimizer already")
+        from .recording import describe_optimizer
+
+        self.optimizer = self.optimizer or describe_optimizer(optimizer)
+        self._pending.scaler = scaler
+        self._hook = optimizer.register_step_post_hook(lambda *_: self._record(self._pending.take()))
+        return self
+
+    def add_loss(self, loss, share: bool = False) -> None:
+        """The loss of a micro-batch (a tensor or number) of the coming optimizer step (with `attach`); the
+        step's loss is their mean, or with `share=True` the sum of the shares (a micro-batch's sum over its
+        examples divided by the count of the whole step's, as the Hugging Face Trainer's num_items_in_batch)."""
+        self._pending.add(loss, share)
 
     def close(self) -> Path:
         """Finish the file and give it its final name; returns the path."""
-        if self._file is None:
+        if not self._open:
             return self.path
         if self.iterations is not None and self.steps != self.iterations:
             self.abort()
@@ -187,28 +251,51 @@ class TrajectoryRecorder:
         if self.steps == 0:
             self.abort()
             raise LCAError(f"{self.tmp}: no step recorded (call recorder.step() after each optimizer step)")
+        if self._window:  # the last, shorter segment
+            self._keep()
+        self._detach()
+        self._open = False
+        if self.writes:
+            self._finish()
+        return self.path
+
+    def _finish(self) -> None:
         self._flush()
         f = self._file
         f.create_dataset("minibatch_loss", data=np.array(self._losses))
         self.layout.to_h5(f.create_group("layout"))
+        if self._probe.outputs is not None:
+            f.create_dataset("probe/inputs", data=self._probe.inputs)
+            f.create_dataset("probe/outputs", data=self._probe.outputs)
         f.attrs.update(
             {
                 "recorded_by": RECORDED_BY,
                 "frozen_sha256": frozen_fingerprint(self.model),
                 "versions": json.dumps(versions(), sort_keys=True),
+                **({"optimizer": json.dumps(self.optimizer, sort_keys=True)} if self.optimizer else {}),
+                **({"steps": json.dumps(self._kept)} if self.every > 1 else {}),
             }
         )
         f.close()
         self._file = None
         os.replace(self.tmp, self.path)
-        return self.path
+
+    def _detach(self) -> None:
+        if self._probe is not None:
+            self._probe.remove()
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def abort(self) -> None:
         """Stop recording, leaving the .partial file for inspection."""
-        if self._file is not None:
-            self._flush()
-            self._file.close()
-            self._file = None
+        self._detach()
+        if self._open:
+            self._open = False
+            if self._file is not None:
+                self._flush()
+                self._file.close()
+                self._file = None
 
     def __enter__(self):
         return self
@@ -219,6 +306,27 @@ class TrajectoryRecorder:
         else:
             self.abort()
         return False
+
+
+def _say_weight(path, n_params: int, every: int, iterations: int | None) -> None:
+    """One line at the start of a recording: what it will weigh on disk (float32 rows)."""
+    import sys
+
+    row = 4 * n_params
+    if iterations is not None:
+        rows = 1 + -(-iterations // every)
+        size = f"{rows} rows, {_size(rows * row)} for {iterations} steps"
+    else:
+        size = f"{_size(row)} per kept theta, {_size(row * (1 + 1000 // every))} per 1000 steps"
+    print(f"lcaflow: recording {path}: {n_params:,} parameters, theta kept every {every} step{'s' if every > 1 else ''}: {size}", file=sys.stderr)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
 
 
 def frozen_fingerprint(model) -> str:
@@ -253,6 +361,11 @@ def read_recorded(path, where: str) -> dict:
                 "frozen_sha256": str(f.attrs.get("frozen_sha256", "")),
                 # what the recording says of its optimizer (a JSON attribute "optimizer"), None when it says nothing
                 "optimizer": json.loads(f.attrs["optimizer"]) if "optimizer" in f.attrs else None,
+                # the model's first inputs and its outputs at theta_0 (recording.Probe), None when not probed
+                "probe": {k: f[f"probe/{k}"][()] for k in ("inputs", "outputs")} if "probe" in f else None,
+                "theta0": f["params"][0],
+                # the step of each kept theta of a recording with every=k, None when every step is kept
+                "steps": json.loads(f.attrs["steps"]) if "steps" in f.attrs else None,
             }
         except (KeyError, ValueError, OSError) as err:
             raise CorruptFileError(f"{where}: {path} is damaged ({err}); record it again") from err

@@ -32,3 +32,15 @@ def small_convnet(channels: int = 4, classes: int = 10):
         nn.Flatten(),
         nn.Linear(channels * 12 * 12, classes),
     )
+
+
+def tiny_gpt2(vocab: int = 96, context: int = 32):
+    """A 2-layer GPT-2 of 32 dimensions built from its config (no download), as the Hugging Face Trainer
+    trains it: the workflow takes the logits of its ModelOutput. Dropout off: L(theta) is deterministic."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=vocab, n_positions=context, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
+    )  # fmt: skip
+    return GPT2LMHeadModel(config)

@@ -60,6 +60,20 @@ def window_traces(f, lca_path, window) -> tuple[dict, dict]:
     return traces, summary
 
 
+def _between_checkpoints(lca_path) -> dict:
+    """For a run of checkpoints: why its turns are not the optimizer's oscillation (they count direction changes
+    between checkpoints, each many optimizer steps apart)."""
+    import json
+
+    with open_lca(lca_path) as f:
+        steps = json.loads(f.attrs["steps"]) if "steps" in f.attrs else None
+    if steps is None:
+        return {}
+    every = np.unique(np.diff(steps))
+    interval = f"{every[0]}" if len(every) == 1 else f"{every.min()}-{every.max()}"
+    return {"skipped": f"skipped: checkpoints every {interval} steps; turns between them are not the optimizer's oscillation"}
+
+
 def oscillation(lca_path, out_json, out_layers, out_traces, window=(50, 200)) -> dict:
     with open_lca(lca_path) as f:
         require(f, NEEDS, lca_path, "assemble")
@@ -99,6 +113,7 @@ def oscillation(lca_path, out_json, out_layers, out_traces, window=(50, 200)) ->
         "iterations_per_gradient_sign_change": finite(every(mean_crossings)),
         "gradient_measured": True,  # counted in the gradient jobs for every parameter
         "traces": trace_summary,
+        **_between_checkpoints(lca_path),
     }
     write_json(out_json, result)
     return result

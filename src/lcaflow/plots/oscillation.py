@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from ..tables import read_tsv
@@ -21,8 +23,11 @@ def oscillation_figure(layers_tsv, traces_tsv, json_path, out_png, run: str) -> 
         ax.set_xticks(x, layers["layer"], rotation=30, ha="right")
         ax.set_ylabel(f"changes per parameter, out of {o['iterations']} iterations")
         ax.set_title(
-            f"{run}: one turn every {_every(o['iterations_per_weight_direction_change'])},\none gradient sign change every "
-            f"{_every(o['iterations_per_gradient_sign_change']) if measured else '(not measured)'} (layer means)"
+            textwrap.fill(f"{run}: oscillation {o['skipped']}", 60)  # a run of checkpoints: segments, not optimizer steps
+            if "skipped" in o
+            else f"{run}: one turn every {_every(o['iterations_per_weight_direction_change'])},\none gradient sign change every "
+            f"{_every(o['iterations_per_gradient_sign_change']) if measured else '(not measured)'} (layer means)",
+            fontsize=9 if "skipped" in o else None,
         )
         ax.legend(frameon=False, fontsize=8)
         tr = o["traces"]

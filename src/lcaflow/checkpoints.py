@@ -1,0 +1,132 @@
+"""Checkpoint files as a trajectory: `runs.<run>.trajectory` naming a glob or a list of checkpoints.
+
+A checkpoint is a `torch.save` state_dict (.pt, .pth, .bin), a safetensors file, a Hugging Face
+`save_pretrained` directory or a Lightning `.ckpt`; each is read without running pickled code (safetensors,
+or torch.load with weights_only=True). They are sorted by the step number in their names, and each
+consecutive pair is one segment of the run: the workflow's LCA runs along the straight line between them,
+as along an optimizer step. Torch is imported inside the functions that read tensors."""
+
+from __future__ import annotations
+
+import glob
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, DivergenceError, looked_in
+
+GLOB_CHARS = re.compile(r"[*?\[]")
+_STEP = re.compile(r"(?:step|global_step)[=_-]?(\d+)", re.IGNORECASE)
+_NUMBER = re.compile(r"(\d+)")
+HF_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def is_checkpoints(value) -> bool:
+    """runs.<run>.trajectory names checkpoints (a glob or a list), not one recorder's file."""
+    return isinstance(value, list) or (isinstance(value, str) and bool(GLOB_CHARS.search(value)))
+
+
+def step_of(path: str) -> int | None:
+    """The step number in a checkpoint's name: after `step` (Lightning's `epoch=0-step=100.ckpt`), else the
+    last number of its name (`checkpoint-500`, `ckpt_000200.pt`); None without a number."""
+    name = Path(path).name
+    found = _STEP.findall(name) or _NUMBER.findall(Path(name).stem if Path(path).suffix else name)
+    return int(found[-1]) if found else None
+
+
+def checkpoint_files(value, where: str) -> list[tuple[int, str]]:
+    """(step, path) of every checkpoint, sorted by step; one line for a glob matching fewer than two, a name
+    without a step number, or two checkpoints of the same step."""
+    paths = sorted(glob.glob(value)) if isinstance(value, str) else [str(p) for p in value]
+    if len(paths) < 2:
+        found = f"matches {len(paths)} file{'s' if len(paths) != 1 else ''}" if isinstance(value, str) else f"lists {len(paths)}"
+        raise ConfigError(
+            f"{where}: {value} {found}{looked_in(value) if isinstance(value, str) else ''}; "
+            "a trajectory of checkpoints needs at least two (each consecutive pair is a segment)"
+        )
+    for path in paths:
+        if not Path(path).exists():
+            raise ConfigError(f"{where}: checkpoint {path} not found{looked_in(path)}")
+    steps = {}
+    for path in paths:
+        step = step_of(path)
+        if step is None:
+            raise ConfigError(f"{where}: {path} has no step number in its name; rename it (e.g. checkpoint-500) or list the files")
+        if step in steps:
+            raise ConfigError(f"{where}: {steps[step]} and {path} are both step {step}; keep one of them")
+        steps[step] = path
+    return sorted(steps.items())
+
+
+def read_state(path: str, where: str) -> dict:
+    """A checkpoint's tensors by name, read without running pickled code."""
+    p = Path(path)
+    if p.is_dir():
+        inner = next((p / n for n in HF_FILES if (p / n).exists()), None) or next(iter(sorted(p.glob("*.safetensors"))), None)
+        if inner is None:
+            raise ConfigError(f"{where}: {path} holds no {' or '.join(HF_FILES)} (a save_pretrained directory)")
+        return read_state(str(inner), where)
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    return _torch_state(path, where)
+
+
+def _torch_state(path: str, where: str) -> dict:
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(
+            f"{where}: {path} can only be loaded by running pickled code, which lcaflow never does; convert it where you "
+            "trust it: torch.save(torch.load(path, weights_only=False)['state_dict'], 'step-N.pt') or save it as safetensors"
+        ) from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # Lightning's .ckpt
+        state = state["state_dict"]
+    elif isinstance(state, dict) and isinstance(state.get("model"), dict):  # {"model": ..., "optimizer": ...}
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"{where}: {path} holds a {type(state).__name__}, not a state_dict of named tensors")
+    return state
+
+
+class CheckpointRows:
+    """The rows of a trajectory of checkpoints, read a block at a time (rows[a:b]), as copy_rows reads them."""
+
+    def __init__(self, files: list[tuple[int, str]], layout, names: dict, where: str):
+        self.files, self.layout, self.names, self.where = files, layout, names, where
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.stack([checkpoint_row(read_state(p, self.where), self.layout, self.names, p, self.where) for _, p in self.files[rows]])
+
+
+def aliases(model) -> dict[str, list[str]]:
+    """Every name of each trainable tensor, its first name first: a tied weight (GPT-2's lm_head.weight is
+    transformer.wte.weight) may be stored under either name, or only one."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    return {group[0]: group for group in names.values()}
+
+
+def checkpoint_row(state: dict, layout, names: dict, path: str, where: str) -> np.ndarray:
+    """theta of one checkpoint in the layout's order (float32); one line for a parameter missing, of another
+    shape, or not finite."""
+    parts = []
+    for name, shape in zip(layout.names, layout.shapes):
+        key = next((n for n in names.get(name, [name]) if n in state), None)
+        if key is None:
+            raise ConfigError(f"{where}: {path} lacks parameter {name}: a checkpoint of another model, or a partial one")
+        tensor = state[key]
+        if tuple(tensor.shape) != tuple(shape):
+            raise ConfigError(f"{where}: {path} is of another model ({name}: {tuple(tensor.shape)} in it, {tuple(shape)} in the model)")
+        parts.append(tensor.detach().float().reshape(-1).numpy())
+    row = np.concatenate(parts)
+    if not np.isfinite(row).all():
+        raise DivergenceError(f"{where}: {path} has non-finite parameters; the training diverged there: leave it out")
+    return row

@@ -1,0 +1,208 @@
+"""The Hugging Face Trainer and Lightning callbacks on real runs of the real libraries (tiny models built
+from configs, no download): each records what the plain recorder records when the same micro-batches are
+replayed in a plain loop, once per optimizer step under gradient accumulation."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import lcaflow
+
+transformers = pytest.importorskip("transformers", reason="the hf extra: pip install -e '.[hf]'")
+
+
+def _read(path):
+    with h5py.File(path) as f:
+        return f["params"][()], f["minibatch_loss"][()], json.loads(f.attrs.get("optimizer", "null"))
+
+
+def tiny_gpt2(vocab=48, positions=16):
+    """A 2-layer GPT-2 of 32 dimensions, dropout off (the workflow's L(theta) is deterministic)."""
+    config = transformers.GPT2Config(
+        vocab_size=vocab, n_positions=positions, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def _token_rows(n=16, length=12, vocab=48):
+    g = torch.Generator().manual_seed(3)
+    return [torch.randint(vocab, (length,), generator=g) for _ in range(n)]
+
+
+def _replay(path, batches, lr, momentum, accumulate):
+    """The plain recorder on a plain loop over the micro-batches the Trainer ran, each loss normalised by the
+    token count the Trainer gave the model (`num_items_in_batch`; this version counts all 12 labels of a
+    row, the model's loss 11 after shifting them)."""
+    model = tiny_gpt2()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    with lcaflow.TrajectoryRecorder(path, model) as recorder:
+        for i in range(0, len(batches), accumulate):
+            losses = []
+            for ids, labels, items in batches[i : i + accumulate]:
+                loss = model(ids, labels=labels, num_items_in_batch=items).loss  # the step's sum / its tokens
+                loss.backward()
+                losses.append(loss.item())
+            opt.step()
+            opt.zero_grad()
+            recorder.step(sum(losses))
+    return _read(path)
+
+
+def test_the_trainer_callback_records_the_plain_recorders_trajectory(tmp_path):
+    from lcaflow.integrations.hf import TrajectoryCallback
+
+    model = tiny_gpt2()
+    seen = []  # the micro-batches the Trainer feeds, in order
+    model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append((kw["input_ids"], kw["labels"], kw["num_items_in_batch"])) if m.training else None,
+        with_kwargs=True,
+    )
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+        optim="sgd", learning_rate=0.1, lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0,
+        report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    data = [{"input_ids": r, "labels": r} for r in _token_rows()]
+    callback = TrajectoryCallback(tmp_path / "hf.h5")
+    transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[callback]).train()
+    recorded, losses, described = _read(tmp_path / "hf.h5")
+    assert len(seen) == 6 and recorded.shape[0] == 4  # 6 micro-batches, 3 optimizer steps
+    assert described["name"] == "sgd" and described["lr"] == 0.1
+    plain, plain_losses, _ = _replay(tmp_path / "plain.h5", seen, 0.1, described.get("momentum", 0.0), accumulate=2)
+    np.testing.assert_allclose(recorded, plain, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(losses, plain_losses, rtol=1e-5)  # the shares of num_items_in_batch add up to the mean
+    with h5py.File(tmp_path / "hf.h5") as f:  # tied lm_head and wte: one tensor, under its first name
+        names = list(f["layout/names"].asstr()[()])
+    assert "transformer.wte.weight" in names and "lm_head.weight" not in names
+
+
+def _lightning_module():
+    import lightning
+
+    class Classifier(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+    return Classifier()
+
+
+def _classes(n=48):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 4, generator=g), torch.randint(3, (n,), generator=g)
+
+
+def test_the_lightning_callback_records_once_per_accumulated_step(tmp_path):
+    import lightning
+
+    from lcaflow.integrations.lightning import TrajectoryCallback
+
+    x, y = _classes()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)  # in order: 6 micro-batches
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, max_steps=3, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[TrajectoryCallback(tmp_path / "pl.h5")],
+    )  # fmt: skip
+    trainer.fit(_lightning_module(), loader)
+    recorded, losses, described = _read(tmp_path / "pl.h5")
+    assert described["name"] == "sgd" and described["momentum"] == 0.9
+    model = _lightning_module()  # the plain recorder on the same micro-batches, two per step
+    opt = model.configure_optimizers()
+    with lcaflow.TrajectoryRecorder(tmp_path / "plain.h5", model) as recorder:
+        for step in range(3):
+            micro = [torch.nn.functional.cross_entropy(model(x[a : a + 8]), y[a : a + 8]) for a in (16 * step, 16 * step + 8)]
+            sum(m / 2 for m in micro).backward()
+            opt.step()
+            opt.zero_grad()
+            recorder.step(sum(m.item() for m in micro) / 2)
+    plain, plain_losses, _ = _read(tmp_path / "plain.h5")
+    assert recorded.shape == plain.shape == (4, 4 * 8 + 8 + 8 * 3 + 3)
+    np.testing.assert_allclose(recorded, plain, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(losses, plain_losses, rtol=1e-6)
+    with h5py.File(tmp_path / "pl.h5") as f:  # named as in the module
+        assert list(f["layout/names"].asstr()[()])[:2] == ["net.0.weight", "net.0.bias"]
+
+
+def test_lcaflow_imports_without_the_libraries():
+    import subprocess
+    import sys
+
+    code = "import sys, lcaflow, lcaflow.trajectory, lcaflow.integrations; assert not {'transformers', 'lightning'} & set(sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+def test_a_trainer_run_goes_through_the_workflow_with_config_entries_only(tmp_path):
+    """The user's Trainer script with the callback (tests/user_project/hf_train.py), then the workflow with
+    hf.yaml: the Hugging Face model as its function returns it (its logits taken), grounded; and the same
+    run from its checkpoint folder (save_steps=2), the same thetas, grounded per segment."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO, SNAKEMAKE
+
+    project = REPO / "tests" / "user_project"
+    for path in [*project.glob("*.py"), project / "hf.yaml"]:
+        shutil.copy(path, tmp_path)
+    trained = subprocess.run([sys.executable, "hf_train.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    targets = [f"results/runs/{run}/grounding.json" for run in ("gpt", "gpt_checkpoints")]
+    targets.append("results/runs/gpt_checkpoints/stats/oscillation.json")
+    result = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile=hf.yaml", *targets], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for target in targets[:2]:
+        grounding = json.loads((tmp_path / target).read_text())
+        assert abs(grounding["train"]["cumulative_error_pct"]) <= 1.0 and grounding["iterations_over_tolerance"] == 0, target
+    with h5py.File(tmp_path / "results/runs/gpt/trajectory.h5") as f:
+        config = json.loads(f.attrs["run_config"])
+        recorded = f["params"][()]
+        assert recorded.shape[0] == 7 and "lm_head.weight" not in list(f["layout/names"].asstr()[()])
+    assert config["optimizer"]["name"] == "adamw" and config["optimizer"]["lr"] == 3e-3  # the Trainer's, not a placeholder
+    with h5py.File(tmp_path / "results/runs/gpt_checkpoints/trajectory.h5") as f:  # safetensors, lm_head stored once
+        assert json.loads(f.attrs["steps"]) == [2, 4, 6]
+        np.testing.assert_array_equal(f["params"][()], recorded[[2, 4, 6]])  # the callback's thetas at those steps
+    checked = json.loads((tmp_path / targets[0]).read_text())["recorded_losses"]  # the Trainer's losses, reproduced
+    assert checked["reproduced"] and checked["median_relative_difference"] < 0.25
+    assert "recorded_losses" not in json.loads((tmp_path / targets[1]).read_text())  # checkpoints carry no losses
+    oscillation = json.loads((tmp_path / targets[2]).read_text())  # turns between checkpoints are not oscillation
+    assert oscillation["skipped"] == "skipped: checkpoints every 2 steps; turns between them are not the optimizer's oscillation"
+    with lcaflow.open_run(tmp_path / "results/runs/gpt_checkpoints") as run, lcaflow.open_run(tmp_path / "results/runs/gpt") as every:
+        assert list(run.steps) == [2, 4, 6] and list(every.steps) == list(range(7))  # the time axis of each
+        segments, steps = run.per_iteration(), every.per_iteration()
+    np.testing.assert_allclose(segments, [steps[2:4].sum(), steps[4:6].sum()], rtol=0.02)  # both add up to the loss changes
+    flagged = tmp_path / targets[0]  # as open_run shows a run whose model does not reproduce its losses
+    flagged.write_text(json.dumps({**json.loads(flagged.read_text()), "recorded_losses": {**checked, "reproduced": False}}))
+    with pytest.warns(UserWarning, match="does not reproduce the recording's training losses"), lcaflow.open_run(flagged.parent):
+        pass
+
+
+def test_the_workflow_takes_the_logits_or_the_named_entry_of_a_model_output(tmp_path, monkeypatch):
+    from lcaflow.errors import ConfigError
+    from lcaflow.models import build_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("from transformers import GPT2Config, GPT2LMHeadModel\n\ndef gpt(**kw):\n    return GPT2LMHeadModel(GPT2Config(**kw))\n")
+    args = {"vocab_size": 16, "n_positions": 8, "n_embd": 8, "n_layer": 1, "n_head": 1, "bos_token_id": 0, "eos_token_id": 0}
+    tokens = torch.zeros(2, 5, dtype=torch.int64)
+    model = build_model("m.py:gpt", None, 0, 0, args, "config: runs.r.architecture")
+    assert model(tokens).shape == (2, 5, 16)  # the ModelOutput's logits
+    hidden = build_model("m.py:gpt", None, 0, 0, {**args, "output_hidden_states": True}, "w", output="hidden_states")
+    assert isinstance(hidden(tokens), tuple)  # the named entry
+    with pytest.raises(ConfigError, match=r"^w: the model returns a CausalLMOutputWithCrossAttentions without 'past' \(it holds logits\); set the run's `output`"):
+        build_model("m.py:gpt", None, 0, 0, {**args, "use_cache": False}, "w", output="past")(tokens)
