@@ -249,6 +249,30 @@ def test_curves_split_a_deep_models_change_over_its_groups():
     assert np.allclose(lca, fine, atol=2e-4), (lca, fine)
 
 
+def test_curves_go_through_attention():
+    """Forward-mode derivatives through scaled_dot_product_attention (the fused CPU and CUDA kernels have none):
+    a causal self-attention model's per-example derivatives along a step match central differences."""
+
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv, self.out = torch.nn.Linear(4, 12), torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).unsqueeze(1).chunk(3, dim=-1)
+            return self.out(torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).squeeze(1))
+
+    torch.manual_seed(2)
+    curves = _curves(Attention(), torch.randn(5, 6, 4), torch.randn(5, 6, 4))
+    theta = torch.cat([p.detach().flatten() for p in curves.model.parameters()])
+    curves.delta = 0.1 * torch.randn_like(theta).double()
+    losses, derivatives = curves.derivatives(theta)
+    h, step = 1e-2, curves.delta.float()
+    central = (curves.losses(theta + h * step) - curves.losses(theta - h * step)) / (2 * h)
+    assert torch.allclose(derivatives.sum(1), central, rtol=1e-2, atol=1e-5)
+    assert torch.allclose(losses, curves.losses(theta), atol=1e-6)
+
+
 def test_bad_curve_settings_are_one_line():
     from lcaflow.curves import curve_sample
     from lcaflow.errors import DivergenceError

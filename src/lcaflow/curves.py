@@ -18,6 +18,7 @@ import copy
 import numpy as np
 import torch
 from torch.func import functional_call, jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .errors import ConfigError, DivergenceError
 from .layout import Layout
@@ -108,8 +109,13 @@ class ExampleCurves:
         return values.detach().double(), torch.stack(columns, 1)
 
     def _per_example(self, params: dict) -> torch.Tensor:
-        outputs = functional_call(self.model, (params, self.buffers), (self.x,))
-        return self.loss.per_example(outputs, self.y)
+        return self.loss.per_example(self._outputs(params, self.x), self.y)
+
+    def _outputs(self, params: dict, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs on x at params. Attention runs its plain (math) kernel: the fused kernels of
+        scaled_dot_product_attention (flash, memory-efficient) have no forward-mode derivative."""
+        with sdpa_kernel([SDPBackend.MATH]):
+            return functional_call(self.model, (params, self.buffers), (x,))
 
     def _flat(self, theta: torch.Tensor) -> torch.Tensor:
         return theta.detach().to(device=self.x.device, dtype=torch.float32)
@@ -151,7 +157,7 @@ class TokenGroups(ExampleCurves):
             return sum(self._group_sums(params, part).double() for part in self.slices)
 
     def _group_sums(self, params: dict, part: slice) -> torch.Tensor:
-        outputs = functional_call(self.model, (params, self.buffers), (self.x[part],))
+        outputs = self._outputs(params, self.x[part])
         n, s, v = outputs.shape
         tokens = torch.nn.functional.cross_entropy(outputs.reshape(n * s, v), self.y[part].reshape(n * s), reduction="none")
         onehot = torch.nn.functional.one_hot(self.labels[part].reshape(-1), len(self.names)).to(tokens.dtype)
