@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,21 @@ def browser():
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node SLURM started by .ci/local-slurm.sh (root and Debian's slurm-wlm), skipped with the reason
+    otherwise. It stops at the end of the session, not of its test file: Snakemake's SLURM plugin asks
+    `scontrol show config` on every start, which waits 9 s for a stopped controller."""
+    if os.environ.get("LCA_SKIP_SLURM"):
+        pytest.skip("LCA_SKIP_SLURM is set")
+    if os.geteuid() != 0:
+        pytest.skip("starting a local SLURM needs root (.ci/local-slurm.sh)")
+    if not shutil.which("apt-get") or not shutil.which("dpkg"):
+        pytest.skip("starting a local SLURM needs Debian's slurm-wlm packages (apt-get)")
+    setup_script = REPO / ".ci" / "local-slurm.sh"
+    setup = subprocess.run(["bash", str(setup_script)], capture_output=True, text=True, timeout=600)
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    yield
+    subprocess.run(["bash", str(setup_script), "teardown"], capture_output=True, timeout=120)

@@ -2,32 +2,12 @@
 
 Needs root and Debian's slurm-wlm (installed by .ci/local-slurm.sh); skipped with the reason otherwise."""
 
-import os
 import re
-import shutil
-import subprocess
 
-import pytest
 import yaml
 from conftest import REPO, output_hashes, snakemake, write_tiny_config
 
 from lcaflow.config import validate_config
-
-SETUP = REPO / ".ci" / "local-slurm.sh"
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    if os.environ.get("LCA_SKIP_SLURM"):
-        pytest.skip("LCA_SKIP_SLURM is set")
-    if os.geteuid() != 0:
-        pytest.skip("starting a local SLURM needs root (.ci/local-slurm.sh)")
-    if not shutil.which("apt-get") or not shutil.which("dpkg"):
-        pytest.skip("starting a local SLURM needs Debian's slurm-wlm packages (apt-get)")
-    setup = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=600)
-    assert setup.returncode == 0, setup.stderr[-2000:]
-    yield
-    subprocess.run(["bash", str(SETUP), "teardown"], capture_output=True, timeout=120)
 
 
 def test_slurm_profile_runs_the_workflow_and_matches_a_local_run(slurm_cluster, tiny_workflow, tmp_path):
