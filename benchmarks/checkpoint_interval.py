@@ -1,11 +1,12 @@
 """How coarse can checkpoints be? The LCA of a checkpoint path against the per-step LCA over the same windows.
 
-    python benchmarks/checkpoint_interval.py [--work results/checkpoint_interval] [--intervals 5 20 50]
+    python benchmarks/checkpoint_interval.py [--config config.yaml] [--work results/checkpoint_interval] [--intervals 5 20 50] [--cores 2]
 
-Runs the default Fashion-MNIST run (config.yaml: MNIST-FC, SGD momentum 0.9, 880 steps) through the workflow,
+Runs the first run of the config (by default config.yaml's: MNIST-FC, SGD momentum 0.9, 880 steps; or a recorded
+run such as configs/examples/char_transformer.yaml's) through the workflow,
 writes its theta every k steps as checkpoint files (`torch.save` state_dicts named by step, the last step
 always included), takes each folder through the workflow as `runs.<run>.trajectory` (the same training set:
-`validation: split` with the default split), and compares each segment's LCA with the per-step LCA summed
+the base run's model, data, loss, groups and validation), and compares each segment's LCA with the per-step LCA summed
 over the segment's steps: per group totals, % of parameters helping, per-parameter (and per group and
 segment) correlation and sign agreement, grounding and cost in training-set passes. Prints a markdown table
 (docs/integrations.md quotes it)."""
@@ -28,9 +29,12 @@ sys.path.insert(0, str(REPO / "src"))
 import lcaflow  # noqa: E402
 from lcaflow.layout import Layout  # noqa: E402
 
+# What a checkpoint run takes over from the base run: what it evaluates, never how it was trained.
+EVALUATED = ("architecture", "architecture_args", "dataset", "dataset_args", "loss", "output", "groups", "device")
 
-def snakemake(config: Path, *targets: str) -> None:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", f"--configfile={config}", *targets]
+
+def snakemake(config: Path, cores: int, *targets: str) -> None:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", str(cores), f"--configfile={config}", *targets]
     subprocess.run(cmd, cwd=REPO, check=True)
 
 
@@ -109,23 +113,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "results" / "checkpoint_interval")
     parser.add_argument("--intervals", type=int, nargs="+", default=[5, 20, 50])
+    parser.add_argument("--config", type=Path, default=REPO / "config.yaml", help="its first run is the per-step run")
+    parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = yaml.safe_load(args.config.read_text())
     config["results_dir"] = str(work / "results")
+    config["threads"] = min(config.get("threads", args.cores), args.cores)
     base = next(iter(config["runs"]))
     results = work / "results"
     phase1 = work / "steps.yaml"
     phase1.write_text(yaml.safe_dump(config))
-    snakemake(phase1, str(results / "runs" / base / "grounding.json"))
+    snakemake(phase1, args.cores, str(results / "runs" / base / "grounding.json"))
     run = config["runs"][base]
     for k in args.intervals:
         files = write_checkpoints(results / "runs" / base / "trajectory.h5", work / f"ckpt{k}", k)
-        config["runs"][f"ck{k}"] = {"trajectory": files, "architecture": run["architecture"], "dataset": run["dataset"], "validation": "split", "device": run.get("device", "auto")}
+        evaluated = {key: run[key] for key in EVALUATED if key in run}
+        config["runs"][f"ck{k}"] = {"trajectory": files, **evaluated, "validation": run.get("validation", "split")}
     phase2 = work / "checkpoints.yaml"
     phase2.write_text(yaml.safe_dump(config))
-    snakemake(phase2, *[str(results / "runs" / f"ck{k}" / "grounding.json") for k in args.intervals])
+    snakemake(phase2, args.cores, *[str(results / "runs" / f"ck{k}" / "grounding.json") for k in args.intervals])
     rows = [compare(results, base, k) for k in args.intervals]
     (work / "study.json").write_text(json.dumps(rows, indent=1))
     print(table(rows))

@@ -23,11 +23,12 @@ parser.add_argument("--steps", type=int, default=300)
 parser.add_argument("--batch-size", type=int, default=32)
 parser.add_argument("--lr", type=float, default=3e-3)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--train-windows", type=int, default=1000, help="training windows (the config's dataset_args must agree)")
 args = parser.parse_args()
 
 torch.manual_seed(args.seed)
 torch.set_num_threads(2)
-train, test = fortunes()  # the config gives the same arguments (the defaults)
+train, test = fortunes(train_windows=args.train_windows)  # the config gives the same arguments
 x, y = train.tensors
 model = build()
 optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
