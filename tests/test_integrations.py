@@ -297,10 +297,33 @@ def test_a_trainer_run_goes_through_the_workflow_with_config_entries_only(tmp_pa
         assert list(run.steps) == [2, 4, 6] and list(every.steps) == list(range(7))  # the time axis of each
         segments, steps = run.per_iteration(), every.per_iteration()
     np.testing.assert_allclose(segments, [steps[2:4].sum(), steps[4:6].sum()], rtol=0.02)  # both add up to the loss changes
+    _figures_time_axis(tmp_path / "results/runs")
     flagged = tmp_path / targets[0]  # as open_run shows a run whose model does not reproduce its losses
     flagged.write_text(json.dumps({**json.loads(flagged.read_text()), "recorded_losses": {**checked, "reproduced": False}}))
     with pytest.warns(UserWarning, match="does not reproduce the recording's training losses"), lcaflow.open_run(flagged.parent):
         pass
+
+
+def _figures_time_axis(runs):
+    """The figures' time axis: optimizer steps for the run of checkpoints (a theta at its step, an iteration at
+    its segment's end; the neuron heat map's columns labelled by those ends), iterations for the recorded run."""
+    from lcaflow.plots import ITERATIONS, TimeAxis
+    from lcaflow.plots.style import close, subplots
+
+    assert TimeAxis.of(runs / "gpt/lca.h5") == ITERATIONS and ITERATIONS.label == "iteration"
+    axis = TimeAxis.of(runs / "gpt_checkpoints/lca.h5")
+    assert axis.label == "optimizer step" and list(axis.thetas([0, 1, 2])) == [2, 4, 6] and list(axis.iterations([0, 1])) == [4, 6]
+    fig, axes = subplots()
+    axes[0, 0].imshow(np.zeros((3, 2)))  # a column per segment, as neurons_figure draws them
+    axis.columns(axes[0, 0])
+    fig.canvas.draw()
+    assert axes[0, 0].get_xlabel() == "optimizer step"
+    assert [t.get_text() for t in axes[0, 0].get_xticklabels() if t.get_text()] == ["4", "6"]
+    close(fig)
+    from lcaflow.explorer.views import time_x  # the explorer's time axis: each whole tick, a theta, at its step
+
+    x = time_x({"steps": list(axis.steps)}, [0, 2]).to_dict()
+    assert x["title"] == "optimizer step" and "[2, 4, 6][datum.value]" in x["axis"]["labelExpr"]
 
 
 def test_the_workflow_takes_the_logits_or_the_named_entry_of_a_model_output(tmp_path, monkeypatch):
