@@ -316,6 +316,7 @@ def _figures_time_axis(runs):
     fig, axes = subplots()
     axes[0, 0].imshow(np.zeros((3, 2)))  # a column per segment, as neurons_figure draws them
     axis.columns(axes[0, 0])
+    axis.name(axes[0, 0])
     fig.canvas.draw()
     assert axes[0, 0].get_xlabel() == "optimizer step"
     assert [t.get_text() for t in axes[0, 0].get_xticklabels() if t.get_text()] == ["4", "6"]

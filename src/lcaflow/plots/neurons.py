@@ -40,7 +40,8 @@ def neurons_figure(neurons_h5, out_png, run: str, time: TimeAxis = ITERATIONS) -
             ax.set_ylabel(f"{name}\nneuron / channel")
             ax.yaxis.get_major_locator().set_params(integer=True)
             fig.colorbar(im, ax=ax, label=f"LCA (nats)\nclipped at {PERCENTILE:.0f}th pct", shrink=0.9)
-        time.columns(axes[-1, 0])
+            time.columns(ax)
+        time.name(axes[-1, 0])
         note = f"\nno neurons in {', '.join(skipped)} ({'; '.join(v.removeprefix('skipped: ') for v in dict.fromkeys(skipped.values()))})" if skipped else ""
         fig.suptitle(f"{run}: LCA summed over each neuron's parameters, per iteration (green helped, purple hurt){note}", fontsize=11)
 

@@ -29,7 +29,7 @@ def _raster(ax, moments, signal, group, layers, T, time: TimeAxis) -> None:
         ax.plot(it[sync], np.full(sync.sum(), j), "o", color=SYNC_COLOR, ms=4.5)
     ax.set_yticks(range(len(layers)), layers)
     ax.set_ylim(-0.6, len(layers) - 0.4)
-    ax.set_xlim(*time.limits((-1, T)))
+    ax.set_xlim(*time.limits((-1, T), pad=0.03))
 
 
 def sync_figure(moments_tsv, json_path, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:

@@ -40,18 +40,21 @@ class TimeAxis:
         """Where iteration t (a segment) is drawn: at its end on the step axis."""
         return t if self.steps is None else np.asarray(self.steps)[np.asarray(t, dtype=int) + 1]
 
-    def limits(self, ordinary: tuple) -> tuple:
-        """The x limits: `ordinary` on the iteration axis, the first to the last step otherwise."""
-        return ordinary if self.steps is None else (self.steps[0], self.steps[-1])
+    def limits(self, ordinary: tuple, pad: float = 0.0) -> tuple:
+        """The x limits of iterations' data: `ordinary` on the iteration axis, the end of the first segment to
+        the end of the last otherwise (widened by `pad` of that span on each side)."""
+        if self.steps is None:
+            return ordinary
+        lo, hi = (self.steps[1], self.steps[-1]) if len(self.steps) > 2 else (self.steps[0], self.steps[-1])
+        return lo - pad * (hi - lo), hi + pad * (hi - lo)
 
     def name(self, ax, note: str = "") -> None:
         """Label the x axis of `ax` (`note`: what on it, e.g. " (end of window)")."""
         ax.set_xlabel(self.label + note)
 
-    def columns(self, ax, note: str = "") -> None:
-        """Label the x axis of an image whose column t is iteration t: on the step axis each tick says the
-        step at the end of its column's segment."""
-        self.name(ax, note)
+    def columns(self, ax) -> None:
+        """Tick the x axis of an image whose column t is iteration t: on the step axis each tick says the step
+        at the end of its column's segment (on the iteration axis the column index, as matplotlib ticks it)."""
         if self.steps is not None:
             from matplotlib.ticker import FuncFormatter, MaxNLocator
 
