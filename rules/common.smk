@@ -131,12 +131,13 @@ def run_sources(wildcards):
 
 def recorded_trajectory(wildcards):
     """The recording, or the checkpoint files (a glob or a list) of a run given by its checkpoints."""
-    trajectory = RUNS[wildcards.run]["trajectory"]
+    run = RUNS[wildcards.run]
+    trajectory = run["trajectory"]
     if is_checkpoints(trajectory):
         return [
             path
             for _, path in checkpoint_files(
-                trajectory, f"config: runs.{wildcards.run}.trajectory"
+                trajectory, f"config: runs.{wildcards.run}.trajectory", run["steps"]
             )
         ]
     return trajectory

@@ -4,6 +4,7 @@
 
 rule figure_grounding:
     input:
+        lca=RUN.lca,  # its steps: the time axis
         tsv=RUN.stats("grounding.tsv"),
         json=RUN.grounding,
     output:
@@ -20,6 +21,7 @@ rule figure_grounding:
 
 rule figure_noise:
     input:
+        lca=RUN.lca,  # its steps: the time axis
         iterations=RUN.stats("noise_iterations.tsv"),
         layers=RUN.stats("noise_layers.tsv"),
         histogram=RUN.stats("lca_histogram.tsv"),
@@ -55,6 +57,7 @@ rule figure_heavy_tails:
 
 rule figure_oscillation:
     input:
+        lca=RUN.lca,  # its steps: the time axis
         layers=RUN.stats("oscillation_layers.tsv"),
         traces=RUN.stats("oscillation_traces.tsv"),
         json=RUN.stats("oscillation.json"),
@@ -72,6 +75,7 @@ rule figure_oscillation:
 
 rule figure_layers:
     input:
+        lca=RUN.lca,  # its steps: the time axis
         layers=RUN.stats("layers.tsv"),
         cumulative=RUN.stats("layers_cumulative.tsv"),
     output:
@@ -88,6 +92,7 @@ rule figure_layers:
 
 rule figure_synchronization:
     input:
+        lca=RUN.lca,  # its steps: the time axis
         moments=RUN.stats("moments.tsv"),
         json=RUN.stats("synchronization.json"),
     output:
@@ -110,6 +115,7 @@ rule figure_synchronization:
 
 rule figure_neurons:
     input:
+        lca=RUN.lca,  # its steps: the time axis
         h5=RUN.stats("neurons.h5"),
         json=RUN.stats("neurons.json"),
     output:
@@ -182,6 +188,7 @@ rule figure_experiment:
 
 rule figure_example_groups:
     input:
+        lca=RUN.lca,  # its steps: the time axis
         whom=RUN.stats("who_helped_whom.tsv"),
         whom_time=RUN.stats("who_helped_whom_time.tsv"),
         interference=RUN.stats("interference.tsv"),

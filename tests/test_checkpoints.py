@@ -92,3 +92,35 @@ def test_a_list_of_checkpoints_sets_the_runs_segments(tmp_path, monkeypatch):
     cfg = validate_config({"runs": {"r": {"architecture": "mnist_fc", "dataset": "fashion_mnist", "trajectory": ["step20.pt", "step0.pt", "step10.pt"]}}})
     assert cfg["runs"]["r"]["iterations"] == 2 and cfg["runs"]["r"]["validation"] == "test"
     assert checkpoint_files(cfg["runs"]["r"]["trajectory"], WHERE) == [(0, "step0.pt"), (10, "step10.pt"), (20, "step20.pt")]
+
+
+def test_steps_name_the_files_in_their_listed_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("start.pt", "middle.pt", "end.pt"):
+        torch.save({}, tmp_path / name)
+    run = {"architecture": "mnist_fc", "dataset": "fashion_mnist", "trajectory": ["start.pt", "middle.pt", "end.pt"], "steps": [0, 40, 100]}
+    cfg = validate_config({"runs": {"r": run}})
+    assert cfg["runs"]["r"]["iterations"] == 2
+    assert checkpoint_files(run["trajectory"], WHERE, run["steps"]) == [(0, "start.pt"), (40, "middle.pt"), (100, "end.pt")]
+
+
+@pytest.mark.parametrize(
+    "trajectory,steps,message",
+    [
+        (["a.pt", "b.pt", "c.pt"], [0, 10], r"runs.r.steps: 2 steps for 3 checkpoint files; give one step per file, in their order$"),
+        (["a.pt", "b.pt", "c.pt"], [0, 20, 10], r"runs.r.steps: 10 follows 20; the steps must increase strictly, in the order of the files$"),
+        (["a.pt", "b.pt", "c.pt"], [0, 10, 10], r"runs.r.steps: 10 follows 10; the steps must increase strictly"),
+        (["a.pt", "b.pt", "c.pt"], [-1, 0, 1], r"runs.r.steps: \[-1, 0, 1\]; give a list of whole step numbers >= 0, one per checkpoint file$"),
+        (["a.pt", "b.pt", "c.pt"], [0, 1.5, 2], r"runs.r.steps: \[0, 1.5, 2\]; give a list of whole step numbers >= 0"),
+        ("rec.h5", [0, 1], r"runs.r.steps: only for a trajectory of checkpoint files \(a glob or a list\); a recording has its own steps: remove it$"),
+        (None, [0, 1], r"runs.r.steps: only for a trajectory of checkpoint files \(a glob or a list\); a trained run has no checkpoints: remove it$"),
+    ],
+)
+def test_bad_steps_are_one_line_at_config_time(tmp_path, monkeypatch, trajectory, steps, message):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.pt", "b.pt", "c.pt"):
+        torch.save({}, tmp_path / name)
+    run = {"architecture": "mnist_fc", "dataset": "fashion_mnist", "trajectory": trajectory, "steps": steps}
+    with pytest.raises(ConfigError, match=f"^config: {message}") as err:
+        validate_config({"runs": {"r": {k: v for k, v in run.items() if v is not None}}})
+    assert "\n" not in str(err.value)

@@ -47,7 +47,7 @@ def test_every_analysis_setting_names_rules_that_exist():
 
 
 def test_run_params_leave_out_only_what_changes_no_number():
-    run = {**{k: None for k in settings.RUN}, "output": "logits"}  # tf32 is left out where it is off (None): see the next test
+    run = {**{k: None for k in settings.RUN}, "output": "logits", "steps": [0, 5]}  # tf32 is left out where it is off (None): see the next test
     # example_groups at its default (classes, or one group) is left out: the fingerprints of runs made before it stay
     assert set(run) - set(settings.run_params(run)) == {"checkpoint_every", "example_groups", "tf32"}
     assert set(run) - set(settings.run_params({**run, "example_groups": "groups.py:by_ink"})) == {"checkpoint_every", "tf32"}
@@ -55,6 +55,7 @@ def test_run_params_leave_out_only_what_changes_no_number():
     assert "tf32" in settings.run_params(dict(run, tf32=True))
     # a model's output entry left at null is left out: runs made before the key existed are not rerun
     assert "output" not in settings.run_params({**run, "output": None})
+    assert "steps" not in settings.run_params({**run, "steps": None})  # a run of checkpoints named by their steps: as before
 def test_new_keys_at_their_defaults_leave_earlier_results_valid():
     """The default run's fingerprints as lcaflow 2026-11 wrote them into trajectories and chunks: a key added
     since (tf32, lca.midpoint_sample) changes them only when set, so a user's finished runs are not redone."""

@@ -172,7 +172,7 @@ def test_bad_config_stops_with_one_line(tmp_path):
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line or "Error" in line]
     assert errors == [
         "ERROR: config: unknown key 'runs.x.colour'; allowed keys here: architecture, architecture_args, batch_size, "
-        "checkpoint_every, dataset, dataset_args, device, example_groups, groups, iterations, layers, loss, optimizer, output, seed, split_seed, tf32, "
+        "checkpoint_every, dataset, dataset_args, device, example_groups, groups, iterations, layers, loss, optimizer, output, seed, split_seed, steps, tf32, "
         "train_size, trajectory, val_size, validation"
     ]
 

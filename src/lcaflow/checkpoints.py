@@ -35,9 +35,10 @@ def step_of(path: str) -> int | None:
     return int(found[-1]) if found else None
 
 
-def checkpoint_files(value, where: str) -> list[tuple[int, str]]:
+def checkpoint_files(value, where: str, steps: list | None = None) -> list[tuple[int, str]]:
     """(step, path) of every checkpoint, sorted by step; one line for a glob matching fewer than two, a name
-    without a step number, or two checkpoints of the same step."""
+    without a step number, or two checkpoints of the same step. With `steps` (runs.<run>.steps) the files
+    are taken in their listed order (a glob's: sorted by name), each at its step there."""
     paths = sorted(glob.glob(value)) if isinstance(value, str) else [str(p) for p in value]
     if len(paths) < 2:
         found = f"matches {len(paths)} file{'s' if len(paths) != 1 else ''}" if isinstance(value, str) else f"lists {len(paths)}"
@@ -48,15 +49,33 @@ def checkpoint_files(value, where: str) -> list[tuple[int, str]]:
     for path in paths:
         if not Path(path).exists():
             raise ConfigError(f"{where}: checkpoint {path} not found{looked_in(path)}")
-    steps = {}
+    if steps is not None:
+        return list(zip(given_steps(steps, len(paths), where), paths))
+    named = {}
     for path in paths:
         step = step_of(path)
         if step is None:
-            raise ConfigError(f"{where}: {path} has no step number in its name; rename it (e.g. checkpoint-500) or list the files")
-        if step in steps:
-            raise ConfigError(f"{where}: {steps[step]} and {path} are both step {step}; keep one of them")
-        steps[step] = path
-    return sorted(steps.items())
+            raise ConfigError(f"{where}: {path} has no step number in its name; rename it (e.g. checkpoint-500) or give runs.<run>.steps")
+        if step in named:
+            raise ConfigError(f"{where}: {named[step]} and {path} are both step {step}; keep one of them")
+        named[step] = path
+    return sorted(named.items())
+
+
+def given_steps(steps, files: int, where: str) -> list[int]:
+    """runs.<run>.steps checked: one whole number >= 0 per checkpoint file, strictly increasing (each
+    consecutive pair a segment forward in training)."""
+    key = f"{where.rsplit('.', 1)[0]}.steps"
+    if not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
+        raise ConfigError(f"{key}: {steps!r}; give a list of whole step numbers >= 0, one per checkpoint file")
+    if len(steps) != files:
+        raise ConfigError(f"{key}: {len(steps)} steps for {files} checkpoint files; give one step per file, in their order")
+    back = next((i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]), None)
+    if back is not None:
+        raise ConfigError(
+            f"{key}: {steps[back]} follows {steps[back - 1]}; the steps must increase strictly, in the order of the files"
+        )
+    return steps
 
 
 def read_state(path: str, where: str) -> dict:

@@ -196,29 +196,37 @@ def _recorded_runs(cfg: dict) -> None:
     """A run of a recorded trajectory has as many iterations as the file has steps, validates on the
     dataset's test set unless told otherwise (the loop trained on all of train), and its optimizer only
     matters for its weight_decay (the L2 term of the analysed loss)."""
+    from .checkpoints import is_checkpoints
+
     runs = cfg.get("runs") if isinstance(cfg, dict) else None
     for name, run in (runs if isinstance(runs, dict) else {}).items():
+        if isinstance(run, dict) and run.get("steps") is not None and not is_checkpoints(run.get("trajectory")):
+            raise ConfigError(
+                f"config: runs.{name}.steps: only for a trajectory of checkpoint files (a glob or a list); "
+                f"{'a recording has its own steps' if run.get('trajectory') else 'a trained run has no checkpoints'}: remove it"
+            )
         if isinstance(run, dict) and isinstance(run.get("trajectory"), str | list):
             _no_training_settings(name, run)
             run.setdefault("validation", "test")  # the loop trained on the whole train set
             if isinstance(run.setdefault("optimizer", {}), dict):
                 run["optimizer"].setdefault("name", "sgd")
                 run["optimizer"].setdefault("lr", 0.05)
-            steps = _recorded_steps(run["trajectory"], f"config: runs.{name}.trajectory")
+            steps = _recorded_steps(run["trajectory"], run.get("steps"), f"config: runs.{name}.trajectory")
             if run.setdefault("iterations", steps) != steps:
                 raise ConfigError(
                     f"config: runs.{name}.iterations: {run['iterations']}, but {run['trajectory']} holds {steps} steps; remove iterations"
                 )
 
 
-def _recorded_steps(trajectory, where: str) -> int:
-    """The steps of a recording, or the segments of a trajectory of checkpoints (one fewer than the files)."""
+def _recorded_steps(trajectory, steps, where: str) -> int:
+    """The steps of a recording, or the segments of a trajectory of checkpoints (one fewer than the files;
+    `steps`: runs.<run>.steps, checked against them)."""
     from .checkpoints import checkpoint_files, is_checkpoints
     from .trajectory import read_recorded
 
     try:
         if is_checkpoints(trajectory):
-            return len(checkpoint_files(trajectory, where)) - 1
+            return len(checkpoint_files(trajectory, where, steps)) - 1
         return read_recorded(trajectory, where)["shape"][0] - 1
     except ConfigError:
         raise

@@ -108,6 +108,7 @@ RUN = {
     "checkpoint_every": Setting(EXECUTION),  # where a crashed training resumes from, not what it computes
     "layers": Setting(NUMBERS),
     "trajectory": Setting(NUMBERS),
+    "steps": Setting(NUMBERS, when=lambda run: run.get("steps") is not None),  # null: runs made before it stay
     "validation": Setting(NUMBERS),
 }
 

@@ -13,6 +13,7 @@ from .errors import CorruptFileError
 from .io import require, write_json
 from .layout import Layout
 from .plots.overview import overview_figure
+from .plots.timeaxis import TimeAxis
 from .storage import open_lca
 
 NEEDS = ("loss", "loss_val", "layout", "lca_layer", "lca_val_layer", "helping_layer", "hurting_layer", "stored_row_sum")
@@ -38,7 +39,7 @@ def summarize(lca_path: str, out_json, out_png) -> dict:
     }
     write_json(out_json, summary, allow_nan=True)
     overview_figure(
-        out_png, d["loss"], d["loss_val"], d["grounding"], rows, d["layout"].layers, d["layer_lca"], d["layer_lca_val"]
+        out_png, d["loss"], d["loss_val"], d["grounding"], rows, d["layout"].layers, d["layer_lca"], d["layer_lca_val"], TimeAxis.of(lca_path)
     )
     return summary
 

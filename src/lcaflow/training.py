@@ -343,11 +343,11 @@ def adopt_trajectory(run_name: str, run: dict, source: str, data_path: str, out_
 
 def adopt_checkpoints(run_name: str, run: dict, data_path: str, out_path: str) -> None:
     """The train stage of a run given as checkpoint files (runs.<run>.trajectory a glob or a list): each
-    checkpoint, sorted by its step, a row of the run's trajectory file; each consecutive pair a segment.
+    checkpoint, sorted by its step (or in the listed order, runs.<run>.steps), a row of the run's trajectory file; each consecutive pair a segment.
     The steps are recorded (attrs["steps"]); the minibatch losses are unknown (NaN)."""
     spec = RunSpec.of(run_name, run)
     where = spec.where("trajectory")
-    files = checkpoint_files(run["trajectory"], where)
+    files = checkpoint_files(run["trajectory"], where, run.get("steps"))
     data = RunData(spec, data_path, "cpu")
     model = spec.build_model(data.input_shape, data.num_classes)
     layout = spec.layout(model)

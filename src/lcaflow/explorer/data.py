@@ -103,6 +103,7 @@ def _meta(f: h5py.File, layout: Layout, paths: RunPaths) -> dict:
         "classes": [str(c) for c in f["classes"].asstr()[()]] if per_class else None,
         "frame": frame_size(T),
         "config": json.loads(f.attrs.get("run_config", "{}")),
+        **({"steps": json.loads(f.attrs["steps"])} if "steps" in f.attrs else {}),  # the views' time axis: steps
     }
 
 

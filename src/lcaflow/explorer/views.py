@@ -8,6 +8,8 @@ filled in by the page's script. Colours are lcaflow.plots.style's."""
 
 from __future__ import annotations
 
+import json
+
 import altair as alt
 
 from ..plots.style import DIVERGING_MID, HELP_COLOR, HURT_COLOR, OKABE_ITO, SYNC_COLOR, TRAIN_COLOR, VAL_COLOR
@@ -17,6 +19,17 @@ DIVERGING = alt.Scale(range=[HELP_COLOR, DIVERGING_MID, HURT_COLOR], domainMid=0
 SPLITS = alt.Scale(domain=["train", "validation"], range=[TRAIN_COLOR, VAL_COLOR])
 CONTROLS = "#controls"  # where the page (page.py) puts the radio buttons, the menu and the slider
 NAMES = ("curves", "groups", "neurons", "classes", "params", "moments")  # the datasets the page fills in
+
+
+def time_x(meta: dict, domain: list, **scale) -> alt.X:
+    """The time axis of the views (field t, whole ticks the thetas: iteration t spans t to t + 1): the
+    iteration; for a run whose rows are segments between kept thetas (meta["steps"]: checkpoints, or a
+    recording with every=k) the optimizer step, each whole tick labelled with its theta's step."""
+    steps = meta.get("steps")
+    if steps is None:
+        return alt.X("t:Q", title="iteration", scale=alt.Scale(domain=domain, **scale))
+    label = f"datum.value == floor(datum.value) && datum.value >= 0 && datum.value < {len(steps)} ? {json.dumps(steps)}[datum.value] : ''"
+    return alt.X("t:Q", title="optimizer step", scale=alt.Scale(domain=domain, **scale), axis=alt.Axis(labelExpr=label, tickMinStep=1))
 
 
 def data(name: str) -> alt.NamedData:
@@ -57,7 +70,7 @@ def _moment_rules() -> alt.Chart:
 
 
 def loss_view(meta: dict) -> alt.LayerChart:
-    x = alt.X("t:Q", title="iteration", scale=alt.Scale(domain=[0, meta["iterations"]]))
+    x = time_x(meta, [0, meta["iterations"]])
     lines = (
         alt.Chart(data("curves"), name="loss", title="Loss over training (synchronised moments of learning dashed)")
         .mark_line()
@@ -73,7 +86,7 @@ def error_view(meta: dict) -> alt.Chart:
         .transform_filter("isValid(datum.error)")
         .mark_line(strokeWidth=1)
         .encode(
-            x=alt.X("t:Q", title="iteration", scale=alt.Scale(domain=[0, meta["iterations"]])),
+            x=time_x(meta, [0, meta["iterations"]]),
             y=alt.Y("error:Q", title="|error| (nats)"),
             color=alt.Color("split:N", scale=SPLITS, title="split"),  # one legend with the loss view's
         )
@@ -88,7 +101,7 @@ def lca_view(meta: dict, p: dict) -> alt.LayerChart:
         .transform_filter(alt.datum.split == p["split"])
         .mark_bar(width=max(0.5, 0.9 * WIDE / meta["iterations"]))  # one bar an iteration, however many
         .encode(
-            x=alt.X("t:Q", title="iteration", scale=alt.Scale(domain=[-0.5, meta["iterations"]], nice=False, padding=0)),
+            x=time_x(meta, [-0.5, meta["iterations"]], nice=False, padding=0),
             y=alt.Y("lca:Q", title="LCA (nats; < 0 helped)", stack="zero"),
             color=alt.Color("group:N", scale=_groups_scale(meta), title="group"),
             tooltip=["t:Q", "group:N", alt.Tooltip("lca:Q", format=".3g")],
@@ -104,7 +117,7 @@ def cumulative_view(meta: dict) -> alt.Chart:
         alt.Chart(data("groups"), name="cumulative", title="Cumulative LCA per group (validation dashed)")
         .mark_line()
         .encode(
-            x=alt.X("t:Q", title="iteration", scale=alt.Scale(domain=[0, meta["iterations"]])),
+            x=time_x(meta, [0, meta["iterations"]]),
             y=alt.Y("cumulative:Q", title="cumulative LCA (nats)"),
             color=alt.Color("group:N", scale=_groups_scale(meta), title="group"),  # one legend with the LCA view's
             strokeDash=alt.StrokeDash("split:N", scale=alt.Scale(domain=["train", "validation"], range=[[1, 0], [4, 3]]), legend=None),

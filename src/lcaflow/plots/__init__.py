@@ -17,9 +17,12 @@ from .oscillation import oscillation_figure
 from .overview import overview_figure
 from .style import skipped_figure
 from .synchronization import sync_classes_figure, sync_figure
+from .timeaxis import ITERATIONS, TimeAxis
 
 __all__ = [
+    "ITERATIONS",
     "PixelMap",
+    "TimeAxis",
     "animation",
     "clusters_figure",
     "correlation_figure",

@@ -8,10 +8,11 @@ import numpy as np
 
 from ..tables import read_tsv
 from .style import diverging_cmap, figure, palette, skipped_figure, symmetric_limit
+from .timeaxis import ITERATIONS, TimeAxis
 
 
-def who_helped_whom_figure(whom_tsv, time_tsv, out_png, run: str) -> None:
-    whom, time = read_tsv(whom_tsv), read_tsv(time_tsv)
+def who_helped_whom_figure(whom_tsv, windows_tsv, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
+    whom, windows = read_tsv(whom_tsv), read_tsv(windows_tsv)
     layers, groups = list(dict.fromkeys(whom["layer"])), list(dict.fromkeys(whom["group"]))
     matrix = whom["lca"].reshape(len(groups), len(layers)).T  # (L, E)
     with figure(out_png, 1, 2, (15, 4.8)) as (fig, axes):
@@ -25,27 +26,27 @@ def who_helped_whom_figure(whom_tsv, time_tsv, out_png, run: str) -> None:
         ax.set_title(f"{run}: who helped whom, LCA over training (green = lowered the loss)")
         fig.colorbar(image, ax=ax, label="LCA (nats)")
         ax = axes[0, 1]
-        stops = np.unique(time["window_stop"])
+        stops = np.unique(windows["window_stop"])
         for g, color in zip(groups, palette(len(groups))):
-            mine = time["group"] == g
-            per_window = [time["lca"][mine & (time["window_stop"] == s)].sum() for s in stops]
-            ax.plot(np.r_[0, stops], np.r_[0, np.cumsum(per_window)], color=color, marker="o", ms=3, label=g)
+            mine = windows["group"] == g
+            per_window = [windows["lca"][mine & (windows["window_stop"] == s)].sum() for s in stops]
+            ax.plot(time.thetas(np.r_[0, stops]), np.r_[0, np.cumsum(per_window)], color=color, marker="o", ms=3, label=g)
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_xlabel("iteration (end of window)")
+        time.name(ax, " (end of window)")
         ax.set_ylabel("cumulative LCA of the group's loss (nats)")
         ax.set_title("Each example group's loss over training, rebuilt from LCA")
         ax.legend(frameon=False, fontsize=7, ncol=1 if len(groups) <= 10 else 2)
 
 
-def interference_figure(interference_tsv, pairs_tsv, out_png, run: str, top: int = 8) -> None:
+def interference_figure(interference_tsv, pairs_tsv, out_png, run: str, top: int = 8, time: TimeAxis = ITERATIONS) -> None:
     rows, pairs = read_tsv(interference_tsv), read_tsv(pairs_tsv)
     with figure(out_png, 1, 2, (15, 4.4)) as (fig, axes):
         ax = axes[0, 0]
-        ax.plot(rows["iteration"], rows["groups_cancelled"], lw=1, label="example groups")
+        ax.plot(time.iterations(rows["iteration"]), rows["groups_cancelled"], lw=1, label="example groups")
         if "examples_cancelled" in rows:
-            ax.plot(rows["iteration"], rows["examples_cancelled"], lw=1, alpha=0.8, label="sampled examples")
+            ax.plot(time.iterations(rows["iteration"]), rows["examples_cancelled"], lw=1, alpha=0.8, label="sampled examples")
         ax.set_ylim(0, 1)
-        ax.set_xlabel("iteration")
+        time.name(ax)
         ax.set_ylabel("1 - |sum of dL| / sum of |dL|")
         ax.set_title(f"{run}: share of the loss changes that cancel between groups")
         ax.legend(frameon=False, fontsize=8)
@@ -66,7 +67,7 @@ def interference_figure(interference_tsv, pairs_tsv, out_png, run: str, top: int
         ax.set_title("Pairs of groups that move against each other most often")
 
 
-def clusters_figure(clusters_tsv, curves_tsv, json_path, out_png, run: str) -> None:
+def clusters_figure(clusters_tsv, curves_tsv, json_path, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
     summary = json.loads(open(json_path).read())
     if "clusters_skipped" in summary:
         skipped_figure(out_png, run, "clusters of examples' loss curves", summary["clusters_skipped"])
@@ -78,11 +79,11 @@ def clusters_figure(clusters_tsv, curves_tsv, json_path, out_png, run: str) -> N
             clusters["cluster"], clusters["size"], clusters["breakthroughs"], clusters["carrying_layer"], palette(len(clusters["cluster"]))
         ):
             curve = curves[f"cluster_{int(c)}"]
-            ax.plot(curves["iteration"], curve, color=color, lw=1.6, label=f"cluster {int(c)}: {int(size)} examples; breakthroughs by {layer}")
+            ax.plot(time.thetas(curves["iteration"]), curve, color=color, lw=1.6, label=f"cluster {int(c)}: {int(size)} examples; breakthroughs by {layer}")
             at = np.array([int(t) for t in str(marks).split(",") if t])
-            ax.plot(at + 1, curve[at], "v", color=color, ms=7)
+            ax.plot(time.thetas(at + 1), curve[at], "v", color=color, ms=7)
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_xlabel("iteration")
+        time.name(ax)
         ax.set_ylabel("mean cumulative loss change (nats)")
         ax.set_title(f"{run}: examples clustered by their loss curves (v: breakthroughs, the largest drops)")
         ax.legend(frameon=False, fontsize=8)

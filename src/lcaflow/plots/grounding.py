@@ -8,12 +8,14 @@ from ..integrate import QUADRATURE_NAMES, TRAPEZOID
 from ..tables import read_tsv
 from .common import num, read_json
 from .style import FIRST_ORDER_COLOR, HELP_COLOR, TRAIN_COLOR, TRAPEZOID_COLOR, VAL_COLOR, figure
+from .timeaxis import ITERATIONS, TimeAxis
 
 
-def grounding_figure(tsv, json_path, out_png, run: str) -> None:
+def grounding_figure(tsv, json_path, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
     rows, g = read_tsv(tsv), read_json(json_path)
     T = len(rows["iteration"])
-    t = np.arange(T + 1)
+    t = time.thetas(np.arange(T + 1))
+    it = time.iterations(rows["iteration"])
     loss0 = rows["loss"][0]
     measured = np.concatenate([rows["loss"], [rows["loss"][-1] + rows["loss_change"][-1]]])
     with figure(out_png, 1, 2, (12, 4.2)) as (fig, axes):
@@ -22,7 +24,7 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
         rule = QUADRATURE_NAMES[g.get("quadrature", "simpson")]
         ax.plot(t, loss0 + np.concatenate([[0], np.cumsum(rows["lca_sum"])]), color=HELP_COLOR, lw=1.2, ls="--", label=f"L(θ_0) + cumulative LCA ({rule})")
         ax.plot(t, loss0 + np.concatenate([[0], np.cumsum(rows["first_order_sum"])]), color=FIRST_ORDER_COLOR, lw=1.2, label="L(θ_0) + cumulative first order")
-        ax.set_xlabel("iteration")
+        time.name(ax)
         ax.set_ylabel("full training-set loss (nats)")
         tr = g["train"]
         ax.set_title(
@@ -42,14 +44,14 @@ def grounding_figure(tsv, json_path, out_png, run: str) -> None:
                 # adaptive: an iteration allocated by the trapezoid has no error left (it was removed); the
                 # Simpson iterations, scattered among them, are drawn as points
                 simpson = splits != TRAPEZOID
-                ax.semilogy(rows["iteration"][simpson], error[simpson], ".", color=color, ms=3, label=f"{label} (Simpson iterations)")
+                ax.semilogy(it[simpson], error[simpson], ".", color=color, ms=3, label=f"{label} (Simpson iterations)")
             else:
-                ax.semilogy(rows["iteration"], error, color=color, lw=0.8, label=label)
+                ax.semilogy(it, error, color=color, lw=0.8, label=label)
         ax.axhline(g["tolerance"], color="black", ls=":", lw=1, label=f"tolerance {g['tolerance']:g}")
-        refined = rows["iteration"][rows["num_splits"] > 1]
+        refined = it[rows["num_splits"] > 1]
         if refined.size:
             ax.plot(refined, np.full(refined.size, g["tolerance"]), "v", color="black", ms=4, label="refined iterations")
-        ax.set_xlabel("iteration")
+        time.name(ax)
         ax.set_ylabel("|Σ LCA − ΔL| per iteration (nats)")
         by_trapezoid = f",\n{g['iterations_trapezoid']} of {len(rows['iteration'])} by the trapezoid" if "iterations_trapezoid" in g else ""
         ax.set_title(

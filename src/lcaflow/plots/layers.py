@@ -6,9 +6,10 @@ import numpy as np
 
 from ..tables import read_tsv
 from .style import figure, palette, sign_colors
+from .timeaxis import ITERATIONS, TimeAxis
 
 
-def layers_figure(layers_tsv, cumulative_tsv, out_png, run: str) -> None:
+def layers_figure(layers_tsv, cumulative_tsv, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
     layers, cum = read_tsv(layers_tsv), read_tsv(cumulative_tsv)
     names = list(layers["layer"])
     x = np.arange(len(names))
@@ -27,11 +28,12 @@ def layers_figure(layers_tsv, cumulative_tsv, out_png, run: str) -> None:
             ax.legend(frameon=False, fontsize=8)
         ax = axes[0, 2]
         colors = palette(len(names))
+        at = time.thetas(cum["iteration"])  # the cumulative LCA after t iterations: at theta t
         for name, color in zip(names, colors):
-            ax.plot(cum["iteration"], cum[f"train_{name}"], color=color, lw=1.5, label=f"{name}, train")
-            ax.plot(cum["iteration"], cum[f"val_{name}"], color=color, lw=1, ls="--", label=f"{name}, validation")
+            ax.plot(at, cum[f"train_{name}"], color=color, lw=1.5, label=f"{name}, train")
+            ax.plot(at, cum[f"val_{name}"], color=color, lw=1, ls="--", label=f"{name}, validation")
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_xlabel("iteration")
+        time.name(ax)
         ax.set_ylabel("cumulative LCA (nats)")
         ax.set_title("Each layer's own loss curve (validation dashed)")
         ax.legend(frameon=False, fontsize=7, ncol=1 if len(names) <= 6 else 2)

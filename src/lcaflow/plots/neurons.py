@@ -21,9 +21,10 @@ from .style import (
     skipped_figure,
     symmetric_limit,
 )
+from .timeaxis import ITERATIONS, TimeAxis
 
 
-def neurons_figure(neurons_h5, out_png, run: str) -> None:
+def neurons_figure(neurons_h5, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
     with h5py.File(neurons_h5, "r") as f:
         layers = json.loads(f.attrs["layers"])
         mats = {name: f["neuron_lca"][name][()] for name in layers}
@@ -39,12 +40,13 @@ def neurons_figure(neurons_h5, out_png, run: str) -> None:
             ax.set_ylabel(f"{name}\nneuron / channel")
             ax.yaxis.get_major_locator().set_params(integer=True)
             fig.colorbar(im, ax=ax, label=f"LCA (nats)\nclipped at {PERCENTILE:.0f}th pct", shrink=0.9)
-        axes[-1, 0].set_xlabel("iteration")
+            time.columns(ax)
+        time.name(axes[-1, 0])
         note = f"\nno neurons in {', '.join(skipped)} ({'; '.join(v.removeprefix('skipped: ') for v in dict.fromkeys(skipped.values()))})" if skipped else ""
         fig.suptitle(f"{run}: LCA summed over each neuron's parameters, per iteration (green helped, purple hurt){note}", fontsize=11)
 
 
-def params_figure(neurons_h5, out_png, run: str) -> None:
+def params_figure(neurons_h5, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
     with h5py.File(neurons_h5, "r") as f:
         traces, index = f["param_traces"][()], f["param_index"][()]
         best, random = f["most_helpful"][()], f["random"][()]
@@ -58,9 +60,9 @@ def params_figure(neurons_h5, out_png, run: str) -> None:
             (axes[0, 1], random, f"{len(random)} random parameters", VAL_COLOR),
         ):
             for c in chosen:
-                ax.plot(np.arange(1, len(cum) + 1), cum[:, column[int(c)]], color=color, lw=0.7, alpha=0.7)
+                ax.plot(time.thetas(np.arange(1, len(cum) + 1)), cum[:, column[int(c)]], color=color, lw=0.7, alpha=0.7)
             ax.axhline(0, color="black", lw=0.6)
-            ax.set_xlabel("iteration")
+            time.name(ax)
             ax.set_title(f"{run}, layer {first}: {title}" + sampled_note(source))
             ax.set_ylabel("cumulative LCA of one parameter (nats)")
 

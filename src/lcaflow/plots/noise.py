@@ -7,19 +7,20 @@ import numpy as np
 from ..tables import read_tsv
 from .common import fmt_p, num, read_json, sampled_note
 from .style import FIRST_ORDER_COLOR, HELP_COLOR, HURT_COLOR, MOMENT_COLOR, ZERO_COLOR, figure
+from .timeaxis import ITERATIONS, TimeAxis
 
 
-def noise_figure(iterations_tsv, layers_tsv, hist_tsv, fraction_tsv, json_path, out_png, run: str) -> None:
+def noise_figure(iterations_tsv, layers_tsv, hist_tsv, fraction_tsv, json_path, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
     rows, layers, hist, frac, n = (read_tsv(iterations_tsv), read_tsv(layers_tsv), read_tsv(hist_tsv), read_tsv(fraction_tsv), read_json(json_path))
     with figure(out_png, 1, 4, (19, 4.4)) as (fig, axes):
         fig.get_layout_engine().set(wspace=0.06)
         ax = axes[0, 0]
-        it = rows["iteration"]
+        it = time.iterations(rows["iteration"])
         ax.stackplot(it, rows["pct_helping"], rows["pct_zero"], rows["pct_hurting"], colors=[HELP_COLOR, ZERO_COLOR, HURT_COLOR], labels=["helping", "zero", "hurting"], alpha=0.85)
         ax.axhline(50, color="white", lw=0.8, ls=":")
         ax.set_ylim(0, 100)
         ax.set_xlim(it[0], max(it[-1], 1))
-        ax.set_xlabel("iteration")
+        time.name(ax)
         ax.set_ylabel("parameters (%)")
         ax.set_title(f"(a) {run}: {num(n['pct_helping_of_nonzero'], '.2f', '%')} of non-zero help (mean)")
         twin = ax.twinx()

@@ -9,9 +9,10 @@ import numpy as np
 from ..tables import read_tsv
 from .common import read_json
 from .style import FIRST_ORDER_COLOR, MOMENT_COLOR, VAL_COLOR, figure, sign_colors
+from .timeaxis import ITERATIONS, TimeAxis
 
 
-def oscillation_figure(layers_tsv, traces_tsv, json_path, out_png, run: str) -> None:
+def oscillation_figure(layers_tsv, traces_tsv, json_path, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
     layers, traces, o = read_tsv(layers_tsv), read_tsv(traces_tsv), read_json(json_path)
     with figure(out_png, 1, 3, (17, 4.4)) as (fig, axes):
         ax = axes[0, 0]
@@ -32,11 +33,11 @@ def oscillation_figure(layers_tsv, traces_tsv, json_path, out_png, run: str) -> 
         ax.legend(frameon=False, fontsize=8)
         tr = o["traces"]
         for ax, role in zip(axes[0, 1:], ("most_hurting", "most_helping")):
-            it = traces["iteration"]
+            it = time.iterations(traces["iteration"])
             lca = traces[f"{role}_lca"]
             ax.bar(it, lca, 1.0, color=sign_colors(lca), alpha=0.6)
             ax.axhline(0, color="black", lw=0.6)
-            ax.set_xlabel("iteration")
+            time.name(ax)
             ax.set_ylabel("LCA per iteration (nats); bars")
             twin = ax.twinx()
             w = traces[f"{role}_weight"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from .style import HELP_COLOR, HURT_COLOR, REBUILT_COLOR, TRAIN_COLOR, VAL_LIGHT_COLOR, ZERO_COLOR, figure, sign_colors
+from .timeaxis import ITERATIONS, TimeAxis
 
 
-def overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, layer_lca_val) -> None:
+def overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, layer_lca_val, time: TimeAxis = ITERATIONS) -> None:
     T = len(loss) - 1
     with figure(path, 1, 3, (15, 4.2)) as (fig, axes):
-        t = np.arange(T + 1)
+        t = time.thetas(np.arange(T + 1))
         ax = axes[0, 0]
         # validation underneath, so the rebuilt curve stays visible on top of the measured one
         ax.plot(t, loss_val, color=VAL_LIGHT_COLOR, lw=1, alpha=0.8, label="validation loss")
@@ -24,7 +25,7 @@ def overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, la
             f"(first order {g['first_order_cumulative_error_pct']:.3g}%)",
             fontsize=10,
         )
-        ax.set_xlabel("iteration")
+        time.name(ax)
         ax.set_ylabel("full-set cross-entropy (nats)")
         ax.legend(frameon=False)
 
@@ -39,7 +40,7 @@ def overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, la
         ax.legend(frameon=False)
 
         ax = axes[0, 2]
-        it = np.arange(T)
+        it = time.iterations(np.arange(T))
         ax.stackplot(
             it,
             rows["pct_helping"],
@@ -50,9 +51,9 @@ def overview_figure(path, loss, loss_val, grounding, rows, layers, layer_lca, la
             alpha=0.85,
         )
         ax.axhline(50, color="white", lw=0.8, ls=":")
-        ax.set_xlim(0, T - 1 if T > 1 else 1)
+        ax.set_xlim(*time.limits((0, T - 1 if T > 1 else 1)))
         ax.set_ylim(0, 100)
-        ax.set_xlabel("iteration")
+        time.name(ax)
         ax.set_ylabel("parameters (%)")
         ax.set_title(f"Parameters helping / hurting (helping {rows['pct_helping_of_nonzero'].mean():.1f}% of non-zero)", fontsize=10)
         ax.legend(loc="lower right", fontsize=8)
