@@ -137,6 +137,16 @@ def test_noise_statistics(tmp_path):
     assert hist["parameters"].sum() == K
 
 
+def test_the_neuron_figure_says_why_groups_have_none_in_lines_that_fit():
+    """One line per reason, with its groups, wrapped: a Hugging Face model's long names ran off the figure."""
+    from lcaflow.plots.neurons import skipped_note
+
+    why = "skipped: its tensors do not share an output-unit axis (transformer.h.0.attn.c_attn.weight has 64 rows, transformer.h.0.attn.c_attn.bias 192)"
+    note = skipped_note({"norms": "skipped: no weight with an output-unit axis (only vectors)", "attention": why, "mlp": why})
+    assert note.startswith("no neurons in norms: no weight with an output-unit axis (only vectors)\nno neurons in attention, mlp: its")
+    assert max(map(len, note.splitlines())) <= 130 and note.count("c_attn.bias 192") == 1
+
+
 def test_neurons_and_specialization(tmp_path):
     lca, _, _ = make_run(tmp_path)
     out = [tmp_path / name for name in ("n.h5", "c.tsv", "s.tsv", "n.json")]
