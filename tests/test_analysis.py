@@ -104,6 +104,10 @@ def test_oscillation_counts_known_periods(tmp_path):
     assert o["traces"]["layer"] == "l2" and o["traces"]["window"] == [50, 200]
     traces = read_tsv(tmp_path / "tr.tsv")
     assert len(traces["iteration"]) == 150
+    with h5py.File(lca, "a") as f:  # the same matrix as a run of checkpoints every 10 steps: segments, not steps
+        f.attrs["steps"] = json.dumps(list(range(0, 10 * T + 1, 10)))
+    o = analysis.oscillation(lca, tmp_path / "o.json", tmp_path / "o.tsv", tmp_path / "tr.tsv", window=(50, 200))
+    assert o["skipped"].startswith("skipped: checkpoints every 10 steps") and o["traces"]["window"] == [0, T]  # every segment
 
 
 def test_synchronization_finds_planted_moments(tmp_path):
