@@ -325,3 +325,25 @@ def test_grounding_of_an_adaptive_run_reports_the_trapezoid(tmp_path):
     (tmp_path / "grounding.json").write_text(json.dumps({**g, "train_passes_per_iteration": 1.25}))
     plots.grounding_figure(tmp_path / "g.tsv", tmp_path / "grounding.json", tmp_path / "g.png", "r")
     assert (tmp_path / "g.png").stat().st_size > 10_000
+
+
+def test_the_grounding_figure_titles_fit_with_a_long_run_name(tmp_path, monkeypatch):
+    """A run name as long as `gpt2_trainer_checkpoints` pushed the left panel's title past the figure's edge."""
+    from lcaflow.plots import style
+
+    lca, _, _ = make_run(tmp_path)
+    g = analysis.grounding(lca, tmp_path / "g.tsv")
+    (tmp_path / "grounding.json").write_text(json.dumps(g))
+    outside = []
+
+    def check(fig, path, dpi=None):
+        fig.canvas.draw()
+        box = fig.bbox
+        for text in [ax.title for ax in fig.axes]:
+            extent = text.get_window_extent()
+            if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1:
+                outside.append(text.get_text())
+
+    monkeypatch.setattr(style, "save", check)
+    plots.grounding_figure(tmp_path / "g.tsv", tmp_path / "grounding.json", tmp_path / "g.png", "gpt2_trainer_checkpoints")
+    assert not outside, outside
