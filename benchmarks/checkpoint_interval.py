@@ -9,7 +9,12 @@ always included), takes each folder through the workflow as `runs.<run>.trajecto
 the base run's model, data, loss, groups and validation), and compares each segment's LCA with the per-step LCA summed
 over the segment's steps: per group totals, % of parameters helping, per-parameter (and per group and
 segment) correlation and sign agreement, grounding and cost in training-set passes. Prints a markdown table
-(docs/integrations.md quotes it)."""
+(docs/integrations.md quotes it).
+
+    python benchmarks/checkpoint_interval.py --compare results/.../runs/STEPS results/.../runs/CHECKPOINTS
+
+only compares two finished runs of the same training: one recorded every step, one from its checkpoints
+(docs/examples.md: the GPT-2 trained by the Hugging Face Trainer)."""
 
 from __future__ import annotations
 
@@ -65,20 +70,37 @@ def windowed(run_steps, every_steps: list[int]) -> np.ndarray:
 
 
 def compare(results: Path, base: str, k: int) -> dict:
-    with lcaflow.open_run(results / "runs" / base) as steps, lcaflow.open_run(results / "runs" / f"ck{k}") as ck:
+    return compare_runs(results / "runs" / base, results / "runs" / f"ck{k}", k)
+
+
+def compare_runs(steps_run: Path, checkpoints_run: Path, k: int | str | None = None) -> dict:
+    """A checkpoint run's LCA against the per-step run's summed over the same windows (the checkpoints'
+    steps; a path starting after step 0 or ending before T is compared over the steps it covers)."""
+    with lcaflow.open_run(steps_run) as steps, lcaflow.open_run(checkpoints_run) as ck:
         seg_steps = [int(s) for s in ck.steps]
         reference = windowed(steps, seg_steps)
         segments = np.asarray(ck.lca[:], dtype=np.float64)
         per_param_ref, per_param = reference.sum(0), segments.sum(0)
         moving = (per_param_ref != 0) | (per_param != 0)
         helping = lambda v: 100 * float((v[v != 0] < 0).mean())  # noqa: E731
-        groups_ref = {g: float(v) for g, v in steps.totals().items()}
-        by_group_ref = np.add.reduceat(steps.by_group(), seg_steps[:-1], axis=0)
+        by_group_ref = np.add.reduceat(steps.by_group()[: seg_steps[-1]], seg_steps[:-1], axis=0)
+        groups_ref = dict(zip(steps.groups, by_group_ref.sum(0).tolist()))
+        per_group = {}
+        for g in ck.groups:
+            cols = ck.group_columns(g)
+            a, b = per_param_ref[cols], per_param[cols]
+            m = (a != 0) | (b != 0)
+            per_group[g] = {
+                "pct_helping": (helping(a), helping(b)),
+                "param_corr": float(np.corrcoef(a[m], b[m])[0, 1]),
+                "param_sign_agreement": 100 * float((np.sign(a[m]) == np.sign(b[m])).mean()),
+            }
         g_steps, g_ck = steps.grounding, ck.grounding
         return {
-            "k": k,
+            "k": k if k is not None else int(np.median(np.diff(seg_steps))),
             "segments": ck.iterations,
             "group_totals": {g: (groups_ref[g], float(v)) for g, v in ck.totals().items()},
+            "per_group": per_group,
             "pct_helping": (helping(per_param_ref), helping(per_param)),
             "param_corr": float(np.corrcoef(per_param_ref[moving], per_param[moving])[0, 1]),
             "param_sign_agreement": 100 * float((np.sign(per_param_ref[moving]) == np.sign(per_param[moving])).mean()),
@@ -106,6 +128,10 @@ def table(rows: list[dict]) -> str:
     lines += ["", "| k | " + " | ".join(f"{g} (steps / segments)" for g in rows[0]["group_totals"]) + " |", "|---|" + "---|" * len(rows[0]["group_totals"])]
     for r in rows:
         lines.append(f"| {r['k']} | " + " | ".join(f"{a:+.4f} / {b:+.4f}" for a, b in r["group_totals"].values()) + " |")
+    lines += ["", "| k | group | % helping (steps / segments) | per-parameter corr | sign agreement |", "|---|---|---|---|---|"]
+    for r in rows:
+        for g, v in r.get("per_group", {}).items():
+            lines.append(f"| {r['k']} | {g} | {v['pct_helping'][0]:.1f} / {v['pct_helping'][1]:.1f} | {v['param_corr']:.4f} | {v['param_sign_agreement']:.1f}% |")
     return "\n".join(lines)
 
 
@@ -115,7 +141,14 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, nargs="+", default=[5, 20, 50])
     parser.add_argument("--config", type=Path, default=REPO / "config.yaml", help="its first run is the per-step run")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("STEPS_RUN", "CHECKPOINTS_RUN"),
+        help="only compare two finished run folders (results/.../runs/<run>): a per-step run and the same run's checkpoints",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.compare:
+        print(table([compare_runs(*args.compare)]))
+        return
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(args.config.read_text())

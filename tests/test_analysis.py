@@ -104,6 +104,10 @@ def test_oscillation_counts_known_periods(tmp_path):
     assert o["traces"]["layer"] == "l2" and o["traces"]["window"] == [50, 200]
     traces = read_tsv(tmp_path / "tr.tsv")
     assert len(traces["iteration"]) == 150
+    with h5py.File(lca, "a") as f:  # the same matrix as a run of checkpoints every 10 steps: segments, not steps
+        f.attrs["steps"] = json.dumps(list(range(0, 10 * T + 1, 10)))
+    o = analysis.oscillation(lca, tmp_path / "o.json", tmp_path / "o.tsv", tmp_path / "tr.tsv", window=(50, 200))
+    assert o["skipped"].startswith("skipped: checkpoints every 10 steps") and o["traces"]["window"] == [0, T]  # every segment
 
 
 def test_synchronization_finds_planted_moments(tmp_path):
@@ -135,6 +139,16 @@ def test_noise_statistics(tmp_path):
     assert n["distribution"]["kurtosis_test_p"] < 1e-6
     hist = read_tsv(tmp_path / "f.tsv")
     assert hist["parameters"].sum() == K
+
+
+def test_the_neuron_figure_says_why_groups_have_none_in_lines_that_fit():
+    """One line per reason, with its groups, wrapped: a Hugging Face model's long names ran off the figure."""
+    from lcaflow.plots.neurons import skipped_note
+
+    why = "skipped: its tensors do not share an output-unit axis (transformer.h.0.attn.c_attn.weight has 64 rows, transformer.h.0.attn.c_attn.bias 192)"
+    note = skipped_note({"norms": "skipped: no weight with an output-unit axis (only vectors)", "attention": why, "mlp": why})
+    assert note.startswith("no neurons in norms: no weight with an output-unit axis (only vectors)\nno neurons in attention, mlp: its")
+    assert max(map(len, note.splitlines())) <= 130 and note.count("c_attn.bias 192") == 1
 
 
 def test_neurons_and_specialization(tmp_path):
@@ -311,3 +325,25 @@ def test_grounding_of_an_adaptive_run_reports_the_trapezoid(tmp_path):
     (tmp_path / "grounding.json").write_text(json.dumps({**g, "train_passes_per_iteration": 1.25}))
     plots.grounding_figure(tmp_path / "g.tsv", tmp_path / "grounding.json", tmp_path / "g.png", "r")
     assert (tmp_path / "g.png").stat().st_size > 10_000
+
+
+def test_the_grounding_figure_titles_fit_with_a_long_run_name(tmp_path, monkeypatch):
+    """A run name as long as `gpt2_trainer_checkpoints` pushed the left panel's title past the figure's edge."""
+    from lcaflow.plots import style
+
+    lca, _, _ = make_run(tmp_path)
+    g = analysis.grounding(lca, tmp_path / "g.tsv")
+    (tmp_path / "grounding.json").write_text(json.dumps(g))
+    outside = []
+
+    def check(fig, path, dpi=None):
+        fig.canvas.draw()
+        box = fig.bbox
+        for text in [ax.title for ax in fig.axes]:
+            extent = text.get_window_extent()
+            if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1:
+                outside.append(text.get_text())
+
+    monkeypatch.setattr(style, "save", check)
+    plots.grounding_figure(tmp_path / "g.tsv", tmp_path / "grounding.json", tmp_path / "g.png", "gpt2_trainer_checkpoints")
+    assert not outside, outside

@@ -53,6 +53,10 @@ def test_bad_checkpoints_are_one_line(tmp_path):
     torch.save(nn.Sequential(nn.Embedding(7, 5), nn.Linear(5, 7)).state_dict(), tmp_path / "other-1.pt")
     with pytest.raises(ConfigError, match=r"other-1.pt is of another model \(0.weight: \(7, 5\) in it, \(7, 4\) in the model\)$"):
         _row(model, tmp_path / "other-1.pt")
+    bigger = nn.Sequential(nn.Embedding(7, 4), nn.Linear(4, 7), nn.ReLU(), nn.Linear(7, 7))  # the model and one more layer
+    torch.save(bigger.state_dict(), tmp_path / "bigger-1.pt")
+    with pytest.raises(ConfigError, match=r"bigger-1.pt is of another model: it holds 2 tensor\(s\) the model lacks, first 3.weight; check"):
+        _row(model, tmp_path / "bigger-1.pt")
     torch.save({"0.weight": model[0].weight.detach()}, tmp_path / "part-1.pt")
     with pytest.raises(ConfigError, match=r"part-1.pt lacks parameter 1.bias: a checkpoint of another model, or a partial one$"):
         _row(model, tmp_path / "part-1.pt")

@@ -31,7 +31,14 @@ SKIP = {
 NEEDS = {"--sdm": ("conda", "--sdm conda needs conda installed")}
 # Configs whose runs read something the reader makes first (a recorded trajectory): made, small, in the
 # working directory before the dry run, by the command the docs show.
-PREPARE = {"configs/examples/char_transformer.yaml": ["examples/char_transformer/train.py", "--steps", "3"]}
+PREPARE = {
+    "configs/examples/char_transformer.yaml": ["examples/char_transformer/train.py", "--steps", "3"],
+    # one Trainer run of 2 steps: the callback's recording, and checkpoint-0, -1, -2 for the checkpoint config
+    **dict.fromkeys(
+        ["configs/examples/gpt2_trainer.yaml", "configs/examples/gpt2_trainer_checkpoints.yaml"],
+        ["examples/gpt2_trainer/train.py", "--steps", "2", "--save-steps", "1"],
+    ),
+}
 
 
 @dataclass
@@ -156,7 +163,21 @@ def test_every_command_parses(command):
         assert (REPO / profile).is_dir(), f"{command.page}: `{command.text}`: no profile {profile}"
 
 
-def _run(group: list[Command], workdir: Path) -> subprocess.CompletedProcess:
+_PREPARED: dict[tuple, Path] = {}  # each preparing command runs once per session; its results are copied
+
+
+def _prepare(command: list[str], workdir: Path, env: dict, temporary) -> None:
+    """What `command` makes under results/ (run once, in a folder of `temporary`, pytest's tmp_path_factory),
+    copied into `workdir`."""
+    if tuple(command) not in _PREPARED:
+        made = temporary.mktemp("prepared")
+        (made / "examples").symlink_to(REPO / "examples")
+        subprocess.run([sys.executable, *command], cwd=made, check=True, capture_output=True, timeout=300, env=env)
+        _PREPARED[tuple(command)] = made
+    shutil.copytree(_PREPARED[tuple(command)] / "results", workdir / "results", dirs_exist_ok=True)
+
+
+def _run(group: list[Command], workdir: Path, temporary) -> subprocess.CompletedProcess:
     """The group's command in `workdir` (results and .snakemake land there), from the repository root."""
     (workdir / "config.yaml").symlink_to(REPO / "config.yaml")  # the Snakefile reads it from the workdir
     (workdir / "examples").symlink_to(REPO / "examples")  # user code is read relative to the workdir
@@ -165,8 +186,7 @@ def _run(group: list[Command], workdir: Path) -> subprocess.CompletedProcess:
     argv = list(group[0].argv)
     for config in parse(argv).configfile or []:
         if str(config) in PREPARE:
-            prepare = [sys.executable, *PREPARE[str(config)]]
-            subprocess.run(prepare, cwd=workdir, check=True, capture_output=True, timeout=300, env=env)
+            _prepare(PREPARE[str(config)], workdir, env, temporary)
     if len(group) > 1:  # one dry run for all: every target (the default one is `all`)
         targets = set().union(*(c.targets or {"all"} for c in group))
         argv = [*sorted(targets), *group[0].rest]
@@ -182,7 +202,7 @@ def _run(group: list[Command], workdir: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: shlex.join(g[0].rest)[:70] or "(default)")
-def test_every_command_dry_runs(group, tmp_path):
+def test_every_command_dry_runs(group, tmp_path, tmp_path_factory):
     argv = set(group[0].argv)
     for option, reason in SKIP.items():
         if option in argv:
@@ -190,7 +210,7 @@ def test_every_command_dry_runs(group, tmp_path):
     for option, (program, reason) in NEEDS.items():
         if option in argv and shutil.which(program) is None:
             pytest.skip(reason)
-    result = _run(group, tmp_path)
+    result = _run(group, tmp_path, tmp_path_factory)
     out = result.stdout + result.stderr
     shown = "\n".join(f"  {c.page}: {c.text}" for c in group)
     assert result.returncode == 0, f"these commands fail:\n{shown}\n{out[-3000:]}"

@@ -444,6 +444,9 @@ def test_tied_weights_are_one_tensor_of_theta(in_tmp):
     layout = layout_of(model)
     assert layout.names == ("0.weight", "1.bias") and layout.num_params == 7 * 4 + 7
     assert flat_params(model, layout).shape == (35,)
+    with pytest.raises(ConfigError, match=r"groups.head: '1\\.weight' matches only 1.weight, which is tied to 0.weight") as err:
+        layout_of(model, {"head": r"1\.weight"})  # a group for the head's name: the error names the tensor in theta
+    assert str(err.value).endswith("match 0.weight instead")
     with lcaflow.TrajectoryRecorder(in_tmp / "tied.h5", model) as recorder:
         recorder.step(0.0)
     with h5py.File(in_tmp / "tied.h5") as f:

@@ -126,16 +126,27 @@ class CheckpointRows:
 
 def aliases(model) -> dict[str, list[str]]:
     """Every name of each trainable tensor, its first name first: a tied weight (GPT-2's lm_head.weight is
-    transformer.wte.weight) may be stored under either name, or only one."""
+    transformer.wte.weight) may be stored under either name, or only one. The model's buffers (persistent or
+    not: older library versions stored some that newer ones recompute) are listed too, each under its own
+    name: a checkpoint may hold them, but nothing else the model lacks."""
     names: dict[int, list[str]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(param), []).append(name)
-    return {group[0]: group for group in names.values()}
+    buffers = {name: [name] for name, _ in model.named_buffers(remove_duplicate=False)}
+    return {**buffers, **{group[0]: group for group in names.values()}}
 
 
 def checkpoint_row(state: dict, layout, names: dict, path: str, where: str) -> np.ndarray:
     """theta of one checkpoint in the layout's order (float32); one line for a parameter missing, of another
-    shape, or not finite."""
+    shape, or not finite, or for a tensor the model lacks (a bigger model's checkpoint, e.g. one with more
+    layers, would otherwise be read as the smaller model's)."""
+    known = {alias for group in names.values() for alias in group}
+    extra = [key for key in state if key not in known]
+    if extra:
+        raise ConfigError(
+            f"{where}: {path} is of another model: it holds {len(extra)} tensor(s) the model lacks, first {extra[0]}; "
+            "check architecture and architecture_args"
+        )
     parts = []
     for name, shape in zip(layout.names, layout.shapes):
         key = next((n for n in names.get(name, [name]) if n in state), None)

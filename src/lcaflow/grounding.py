@@ -121,8 +121,11 @@ def curve_grounding(lca_file: dict, tolerance: float) -> dict:
 
 
 # A recorded run is flagged when its smoothed minibatch losses differ from the full-set losses by more than
-# this share of the full-set loss (median over windows) and by more than NOISE_SE standard errors
+# this share of the full-set loss (median over windows) and by more than NOISE_SE standard errors, or when the
+# two change over the run (first window to last) by amounts that differ by more than TREND_TOLERANCE of the
+# recorded change and by more than NOISE_SE standard errors (other data can keep the level and lose the trend).
 RECORDED_LOSS_TOLERANCE = 0.25
+TREND_TOLERANCE = 0.5
 NOISE_SE = 4.0
 
 
@@ -131,7 +134,8 @@ def recorded_losses_check(minibatch_loss, loss) -> dict | None:
     (at theta_t, on a minibatch) scatters around the full-set loss the workflow computed at theta_t: both
     are averaged over windows of about T/10 steps, and the run is flagged (`reproduced` false) when the
     window means differ by more than RECORDED_LOSS_TOLERANCE of the full-set loss (median over windows) and
-    by more than NOISE_SE standard errors of a window mean (the differences' spread over the run / sqrt(window)).
+    by more than NOISE_SE standard errors of a window mean (the differences' spread over the run / sqrt(window)),
+    or when their changes from the first window to the last differ (TREND_TOLERANCE, NOISE_SE).
     None without recorded losses (a run of checkpoints, or losses not given to the recorder)."""
     mb = np.asarray(minibatch_loss, dtype=np.float64)
     full = np.asarray(loss, dtype=np.float64)[: len(mb)]
@@ -141,14 +145,29 @@ def recorded_losses_check(minibatch_loss, loss) -> dict | None:
     mb, full = mb[known], full[known]
     width = max(1, len(mb) // 10)
     starts = range(0, len(mb), width)
-    diff = np.array([mb[a : a + width].mean() - full[a : a + width].mean() for a in starts])
-    level = np.array([abs(full[a : a + width].mean()) for a in starts])
+    mb_means = np.array([mb[a : a + width].mean() for a in starts])
+    full_means = np.array([full[a : a + width].mean() for a in starts])
+    diff, level = mb_means - full_means, np.abs(full_means)
     se = (np.std(mb - full) + 1e-12) / np.sqrt(width)
     relative, in_se = float(np.median(np.abs(diff) / np.maximum(level, 1e-12))), float(np.median(np.abs(diff) / se))
+    recorded_change, evaluated_change = float(mb_means[-1] - mb_means[0]), float(full_means[-1] - full_means[0])
+    trend = abs(recorded_change - evaluated_change)
+    level_differs = relative > RECORDED_LOSS_TOLERANCE and in_se > NOISE_SE
+    trend_differs = trend > TREND_TOLERANCE * abs(recorded_change) and trend > NOISE_SE * se * np.sqrt(2)
     return {
         "median_relative_difference": relative,
         "median_standard_errors": in_se,
+        "recorded_change": recorded_change,
+        "evaluated_change": evaluated_change,
         "windows": len(diff),
-        "reproduced": not (relative > RECORDED_LOSS_TOLERANCE and in_se > NOISE_SE),
+        "reproduced": not (level_differs or trend_differs),
     }
 
+
+def recorded_losses_mismatch(checked: dict) -> str:
+    """How a run's evaluated losses differ from its recorded ones, in words (for its warnings)."""
+    return (
+        f"the minibatch losses differ from the full-set losses by {100 * checked['median_relative_difference']:.0f}% (median) and "
+        f"changed by {checked.get('recorded_change', float('nan')):+.3g} over training where the full-set loss changed by "
+        f"{checked.get('evaluated_change', float('nan')):+.3g}"
+    )

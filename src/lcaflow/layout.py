@@ -71,11 +71,14 @@ class Layout:
         )
 
 
-def apply_groups(layout: Layout, groups: dict[str, str] | None, where: str = "groups") -> Layout:
+def apply_groups(
+    layout: Layout, groups: dict[str, str] | None, where: str = "groups", tied: dict[str, str] | None = None
+) -> Layout:
     """`layout` with parameters regrouped: each group of `groups` (name -> regular expression searched in
     the parameter names) takes the parameters it matches; the others keep their module's group. Groups
     are ordered by their first parameter in theta. A pattern matching nothing, or a parameter matched by
-    two patterns, is an error."""
+    two patterns, is an error. `tied` (a tied tensor's other names -> the name it has in theta, e.g.
+    GPT-2's lm_head.weight -> transformer.wte.weight) lets the error name the tensor a pattern meant."""
     from .errors import ConfigError
 
     if not groups:
@@ -89,6 +92,12 @@ def apply_groups(layout: Layout, groups: dict[str, str] | None, where: str = "gr
             raise ConfigError(f"{where}.{group}: '{pattern}' is not a regular expression ({err})") from err
         matched = [j for j, name in enumerate(layout.names) if regex.search(name)]
         if not matched:
+            alias = next(((other, first) for other, first in (tied or {}).items() if regex.search(other)), None)
+            if alias:
+                raise ConfigError(
+                    f"{where}.{group}: '{pattern}' matches only {alias[0]}, which is tied to {alias[1]} (one tensor, "
+                    f"in theta once under its first name): match {alias[1]} instead"
+                )
             raise ConfigError(f"{where}.{group}: '{pattern}' matches no parameter; parameters are named like {', '.join(layout.names[:4])}")
         for j in matched:
             name = layout.names[j]

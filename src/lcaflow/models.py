@@ -275,10 +275,17 @@ def layout_of(model: nn.Module, groups: dict[str, str] | None = None, where: str
     names, shapes, offsets, layer_of = [], [], [], []
     offset = 0
     current_layer, current_parent = None, None
-    seen: set[int] = set()  # tied weights (e.g. a head sharing the embedding): one tensor, its first name
+    seen: dict[int, str] = {}  # tied weights (e.g. a head sharing the embedding): one tensor, its first name
+    tied: dict[str, str] = {}  # a tied tensor's other names -> its first name, for the groups' error message
     for module_name, module in model.named_modules():
-        own = [(n, p) for n, p in module.named_parameters(recurse=False) if id(p) not in seen]
-        seen.update(id(p) for _, p in own)
+        own = []
+        for n, p in module.named_parameters(recurse=False):
+            full = f"{module_name}.{n}" if module_name else n
+            if id(p) in seen:
+                tied[full] = seen[id(p)]
+            else:
+                seen[id(p)] = full
+                own.append((n, p))
         if not own:
             continue
         folds = isinstance(module, _NORM_TYPES) and current_layer is not None and _parent(module_name) == current_parent
@@ -293,7 +300,7 @@ def layout_of(model: nn.Module, groups: dict[str, str] | None = None, where: str
             layer_of.append(current_layer)
             offset += param.numel()
     layers = tuple(dict.fromkeys(layer_of))
-    return apply_groups(Layout(tuple(names), tuple(shapes), tuple(offsets), tuple(layer_of), layers), groups, where)
+    return apply_groups(Layout(tuple(names), tuple(shapes), tuple(offsets), tuple(layer_of), layers), groups, where, tied)
 
 
 def flat_params(model: nn.Module, layout: Layout) -> torch.Tensor:

@@ -56,11 +56,9 @@ class Run:
         self.paths = RunPaths(str(self.path))
         lca_path = Path(self.paths.lca)
         if not self.path.is_dir():
-            raise NotBuiltError(
-                f"{self.path}: no such run folder{looked_in(self.path)}{_siblings(self.path)}; make it with `snakemake --cores all {lca_path}`"
-            )
+            raise NotBuiltError(f"{self.path}: no such run folder{looked_in(self.path)}{_siblings(self.path)}; make it with {_make(lca_path)}")
         if not lca_path.is_file():
-            raise NotBuiltError(f"{lca_path}: missing, not built yet{looked_in(lca_path)}; make it with `snakemake --cores all {lca_path}`")
+            raise NotBuiltError(f"{lca_path}: missing, not built yet{looked_in(lca_path)}; make it with {_make(lca_path)}")
         self._file: h5py.File | None = open_lca(lca_path)
         try:
             require(self._file, ("lca", "lca_layer", "loss", "loss_val", "layout"), lca_path, "assemble")
@@ -75,11 +73,13 @@ class Run:
         """A recorded run whose evaluated model does not reproduce its training losses (grounding.json)."""
         import warnings
 
+        from .grounding import recorded_losses_mismatch
+
         checked = self.grounding.get("recorded_losses") or {}
         if checked.get("reproduced") is False:
             warnings.warn(
-                f"{self.path}: the evaluated model does not reproduce the recording's training losses (median difference "
-                f"{100 * checked['median_relative_difference']:.0f}%): its LCA may be of another function than was trained",
+                f"{self.path}: the evaluated model does not reproduce the recording's training losses ({recorded_losses_mismatch(checked)}): "
+                "its LCA may be of another function than was trained",
                 stacklevel=4,
             )
 
@@ -372,9 +372,14 @@ class Run:
             present = sorted(p.stem for p in Path(self.paths.stats_dir).glob(f"*{ext}"))
             have = f" (present: {', '.join(present)})" if present else ""
             raise NotBuiltError(
-                f"{path}: not built yet (rule {STATS_FILES[stem + ext]}){looked_in(path)}; build it with `snakemake --cores all {path}`{have}"
+                f"{path}: not built yet (rule {STATS_FILES[stem + ext]}){looked_in(path)}; build it with {_make(path)}{have}"
             )
         return path
+
+
+def _make(target) -> str:
+    """The command that makes a missing output, as a user runs it from their own folder."""
+    return f"`snakemake --cores all --configfile=<your config> {target}` (and -s <lcaflow>/Snakefile outside the lcaflow folder)"
 
 
 class Runs:

@@ -75,10 +75,15 @@ def _between_checkpoints(lca_path) -> dict:
 
 
 def oscillation(lca_path, out_json, out_layers, out_traces, window=(50, 200)) -> dict:
+    """`window`: the optimizer steps [start, stop) whose traces are drawn; a run of checkpoints has segments,
+    not steps (its window of steps would be clipped to its last segment or two): its traces span every segment."""
+    between = _between_checkpoints(lca_path)
     with open_lca(lca_path) as f:
         require(f, NEEDS, lca_path, "assemble")
         layout = layout_of(f, lca_path)
         T = f["lca_layer"].shape[0]
+        if between:
+            window = (0, T)
         # per parameter: how often its step theta_t+1 - theta_t changes direction, and its gradient's sign
         turns, crossings = f["step_sign_changes"][()].astype(np.int64), f["grad_sign_changes"][()].astype(np.int64)
         traces, trace_summary = window_traces(f, lca_path, window)
@@ -113,7 +118,7 @@ def oscillation(lca_path, out_json, out_layers, out_traces, window=(50, 200)) ->
         "iterations_per_gradient_sign_change": finite(every(mean_crossings)),
         "gradient_measured": True,  # counted in the gradient jobs for every parameter
         "traces": trace_summary,
-        **_between_checkpoints(lca_path),
+        **between,
     }
     write_json(out_json, result)
     return result

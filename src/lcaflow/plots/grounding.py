@@ -28,7 +28,7 @@ def grounding_figure(tsv, json_path, out_png, run: str, time: TimeAxis = ITERATI
         ax.set_ylabel("full training-set loss (nats)")
         tr = g["train"]
         ax.set_title(
-            f"{run}: loss rebuilt from LCA. Total error: {rule} {num(tr['cumulative_error_pct'], '.3g', '%')}, "
+            f"{run}: loss rebuilt from LCA.\nTotal error: {rule} {num(tr['cumulative_error_pct'], '.3g', '%')}, "
             f"first order {num(tr['first_order_cumulative_error_pct'], '.4g', '%')}"
         )
         ax.legend(frameon=False)

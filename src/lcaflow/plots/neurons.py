@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 
 import h5py
 import numpy as np
@@ -42,8 +43,18 @@ def neurons_figure(neurons_h5, out_png, run: str, time: TimeAxis = ITERATIONS) -
             fig.colorbar(im, ax=ax, label=f"LCA (nats)\nclipped at {PERCENTILE:.0f}th pct", shrink=0.9)
             time.columns(ax)
         time.name(axes[-1, 0])
-        note = f"\nno neurons in {', '.join(skipped)} ({'; '.join(v.removeprefix('skipped: ') for v in dict.fromkeys(skipped.values()))})" if skipped else ""
+        note = f"\n{skipped_note(skipped)}" if skipped else ""
         fig.suptitle(f"{run}: LCA summed over each neuron's parameters, per iteration (green helped, purple hurt){note}", fontsize=11)
+
+
+def skipped_note(skipped: dict[str, str], width: int = 130) -> str:
+    """Why groups have no neurons, one reason per line with the groups it applies to, wrapped to fit the
+    figure's width (long parameter names, e.g. a Hugging Face model's, ran off both sides of one line)."""
+    by_reason: dict[str, list[str]] = {}
+    for group, reason in skipped.items():
+        by_reason.setdefault(reason.removeprefix("skipped: "), []).append(group)
+    lines = [f"no neurons in {', '.join(groups)}: {reason}" for reason, groups in by_reason.items()]
+    return "\n".join(textwrap.fill(line, width) for line in lines)
 
 
 def params_figure(neurons_h5, out_png, run: str, time: TimeAxis = ITERATIONS) -> None:
