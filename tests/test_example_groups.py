@@ -62,9 +62,23 @@ def test_each_group_is_grounded_and_the_groups_sum_to_the_total(grouped_run):
         assert np.ptp(lca.sum(0)) > 0  # the groups' losses changed by different amounts
         with pytest.raises(LCAError, match="not by class; use by_example_group"):
             run.by_class()
-        with pytest.raises(LCAError, match="training split only"):
-            run.by_example_group("val")
         _check_group_losses_independently(grouped_run, run, loss)
+        _check_the_validation_split(grouped_run, run, grounding["val"])
+
+
+def _check_the_validation_split(folder, run, grounding):
+    """The validation split by example group as the training split: grounded per group, adding up to the
+    validation LCA, per neuron, and its groups' losses recomputed by plain torch."""
+    lca, loss = run.by_example_group("val"), run.example_group_loss("val")
+    assert lca.shape == (10, 3) and loss.shape == (11, 3)
+    assert np.allclose(loss.sum(1), run.loss_val, rtol=1e-12, atol=0)
+    assert np.allclose(lca.sum(1), run.per_iteration("val"), rtol=1e-9, atol=1e-12)
+    assert grounding["groups"] == 3 and abs(grounding["worst_cumulative_error_pct"]) < 1.0
+    assert np.allclose([grounding["loss_change"][g] for g in run.example_groups], loss[-1] - loss[0], rtol=1e-12)
+    with h5py.File(folder / "lca.h5") as f:  # per neuron: every parameter of mnist_fc belongs to a neuron
+        neurons = sum(f[f"lca_val_class_neuron/{name}"][()].sum(1) for name in f["lca_val_class_neuron"])
+    assert np.allclose(neurons, lca.sum(0), rtol=1e-9, atol=1e-12)
+    _check_group_losses_independently(folder, run, loss, "val")
 
 
 def _losses_at_the_ends(folder, run, indices) -> list:
@@ -83,9 +97,9 @@ def _losses_at_the_ends(folder, run, indices) -> list:
     return losses
 
 
-def _check_group_losses_independently(folder, run, loss):
+def _check_group_losses_independently(folder, run, loss, split="train"):
     with h5py.File(folder / "trajectory.h5") as f:
-        indices, labels = f["split/train_indices"][()], f["example_groups/train"][()]
+        indices, labels = f[f"split/{split}_indices"][()], f[f"example_groups/{split}"][()]
     for row, each in zip((loss[0], loss[-1]), _losses_at_the_ends(folder, run, indices)):
         mine = [each[labels == g].sum() / len(each) for g in range(3)]
         assert np.allclose(mine, row, rtol=1e-5), (mine, row)
@@ -149,6 +163,31 @@ def test_one_group_costs_no_more_than_the_classes(fashion_data_file):
     a, b = classes(theta), one(theta)
     assert len(one.batches) <= len(classes.batches) and b.grad_class.shape == (1, theta.numel())
     assert float(b.loss) == pytest.approx(float(a.loss), rel=1e-6) and torch.allclose(b.grad, a.grad, rtol=1e-5, atol=1e-8)
+
+
+def test_the_validation_splits_groups_by_either_rule(fashion_data_file):
+    """Adaptive quadrature's corrected trapezoid and its Simpson fallback give the validation split's example
+    groups as they give the training split's classes: rows that add up to each group's own loss change."""
+    from lcaflow.integrate import TRAPEZOID, Endpoint, make_quadrature
+
+    train, val = load_examples(fashion_data_file, [np.arange(200), np.arange(200, 300)])
+    model = build_model("mnist_fc", (1, 28, 28), 10, 0)
+    layout = layout_of(model)
+    groups = torch.arange(100) % 3
+    objectives = (FullSetObjective(model, layout, train, 10, chunk_size=64), FullSetObjective(model, layout, val, 3, chunk_size=64, labels=groups))
+    evaluate = lambda theta, splits=("train", "val"): Endpoint(*(o(theta) if s in splits else None for o, s in zip(objectives, ("train", "val"))))  # noqa: E731
+    theta0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+    theta1 = theta0 - 0.1 * objectives[0](theta0).grad.float()
+    start, end = evaluate(theta0), evaluate(theta1)
+    for accept in (1.0, 0.0):  # the trapezoid for both splits; Simpson for both
+        lca = {"quadrature": "adaptive", "trapezoid_tolerance": accept, "tolerance": 1e-4, "max_splits": 4}
+        seg = make_quadrature(lca)(evaluate, theta0, theta1, start, end)
+        assert (seg.num_splits == TRAPEZOID) == (accept == 1.0) and seg.lca_val_class.shape == (3, theta0.numel())
+        assert torch.allclose(seg.lca_val_class.sum(0), seg.lca_val, atol=1e-12)
+        change = (end.val.loss_class - start.val.loss_class).numpy()
+        error = seg.lca_val_class.sum(1).numpy() - change  # removed by the trapezoid; Simpson's reported
+        assert np.abs(error).max() <= (1e-12 if accept else 0.01 * np.abs(change).min())
+        assert error.sum() == pytest.approx(seg.error_val, abs=1e-12)  # the groups' errors are the split's
 
 
 # ---- bad input: one line each ------------------------------------------------------------------------
@@ -362,6 +401,10 @@ def test_token_groups_are_grounded_per_group_and_sum_to_the_loss(token_run):
         assert np.allclose(lca.sum(0), change, atol=1e-9)  # each group's LCA is its own loss change
         assert abs(report["worst_cumulative_error_pct"]) < 1e-6 and 0 < report["quadrature_error_removed_max_abs"] < 0.05
         assert np.allclose(lca.sum(1), run.per_iteration(), atol=5e-3)  # the groups' LCA, the run's own LCA
+        val, val_loss = run.by_example_group("val"), run.example_group_loss("val")  # the validation split's too
+        assert val.shape == (12, 3) and np.allclose(val_loss.sum(1), run.loss_val, rtol=1e-5)
+        assert np.allclose(val.sum(0), val_loss[-1] - val_loss[0], atol=1e-9) and abs(report["val"]["worst_cumulative_error_pct"]) < 1e-6
+        assert np.allclose(val.sum(1), run.per_iteration("val"), atol=5e-3)
         with h5py.File(token_run / "trajectory.h5") as f:
             labels, first = f["example_groups/train"][()], torch.from_numpy(f["params"][0])
         assert labels.shape == (96, 16)
