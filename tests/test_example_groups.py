@@ -379,10 +379,15 @@ def token_run(tmp_path_factory):
         folder = work / "results" / "runs" / "chars"
         (folder / "chunks").mkdir(parents=True)
         adopt_trajectory("chars", run, "chars.h5", str(work / "d.h5"), str(folder / "trajectory.h5"))
-        chunks = [str(folder / "chunks" / f"{k}.h5") for k in range(2)]
-        for k, path in enumerate(chunks):
-            compute_chunk("chars", run, lca, k, str(folder / "trajectory.h5"), str(work / "d.h5"), path)
-        assemble("chars", run, lca, str(folder / "trajectory.h5"), chunks, str(folder / "lca.h5"), str(folder / "grounding.json"))
+        per_parameter = folder.parent / "per_parameter"  # the same run, token groups per parameter (lca.token_group_parameters)
+        (per_parameter / "chunks").mkdir(parents=True)
+        shutil.copy(folder / "trajectory.h5", per_parameter / "trajectory.h5")
+        config["lca"]["token_group_parameters"] = True
+        for where, settings in ((folder, lca), (per_parameter, validate_config(config)["lca"])):
+            chunks = [str(where / "chunks" / f"{k}.h5") for k in range(2)]
+            for k, path in enumerate(chunks):
+                compute_chunk("chars", run, settings, k, str(where / "trajectory.h5"), str(work / "d.h5"), path)
+            assemble("chars", run, settings, str(where / "trajectory.h5"), chunks, str(where / "lca.h5"), str(where / "grounding.json"))
     finally:
         os.chdir(here)
         torch.set_num_threads(threads)
@@ -425,6 +430,22 @@ def test_token_groups_are_grounded_per_group_and_sum_to_the_loss(token_run):
         tokens = torch.nn.functional.cross_entropy(model(split.x).flatten(0, 1), split.y.flatten(), reduction="none").double()
     mine = [float(tokens[torch.from_numpy(labels.reshape(-1) == g)].sum() / tokens.numel()) for g in range(3)]
     assert np.allclose(mine, loss[0], rtol=1e-5)
+
+
+def test_token_groups_per_parameter_add_up_to_the_groups(token_run):
+    """lca.token_group_parameters: reverse mode, one backward per token group at every point; each parameter's
+    totals per token group add up to the groups' LCA, which agrees with the forward-mode route's."""
+    with lcaflow.open_run(token_run.parent / "per_parameter") as run, lcaflow.open_run(token_run) as forward:
+        totals, lca = run.token_group_totals(), run.by_example_group()
+        assert totals.shape == (3, run.num_params) and run.token_group_totals("val").shape == (3, run.num_params)
+        assert np.allclose(totals.sum(1), lca.sum(0), atol=1e-9)  # over parameters: each group's LCA over training
+        loss = run.example_group_loss()
+        assert np.allclose(lca.sum(0), loss[-1] - loss[0], atol=1e-9)  # grounded per group, as the forward route
+        assert np.allclose(loss, forward.example_group_loss(), rtol=1e-5)
+        change = np.abs(loss[-1] - loss[0])
+        assert np.abs(run.by_example_group() - forward.by_example_group()).max() < 0.02 * change.max()  # the routes agree
+        with pytest.raises(LCAError, match="set lca.token_group_parameters: true"):
+            forward.token_group_totals()
 
 
 def test_token_labels_need_a_loss_with_tokens(tmp_path):

@@ -64,7 +64,7 @@ class Job:
         val = FullSetObjective(model, layout, data.val, C, per_class=val_groups, labels=labels["val"], **objective)
         frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca), val_groups=val_groups)
         curves = _example_curves(spec, model, layout, data, meta, lca.get("example_curves", 0))
-        tokens = _token_groups(spec, model, layout, data, meta, lca["eval_chunk_size"])
+        tokens = _token_groups(spec, model, layout, data, meta, lca["eval_chunk_size"], lca.get("token_group_parameters", False))
         return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta, curves, tokens)
 
     def evaluator(self):
@@ -130,17 +130,19 @@ def _example_curves(spec: RunSpec, model, layout, data: RunData, meta: dict, m: 
     return curves
 
 
-def _token_groups(spec: RunSpec, model, layout, data: RunData, meta: dict, chunk: int) -> dict:
-    """The token groups of each split, where the trajectory records labels per token; else none."""
+def _token_groups(spec: RunSpec, model, layout, data: RunData, meta: dict, chunk: int, per_parameter: bool) -> dict:
+    """The token groups of each split, where the trajectory records labels per token (per parameter, by reverse
+    mode, with lca.token_group_parameters); else none."""
     groups = meta["example_groups"]
     if groups is None or groups["train"].ndim != 2:
         return {}
-    from .curves import TokenGroups
+    from .curves import TokenGroupParameters, TokenGroups
 
+    route = TokenGroupParameters if per_parameter else TokenGroups
     made = {}
     for split, part in (("train", data.train), ("val", data.val)):
         labels = torch.from_numpy(groups[split]).to(part.y.device)
-        made[split] = TokenGroups(model, layout, part.x, part.y, spec.loss, labels, groups["names"], chunk, spec.where("example_groups"))
+        made[split] = route(model, layout, part.x, part.y, spec.loss, labels, groups["names"], chunk, spec.where("example_groups"))
     return made
 
 

@@ -281,6 +281,14 @@ class Run:
         `loss` (`loss_val` for "val") less the weight-decay term."""
         return self._read(self._groups_key(split, "token_loss", "loss{}_class")).astype(np.float64)
 
+    def token_group_totals(self, split: str = "train") -> np.ndarray:
+        """(E, K) float64: each parameter's LCA on each token group's loss, summed over training (rows in the order
+        of `example_groups`); only with lca.token_group_parameters on a run with token groups."""
+        name = "token_lca_total" + _suffix(split)
+        if name not in self._f:
+            raise LCAError(f"run {self.name}: no per-parameter token-group LCA; set lca.token_group_parameters: true (runs with token groups)")
+        return self._f[name][()]
+
     def example_curves(self, split: str = "train") -> np.ndarray:
         """(T, M, G) float64: per-example loss-change curves (lca.example_curves): the LCA of each sampled
         example's own loss at every iteration, per parameter group (columns in the order of `groups`)."""

@@ -19,7 +19,7 @@ no analysis has to read a T x K matrix unless it follows individual parameters:
 | NeuronSums       | lca_neuron/<group> (iteration), lca_class_neuron/<group>[, lca_val_class_neuron/<group>] (sum) |
 | RowStats         | row_std, row_kurtosis, tail_share (iteration)                                 |
 | Matrices         | lca[, lca_val, grad] (virtual), sample_index (same), stored_row_sum (iteration) |
-| ExampleCurveSums | (TokenGroupSums: token_*[_val]) curve_lca[_val], curve_splits[_val], curve_error[_val] (iteration), curve_loss[_val] (point), curve_index[_val] (same) |
+| ExampleCurveSums | (TokenGroupSums: token_*[_val], token_lca_total[_val] (sum)) curve_lca[_val], curve_splits[_val], curve_error[_val] (iteration), curve_loss[_val] (point), curve_index[_val] (same) |
 
 A new reduction is one subclass with its JOINS; assembly joins every chunk's datasets by those kinds."""
 
@@ -481,8 +481,12 @@ class ExampleCurveSums(Reducer):
     def segment(self, i, seg, row):
         for split, sample in self.curves.items():
             lca, loss0, loss1, n, error = sample.segment(self.previous, self.theta, self.tolerance, self.max_splits)
-            self.lca[split][i], self.loss[split][i], self.loss[split][i + 1] = lca, loss0, loss1
+            self.lca[split][i], self.loss[split][i], self.loss[split][i + 1] = self.per_group(split, lca), loss0, loss1
             self.splits[split][i], self.error[split][i] = n, error
+
+    def per_group(self, split: str, lca: np.ndarray) -> np.ndarray:
+        """A segment's (rows, G) LCA as stored."""
+        return lca
 
     def write(self, f):
         for split, sample in self.curves.items():
@@ -505,8 +509,25 @@ class TokenGroupSums(ExampleCurveSums):
         **{f"token_{key}{sfx}": ITERATION for key in ("lca", "splits", "error") for sfx in ("", "_val")},
         **{f"token_loss{sfx}": POINT for sfx in ("", "_val")},
         **{f"token_index{sfx}": SAME for sfx in ("", "_val")},
+        **{f"token_lca_total{sfx}": SUM for sfx in ("", "_val")},
     }
     PREFIX = "token"
+
+    def __init__(self, frame, curves: dict, tolerance: float, max_splits: int):
+        super().__init__(frame, curves, tolerance, max_splits)
+        self.totals: dict = {}  # split -> (E, K) per-parameter totals (lca.token_group_parameters)
+
+    def per_group(self, split, lca):
+        """Per parameter (lcaflow.curves.TokenGroupParameters: (E, K)): added to the split's totals, summed by group."""
+        if not self.curves[split].per_parameter:
+            return lca
+        values = torch.from_numpy(lca)
+        self.totals[split] = values if split not in self.totals else self.totals[split].add_(values)
+        return self.frame.per_layer(values).numpy()
+
+    def write(self, f):
+        super().write(f)
+        write_arrays(f, {f"token_lca_total{self.SUFFIX[split]}": values for split, values in self.totals.items()})
 
 
 REDUCERS = (Losses, GradientNorms, GradientSigns, Steps, GradientTraces, Quadrature, GroupSums, ParameterTotals, NeuronSums, RowStats)
