@@ -332,6 +332,35 @@ def test_the_plan_prices_each_option():
     assert none[3] == pytest.approx(classes[3], rel=1e-4)  # no extra pass: the same full-set evaluations (less to write)
     assert curves[1] > classes[1] and curves[2] >= classes[2] and curves[3] > classes[3]
     assert curves[3] - classes[3] == pytest.approx(12 * 2 * 9 * 3 * (50 * 1e-5 + 1.5e-3), rel=1e-3)  # T, splits, points, groups
+    assert callable_[3] == pytest.approx(classes[3], rel=1e-4)  # a callable: chunks sorted by group, no extra pass
+
+
+def test_the_plan_prices_token_groups_by_route():
+    """Token groups add forward-mode passes per parameter group (or a backward per token group per parameter),
+    bytes and memory; priced at the bound of 64 groups."""
+    from dataclasses import replace
+
+    from lcaflow.cost.disk import chunk_bytes
+    from lcaflow.cost.memory import gradient_mem_mb
+    from lcaflow.cost.size import RunSize
+    from lcaflow.cost.time import Rates, job_seconds
+    from lcaflow.spec import RunSpec
+
+    run = tiny_run(train_size=20000)
+    spec, size = RunSpec.of("r", run), RunSize.of(RunSpec.of("r", run))
+    rates = Rates(1e-5, 1e-5, "test")
+
+    def cost(tokens, **lca):
+        settings, sized = tiny_lca(**lca), replace(size, model=replace(size.model, token_groups=tokens))
+        seconds = sum(job_seconds(spec, sized, settings, rates)["gradients"])
+        return seconds, sum(chunk_bytes(sized, run, settings)), gradient_mem_mb(sized, settings)
+
+    none, forward, reverse = cost(0), cost(6), cost(6, token_group_parameters=True)
+    examples, chunks = 20000 + 100, 313 + 2  # both splits, in chunks of 64
+    assert forward[0] - none[0] == pytest.approx(12 * 9 * 3 * (examples * 1e-5 * 2.2 + chunks * 1.5e-3), rel=1e-3)
+    assert reverse[0] - none[0] == pytest.approx(12 * 9 * examples * 1e-5 * (1 + 6 * 0.57), rel=1e-3)
+    assert none[1] < forward[1] < reverse[1] and none[2] < forward[2] < reverse[2]
+    assert reverse[1] - forward[1] == 2 * 2 * 6 * size.num_params * 8  # E x K totals per split, in each of 2 chunks
 
 
 # ---- token groups: the char model of tests/user_project, its own loop recorded ------------------------
