@@ -357,8 +357,8 @@ def test_the_plan_prices_token_groups_by_route():
 
     none, forward, reverse = cost(0), cost(6), cost(6, token_group_parameters=True)
     examples, chunks = 20000 + 100, 313 + 2  # both splits, in chunks of 64
-    assert forward[0] - none[0] == pytest.approx(12 * 9 * 3 * (examples * 1e-5 * 2.2 + chunks * 1.5e-3), rel=1e-3)
-    assert reverse[0] - none[0] == pytest.approx(12 * 9 * examples * 1e-5 * (1 + 6 * 0.57), rel=1e-3)
+    assert forward[0] - none[0] == pytest.approx(12 * 3.5 * 3 * (examples * 1e-5 * 2.8 + chunks * 1.5e-3), rel=1e-3)
+    assert reverse[0] - none[0] == pytest.approx(12 * 3.5 * examples * 1e-5 * (1 + 6 * 1.3), rel=1e-3)
     assert none[1] < forward[1] < reverse[1] and none[2] < forward[2] < reverse[2]
     assert reverse[1] - forward[1] == 2 * 2 * 6 * size.num_params * 8  # E x K totals per split, in each of 2 chunks
 

@@ -166,3 +166,20 @@ class RunSize:
         else:
             n_train, n_val = run["train_size"] or n_official - run["val_size"], run["val_size"]
         return cls(model, n_train, n_val, data_bytes)
+
+    def with_recorded_groups(self, trajectory_path) -> RunSize:
+        """The size with the example groups that the run's trajectory records once it is trained or adopted, in
+        place of the bound of MAX_GROUPS for a grouping callable (unchanged before, or for the loss's default)."""
+        if not self.model.token_groups and self.model.val_group_rows <= 1 or not Path(trajectory_path).is_file():
+            return self
+        from dataclasses import replace
+
+        from ..io import open_h5
+
+        with open_h5(trajectory_path, "trajectory") as f:
+            if "example_groups" not in f:
+                return self
+            E, per_token = len(f["example_groups/names"]), f["example_groups/train"].ndim == 2
+        rows = {"token_groups": E, "num_classes": 1, "val_group_rows": 0} if per_token else {"token_groups": 0, "num_classes": E, "val_group_rows": E}
+        return replace(self, model=replace(self.model, **rows))
+
