@@ -62,9 +62,23 @@ def test_each_group_is_grounded_and_the_groups_sum_to_the_total(grouped_run):
         assert np.ptp(lca.sum(0)) > 0  # the groups' losses changed by different amounts
         with pytest.raises(LCAError, match="not by class; use by_example_group"):
             run.by_class()
-        with pytest.raises(LCAError, match="training split only"):
-            run.by_example_group("val")
         _check_group_losses_independently(grouped_run, run, loss)
+        _check_the_validation_split(grouped_run, run, grounding["val"])
+
+
+def _check_the_validation_split(folder, run, grounding):
+    """The validation split by example group as the training split: grounded per group, adding up to the
+    validation LCA, per neuron, and its groups' losses recomputed by plain torch."""
+    lca, loss = run.by_example_group("val"), run.example_group_loss("val")
+    assert lca.shape == (10, 3) and loss.shape == (11, 3)
+    assert np.allclose(loss.sum(1), run.loss_val, rtol=1e-12, atol=0)
+    assert np.allclose(lca.sum(1), run.per_iteration("val"), rtol=1e-9, atol=1e-12)
+    assert grounding["groups"] == 3 and abs(grounding["worst_cumulative_error_pct"]) < 1.0
+    assert np.allclose([grounding["loss_change"][g] for g in run.example_groups], loss[-1] - loss[0], rtol=1e-12)
+    with h5py.File(folder / "lca.h5") as f:  # per neuron: every parameter of mnist_fc belongs to a neuron
+        neurons = sum(f[f"lca_val_class_neuron/{name}"][()].sum(1) for name in f["lca_val_class_neuron"])
+    assert np.allclose(neurons, lca.sum(0), rtol=1e-9, atol=1e-12)
+    _check_group_losses_independently(folder, run, loss, "val")
 
 
 def _losses_at_the_ends(folder, run, indices) -> list:
@@ -83,9 +97,9 @@ def _losses_at_the_ends(folder, run, indices) -> list:
     return losses
 
 
-def _check_group_losses_independently(folder, run, loss):
+def _check_group_losses_independently(folder, run, loss, split="train"):
     with h5py.File(folder / "trajectory.h5") as f:
-        indices, labels = f["split/train_indices"][()], f["example_groups/train"][()]
+        indices, labels = f[f"split/{split}_indices"][()], f[f"example_groups/{split}"][()]
     for row, each in zip((loss[0], loss[-1]), _losses_at_the_ends(folder, run, indices)):
         mine = [each[labels == g].sum() / len(each) for g in range(3)]
         assert np.allclose(mine, row, rtol=1e-5), (mine, row)
@@ -149,6 +163,31 @@ def test_one_group_costs_no_more_than_the_classes(fashion_data_file):
     a, b = classes(theta), one(theta)
     assert len(one.batches) <= len(classes.batches) and b.grad_class.shape == (1, theta.numel())
     assert float(b.loss) == pytest.approx(float(a.loss), rel=1e-6) and torch.allclose(b.grad, a.grad, rtol=1e-5, atol=1e-8)
+
+
+def test_the_validation_splits_groups_by_either_rule(fashion_data_file):
+    """Adaptive quadrature's corrected trapezoid and its Simpson fallback give the validation split's example
+    groups as they give the training split's classes: rows that add up to each group's own loss change."""
+    from lcaflow.integrate import TRAPEZOID, Endpoint, make_quadrature
+
+    train, val = load_examples(fashion_data_file, [np.arange(200), np.arange(200, 300)])
+    model = build_model("mnist_fc", (1, 28, 28), 10, 0)
+    layout = layout_of(model)
+    groups = torch.arange(100) % 3
+    objectives = (FullSetObjective(model, layout, train, 10, chunk_size=64), FullSetObjective(model, layout, val, 3, chunk_size=64, labels=groups))
+    evaluate = lambda theta, splits=("train", "val"): Endpoint(*(o(theta) if s in splits else None for o, s in zip(objectives, ("train", "val"))))  # noqa: E731
+    theta0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+    theta1 = theta0 - 0.1 * objectives[0](theta0).grad.float()
+    start, end = evaluate(theta0), evaluate(theta1)
+    for accept in (1.0, 0.0):  # the trapezoid for both splits; Simpson for both
+        lca = {"quadrature": "adaptive", "trapezoid_tolerance": accept, "tolerance": 1e-4, "max_splits": 4}
+        seg = make_quadrature(lca)(evaluate, theta0, theta1, start, end)
+        assert (seg.num_splits == TRAPEZOID) == (accept == 1.0) and seg.lca_val_class.shape == (3, theta0.numel())
+        assert torch.allclose(seg.lca_val_class.sum(0), seg.lca_val, atol=1e-12)
+        change = (end.val.loss_class - start.val.loss_class).numpy()
+        error = seg.lca_val_class.sum(1).numpy() - change  # removed by the trapezoid; Simpson's reported
+        assert np.abs(error).max() <= (1e-12 if accept else 0.01 * np.abs(change).min())
+        assert error.sum() == pytest.approx(seg.error_val, abs=1e-12)  # the groups' errors are the split's
 
 
 # ---- bad input: one line each ------------------------------------------------------------------------
@@ -317,6 +356,35 @@ def test_the_plan_prices_each_option():
     assert none[3] == pytest.approx(classes[3], rel=1e-4)  # no extra pass: the same full-set evaluations (less to write)
     assert curves[1] > classes[1] and curves[2] >= classes[2] and curves[3] > classes[3]
     assert curves[3] - classes[3] == pytest.approx(12 * 2 * 9 * 3 * (50 * 1e-5 + 1.5e-3), rel=1e-3)  # T, splits, points, groups
+    assert callable_[3] == pytest.approx(classes[3], rel=1e-4)  # a callable: chunks sorted by group, no extra pass
+
+
+def test_the_plan_prices_token_groups_by_route():
+    """Token groups add forward-mode passes per parameter group (or a backward per token group per parameter),
+    bytes and memory; priced at the bound of 64 groups."""
+    from dataclasses import replace
+
+    from lcaflow.cost.disk import chunk_bytes
+    from lcaflow.cost.memory import gradient_mem_mb
+    from lcaflow.cost.size import RunSize
+    from lcaflow.cost.time import Rates, job_seconds
+    from lcaflow.spec import RunSpec
+
+    run = tiny_run(train_size=20000)
+    spec, size = RunSpec.of("r", run), RunSize.of(RunSpec.of("r", run))
+    rates = Rates(1e-5, 1e-5, "test")
+
+    def cost(tokens, **lca):
+        settings, sized = tiny_lca(**lca), replace(size, model=replace(size.model, token_groups=tokens))
+        seconds = sum(job_seconds(spec, sized, settings, rates)["gradients"])
+        return seconds, sum(chunk_bytes(sized, run, settings)), gradient_mem_mb(sized, settings)
+
+    none, forward, reverse = cost(0), cost(6), cost(6, token_group_parameters=True)
+    examples, chunks = 20000 + 100, 313 + 2  # both splits, in chunks of 64
+    assert forward[0] - none[0] == pytest.approx(12 * 3.5 * 3 * (examples * 1e-5 * 2.8 + chunks * 1.5e-3), rel=1e-3)
+    assert reverse[0] - none[0] == pytest.approx(12 * 3.5 * examples * 1e-5 * (1 + 6 * 1.3), rel=1e-3)
+    assert none[1] < forward[1] < reverse[1] and none[2] < forward[2] < reverse[2]
+    assert reverse[1] - forward[1] == 2 * 2 * 6 * size.num_params * 8  # E x K totals per split, in each of 2 chunks
 
 
 # ---- token groups: the char model of tests/user_project, its own loop recorded ------------------------
@@ -364,10 +432,15 @@ def token_run(tmp_path_factory):
         folder = work / "results" / "runs" / "chars"
         (folder / "chunks").mkdir(parents=True)
         adopt_trajectory("chars", run, "chars.h5", str(work / "d.h5"), str(folder / "trajectory.h5"))
-        chunks = [str(folder / "chunks" / f"{k}.h5") for k in range(2)]
-        for k, path in enumerate(chunks):
-            compute_chunk("chars", run, lca, k, str(folder / "trajectory.h5"), str(work / "d.h5"), path)
-        assemble("chars", run, lca, str(folder / "trajectory.h5"), chunks, str(folder / "lca.h5"), str(folder / "grounding.json"))
+        per_parameter = folder.parent / "per_parameter"  # the same run, token groups per parameter (lca.token_group_parameters)
+        (per_parameter / "chunks").mkdir(parents=True)
+        shutil.copy(folder / "trajectory.h5", per_parameter / "trajectory.h5")
+        config["lca"]["token_group_parameters"] = True
+        for where, settings in ((folder, lca), (per_parameter, validate_config(config)["lca"])):
+            chunks = [str(where / "chunks" / f"{k}.h5") for k in range(2)]
+            for k, path in enumerate(chunks):
+                compute_chunk("chars", run, settings, k, str(where / "trajectory.h5"), str(work / "d.h5"), path)
+            assemble("chars", run, settings, str(where / "trajectory.h5"), chunks, str(where / "lca.h5"), str(where / "grounding.json"))
     finally:
         os.chdir(here)
         torch.set_num_threads(threads)
@@ -386,6 +459,10 @@ def test_token_groups_are_grounded_per_group_and_sum_to_the_loss(token_run):
         assert np.allclose(lca.sum(0), change, atol=1e-9)  # each group's LCA is its own loss change
         assert abs(report["worst_cumulative_error_pct"]) < 1e-6 and 0 < report["quadrature_error_removed_max_abs"] < 0.05
         assert np.allclose(lca.sum(1), run.per_iteration(), atol=5e-3)  # the groups' LCA, the run's own LCA
+        val, val_loss = run.by_example_group("val"), run.example_group_loss("val")  # the validation split's too
+        assert val.shape == (12, 3) and np.allclose(val_loss.sum(1), run.loss_val, rtol=1e-5)
+        assert np.allclose(val.sum(0), val_loss[-1] - val_loss[0], atol=1e-9) and abs(report["val"]["worst_cumulative_error_pct"]) < 1e-6
+        assert np.allclose(val.sum(1), run.per_iteration("val"), atol=5e-3)
         with h5py.File(token_run / "trajectory.h5") as f:
             labels, first = f["example_groups/train"][()], torch.from_numpy(f["params"][0])
         assert labels.shape == (96, 16)
@@ -406,6 +483,22 @@ def test_token_groups_are_grounded_per_group_and_sum_to_the_loss(token_run):
         tokens = torch.nn.functional.cross_entropy(model(split.x).flatten(0, 1), split.y.flatten(), reduction="none").double()
     mine = [float(tokens[torch.from_numpy(labels.reshape(-1) == g)].sum() / tokens.numel()) for g in range(3)]
     assert np.allclose(mine, loss[0], rtol=1e-5)
+
+
+def test_token_groups_per_parameter_add_up_to_the_groups(token_run):
+    """lca.token_group_parameters: reverse mode, one backward per token group at every point; each parameter's
+    totals per token group add up to the groups' LCA, which agrees with the forward-mode route's."""
+    with lcaflow.open_run(token_run.parent / "per_parameter") as run, lcaflow.open_run(token_run) as forward:
+        totals, lca = run.token_group_totals(), run.by_example_group()
+        assert totals.shape == (3, run.num_params) and run.token_group_totals("val").shape == (3, run.num_params)
+        assert np.allclose(totals.sum(1), lca.sum(0), atol=1e-9)  # over parameters: each group's LCA over training
+        loss = run.example_group_loss()
+        assert np.allclose(lca.sum(0), loss[-1] - loss[0], atol=1e-9)  # grounded per group, as the forward route
+        assert np.allclose(loss, forward.example_group_loss(), rtol=1e-5)
+        change = np.abs(loss[-1] - loss[0])
+        assert np.abs(run.by_example_group() - forward.by_example_group()).max() < 0.02 * change.max()  # the routes agree
+        with pytest.raises(LCAError, match="set lca.token_group_parameters: true"):
+            forward.token_group_totals()
 
 
 def test_token_labels_need_a_loss_with_tokens(tmp_path):

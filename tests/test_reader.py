@@ -144,6 +144,9 @@ def test_parameter_and_group_columns(run_dir):
         with pytest.raises(LCAError) as err:
             run.by_group("test")
         assert "'train' or 'val'" in _one_line(err)
+        with pytest.raises(LCAError) as err:  # grouped by class: the validation split keeps one row
+            run.by_example_group("val")
+        assert "computed only for runs that set example_groups to a callable or none" in _one_line(err) and "split='train'" in str(err.value)
 
 
 def test_tables_and_stats(run_dir):

@@ -97,11 +97,10 @@ def assemble(
     report["storage"] = storage_report(arrays, lca, K)
     groups = meta["example_groups"]
     tokens = groups is not None and groups["train"].ndim == 2  # token groups: their own datasets (token_*)
-    if tokens:
-        report["example_groups"] = group_grounding(_token_arrays(arrays), groups["names"])
-        report["example_groups"].update(_removed(arrays["token_error"]))
-    else:
-        report["example_groups"] = group_grounding(arrays, _group_names(trajectory_path, meta))
+    names = _group_names(trajectory_path, meta)
+    report["example_groups"] = _groups_grounding(arrays, tokens, names, "")
+    if "loss_val_class" in arrays or "token_loss_val" in arrays:  # the validation split by group too
+        report["example_groups"]["val"] = _groups_grounding(arrays, tokens, names, "_val")
     if "curve_lca" in arrays:
         report["example_curves"] = curve_grounding(arrays, lca["tolerance"])
     if run.get("trajectory"):  # a recorded run: does the evaluated model reproduce its own training losses?
@@ -151,9 +150,12 @@ def assemble(
     return report
 
 
-def _token_arrays(arrays: dict) -> dict:
-    """The token groups' datasets under the names group_grounding reads."""
-    return {"loss_class": arrays["token_loss"], "lca_class_layer": arrays["token_lca"]}
+def _groups_grounding(arrays: dict, tokens: bool, names: list[str], sfx: str) -> dict:
+    """Each example group's (token group's, class's) grounding on the split of the datasets' suffix ("", "_val")."""
+    if tokens:
+        report = group_grounding({"loss_class": arrays["token_loss" + sfx], "lca_class_layer": arrays["token_lca" + sfx]}, names)
+        return {**report, **_removed(arrays["token_error" + sfx])}
+    return group_grounding({"loss_class": arrays[f"loss{sfx}_class"], "lca_class_layer": arrays[f"lca{sfx}_class_layer"]}, names)
 
 
 def _removed(error: np.ndarray) -> dict:

@@ -17,7 +17,8 @@ import copy
 
 import numpy as np
 import torch
-from torch.func import functional_call, jvp
+from torch.func import functional_call
+from torch.func import jvp as _jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .errors import ConfigError, DivergenceError
@@ -33,6 +34,13 @@ SPLIT_NAMES = {"train": "training split", "val": "validation split"}
 CURVE_MAX_SPLITS = 4
 
 
+def jvp(fn, primals, tangents):
+    """torch.func.jvp with attention by its composite (math) kernel: the fused CPU attention kernels have no
+    forward-mode derivative (NotImplementedError on the char transformer's scaled_dot_product_attention)."""
+    with sdpa_kernel([SDPBackend.MATH]):
+        return _jvp(fn, primals, tangents)
+
+
 def curve_sample(n_examples: int, m: int, seed: int, split: str, where: str) -> np.ndarray:
     """The positions, sorted, of the m sampled examples of a split of n (fixed by the run's seed and the split)."""
     if m > n_examples:
@@ -43,6 +51,8 @@ def curve_sample(n_examples: int, m: int, seed: int, split: str, where: str) -> 
 
 class ExampleCurves:
     """The sampled examples of one split: their losses and per-group derivatives along a segment."""
+
+    per_parameter = False  # derivatives per parameter group (G columns); TokenGroupParameters: per parameter (K)
 
     def __init__(self, model: torch.nn.Module, layout: Layout, x: torch.Tensor, y: torch.Tensor, loss: Loss, index, where: str):
         self.model = set_lca_mode(copy.deepcopy(model))
@@ -112,10 +122,7 @@ class ExampleCurves:
         return self.loss.per_example(self._outputs(params, self.x), self.y)
 
     def _outputs(self, params: dict, x: torch.Tensor) -> torch.Tensor:
-        """The model's outputs on x at params. Attention runs its plain (math) kernel: the fused kernels of
-        scaled_dot_product_attention (flash, memory-efficient) have no forward-mode derivative."""
-        with sdpa_kernel([SDPBackend.MATH]):
-            return functional_call(self.model, (params, self.buffers), (x,))
+        return functional_call(self.model, (params, self.buffers), (x,))
 
     def _flat(self, theta: torch.Tensor) -> torch.Tensor:
         return theta.detach().to(device=self.x.device, dtype=torch.float32)
@@ -162,6 +169,30 @@ class TokenGroups(ExampleCurves):
         tokens = torch.nn.functional.cross_entropy(outputs.reshape(n * s, v), self.y[part].reshape(n * s), reduction="none")
         onehot = torch.nn.functional.one_hot(self.labels[part].reshape(-1), len(self.names)).to(tokens.dtype)
         return tokens @ onehot / self.tokens
+
+
+class TokenGroupParameters(TokenGroups):
+    """Token groups per parameter (lca.token_group_parameters), by reverse mode: at every point one forward over
+    each chunk of the split and one backward per token group through it give each group's whole gradient; their
+    products with the step, (E, K), are integrated by the same rule as TokenGroups' (E, G) derivatives, and each
+    group's remaining error removed over its parameters in proportion to |LCA|. E backwards per point instead of
+    G forward-mode passes (benchmarks/token_routes.py measured both on the char transformer: docs/example-groups.md)."""
+
+    per_parameter = True
+
+    def derivatives(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E,) group losses and (E, K) derivatives grad_k L_g * delta_k, summed over the chunks of the split."""
+        flat = self._flat(theta).clone().requires_grad_(True)
+        params = param_views(flat, self.layout)
+        E, values = len(self.names), 0.0
+        rows = torch.zeros(E, flat.numel(), dtype=torch.float64, device=flat.device)
+        for part in self.slices:
+            sums = self._group_sums(params, part)
+            for e in range(E):
+                (grad,) = torch.autograd.grad(sums[e], flat, retain_graph=e < E - 1)
+                rows[e] += grad.double()
+            values = values + sums.detach().double()
+        return values, rows.mul_(self.delta.to(rows.device))
 
 
 def _remove_error(allocation: torch.Tensor, error: torch.Tensor) -> None:

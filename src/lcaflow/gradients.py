@@ -35,7 +35,7 @@ class Job:
     trajectory_path: str
     meta: dict
     curves: dict  # split -> lcaflow.curves.ExampleCurves (lca.example_curves; empty when 0)
-    tokens: object | None = None  # lcaflow.curves.TokenGroups of a run with token groups
+    tokens: dict | None = None  # split -> lcaflow.curves.TokenGroups of a run with token groups (empty without)
 
     @classmethod
     def setup(cls, run_name: str, run: dict, lca: dict, chunk: int, trajectory_path: str, data_path: str) -> Job:
@@ -56,15 +56,15 @@ class Job:
             raise CorruptFileError(
                 f"{trajectory_path}: parameter layout differs from architecture {run['architecture']}; rerun train"
             )
-        C, labels = _example_groups(meta, data)
+        C, labels, val_groups = _example_groups(meta, data)
         speed = resolve_speed(lca, model, device)
         objective = dict(loss=spec.loss, chunk_size=lca["eval_chunk_size"], weight_decay=spec.weight_decay, speed=speed)
         sample = lca.get("midpoint_sample", 0) if lca["quadrature"] == "adaptive" else 0  # absent where 0 (settings.LCA)
         train = FullSetObjective(model, layout, data.train, C, labels=labels["train"], sample=sample, **objective)
-        val = FullSetObjective(model, layout, data.val, C, per_class=False, labels=labels["val"], **objective)
-        frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca))
+        val = FullSetObjective(model, layout, data.val, C, per_class=val_groups, labels=labels["val"], **objective)
+        frame = Frame(layout, stop - start, C, device, lca, stored_columns(layout, lca), val_groups=val_groups)
         curves = _example_curves(spec, model, layout, data, meta, lca.get("example_curves", 0))
-        tokens = _token_groups(spec, model, layout, data, meta, lca["eval_chunk_size"])
+        tokens = _token_groups(spec, model, layout, data, meta, lca["eval_chunk_size"], lca.get("token_group_parameters", False))
         return cls(run_name, lca, start, stop, frame, train, val, trajectory_path, meta, curves, tokens)
 
     def evaluator(self):
@@ -104,14 +104,15 @@ class Job:
         }
 
 
-def _example_groups(meta: dict, data: RunData) -> tuple[int, dict]:
-    """The number of example groups (the objective's per-group rows) and each split's group labels: the
-    trajectory's example groups where it records them, else the classes (one group for a loss without)."""
+def _example_groups(meta: dict, data: RunData) -> tuple[int, dict, bool]:
+    """The number of example groups (the objective's per-group rows), each split's group labels, and whether
+    the validation split is split by group too: the trajectory's example groups where it records them (both
+    splits by group), else the classes (one group for a loss without; the training split only)."""
     groups = meta["example_groups"]
     if groups is None or groups["train"].ndim == 2:  # token groups: lcaflow.curves.TokenGroups, not the objective's rows
-        return meta["num_classes"], {"train": data.class_labels(data.train), "val": data.class_labels(data.val)}
+        return meta["num_classes"], {"train": data.class_labels(data.train), "val": data.class_labels(data.val)}, False
     device = data.train.y.device
-    return len(groups["names"]), {s: torch.from_numpy(groups[s]).to(device) for s in ("train", "val")}
+    return len(groups["names"]), {s: torch.from_numpy(groups[s]).to(device) for s in ("train", "val")}, True
 
 
 def _example_curves(spec: RunSpec, model, layout, data: RunData, meta: dict, m: int) -> dict:
@@ -129,15 +130,20 @@ def _example_curves(spec: RunSpec, model, layout, data: RunData, meta: dict, m: 
     return curves
 
 
-def _token_groups(spec: RunSpec, model, layout, data: RunData, meta: dict, chunk: int):
-    """The token groups of the training split, where the trajectory records labels per token; else None."""
+def _token_groups(spec: RunSpec, model, layout, data: RunData, meta: dict, chunk: int, per_parameter: bool) -> dict:
+    """The token groups of each split, where the trajectory records labels per token (per parameter, by reverse
+    mode, with lca.token_group_parameters); else none."""
     groups = meta["example_groups"]
     if groups is None or groups["train"].ndim != 2:
-        return None
-    from .curves import TokenGroups
+        return {}
+    from .curves import TokenGroupParameters, TokenGroups
 
-    labels = torch.from_numpy(groups["train"]).to(data.train.y.device)
-    return TokenGroups(model, layout, data.train.x, data.train.y, spec.loss, labels, groups["names"], chunk, spec.where("example_groups"))
+    route = TokenGroupParameters if per_parameter else TokenGroups
+    made = {}
+    for split, part in (("train", data.train), ("val", data.val)):
+        labels = torch.from_numpy(groups[split]).to(part.y.device)
+        made[split] = route(model, layout, part.x, part.y, spec.loss, labels, groups["names"], chunk, spec.where("example_groups"))
+    return made
 
 
 def integrate_block(job: Job, reducers: list, progress: Progress) -> None:
@@ -191,8 +197,8 @@ def compute_chunk(run_name: str, run: dict, lca: dict, chunk: int, trajectory_pa
         reducers = [cls(frame) for cls in REDUCERS] + [Matrices(frame, f)]
         if job.curves:
             reducers.append(ExampleCurveSums(frame, job.curves, job.lca["tolerance"], job.lca["max_splits"]))
-        if job.tokens is not None:
-            reducers.append(TokenGroupSums(frame, {"train": job.tokens}, job.lca["tolerance"], job.lca["max_splits"]))
+        if job.tokens:
+            reducers.append(TokenGroupSums(frame, job.tokens, job.lca["tolerance"], job.lca["max_splits"]))
         integrate_block(job, reducers, progress)
         for r in reducers:
             r.write(f)

@@ -67,7 +67,7 @@ def grounding_report(lca_file: dict, tolerance: float, quadrature: str = "simpso
 
 
 def group_grounding(lca_file: dict, names: list[str]) -> dict:
-    """How well each example group's LCA (training split, summed over parameters and iterations) adds up to
+    """How well each example group's LCA (of one split, summed over parameters and iterations) adds up to
     that group's own loss change, and how the groups add up to the data loss (the total less any weight decay).
     Per group the quadrature is the run's rule applied to the group's gradient: its error is not refined on its
     own, so it is reported here rather than judged."""

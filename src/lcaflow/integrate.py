@@ -51,6 +51,7 @@ class Segment:
     trapezoid_error_val: float
     num_splits_val: int | None = None  # the validation split's own rule where it differs (adaptive quadrature)
     trapezoid_residual: float = float("nan")  # the training error left after the sample's correction (adaptive)
+    lca_val_class: torch.Tensor | None = None  # (E, K) per example group of the validation split (runs with example groups)
 
     def converged(self, tolerance: float) -> bool:
         """Both splits within tolerance; a NaN error never counts as converged."""
@@ -58,8 +59,16 @@ class Segment:
 
 
 def _payload(p: Endpoint, splits=SPLITS) -> list[torch.Tensor]:
-    """What is summed along the segment: the training gradient and its class rows, the validation gradient."""
-    return ([p.train.grad, p.train.grad_class] if "train" in splits else []) + ([p.val.grad] if "val" in splits else [])
+    """What is summed along the segment: the training gradient and its class rows, the validation gradient and
+    its example groups' rows where it has them (runs with example groups)."""
+    val = [p.val.grad] + ([p.val.grad_class] if p.val.grad_class is not None else []) if "val" in splits else []
+    return ([p.train.grad, p.train.grad_class] if "train" in splits else []) + val
+
+
+def _val_classes(allocation: list) -> torch.Tensor | None:
+    """The validation split's group rows of an allocation in _payload's order ending with the validation split's,
+    or None where it has none."""
+    return allocation[-1] if len(allocation) in (2, 4) and allocation[-1].dim() == 2 else None
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,10 @@ def integrate_segment(
 
 def _simpson(evaluate, theta0, theta1, start, end, ends: _Ends, tolerance: float, max_splits: int) -> Segment:
     panels = _composite_simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits, SPLITS)
-    lca, lca_class, lca_val = panels.allocation
-    return _segment(ends, lca, lca_val, lca_class, num_splits=panels.n, interior_points=panels.evaluated)
+    lca, lca_class, lca_val = panels.allocation[:3]
+    segment = _segment(ends, lca, lca_val, lca_class, num_splits=panels.n, interior_points=panels.evaluated)
+    segment.lca_val_class = _val_classes(panels.allocation)
+    return segment
 
 
 @dataclass
@@ -125,7 +136,7 @@ def _composite_simpson(evaluate, theta0, theta1, start, end, ends: _Ends, tolera
     t0, t1, delta = theta0.double(), theta1.double(), ends.delta
     end_sums = [a + b for a, b in zip(_payload(start, splits), _payload(end, splits))]
     changes = {"train": ends.d_loss, "val": ends.d_loss_val}
-    totals = {"train": 0, "val": -1}  # where each split's total gradient is in the payload list: first / last
+    totals = {"train": 0, "val": 2 if "train" in splits else 0}  # where each split's total gradient is in the payload list
     old_interior: list[torch.Tensor] | None = None
     n, evaluated = 1, 0
     while True:
@@ -208,10 +219,15 @@ def _trapezoid_train(start: Endpoint, end: Endpoint, ends: _Ends) -> tuple[torch
     so that the trapezoid is exact for it. Every row therefore sums to its real loss change. The class rows keep
     their signs; an entry of the training row, their sum, can change sign where classes pull it opposite ways.
     How well this places the error on single parameters is measured against Simpson (docs/quadrature.md)."""
-    half = ends.delta / 2
-    lca_class = (start.train.grad_class + end.train.grad_class).mul_(half)
-    regulariser = (start.train.grad + end.train.grad).mul_(half).sub_(lca_class.sum(0))
-    class_error = lca_class.sum(-1) - (end.train.loss_class - start.train.loss_class)
+    return _trapezoid_rows(start.train, end.train, ends.delta)
+
+
+def _trapezoid_rows(start: Point, end: Point, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One split's corrected trapezoid by class (or example group) rows: see _trapezoid_train."""
+    half = delta / 2
+    lca_class = (start.grad_class + end.grad_class).mul_(half)
+    regulariser = (start.grad + end.grad).mul_(half).sub_(lca_class.sum(0))
+    class_error = lca_class.sum(-1) - (end.loss_class - start.loss_class)
     if not _remove_error(lca_class, class_error):
         return None
     return regulariser.add_(lca_class.sum(0)), lca_class
@@ -252,10 +268,13 @@ def _sampled_trapezoid_train(start: Endpoint, end: Endpoint, middle: Point, ends
     return (regulariser.add_(lca_class.sum(0)), lca_class), residual
 
 
-def _trapezoid_val(start: Endpoint, end: Endpoint, ends: _Ends) -> torch.Tensor | None:
-    """The validation split's corrected trapezoid (one row, no classes), or None (see _remove_error)."""
+def _trapezoid_val(start: Endpoint, end: Endpoint, ends: _Ends) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The validation split's corrected trapezoid, (lca_val, its example groups' rows or None), or None (see
+    _remove_error): one row, or by example group as the training split's is by class (runs with example groups)."""
+    if start.val.grad_class is not None:
+        return _trapezoid_rows(start.val, end.val, ends.delta)
     lca_val = (start.val.grad + end.val.grad).mul_(ends.delta / 2)
-    return lca_val if _remove_error(lca_val, lca_val.sum() - ends.d_loss_val) else None
+    return (lca_val, None) if _remove_error(lca_val, lca_val.sum() - ends.d_loss_val) else None
 
 
 Quadrature = Callable[..., Segment]  # (evaluate, theta_t, theta_t+1, end point t, end point t+1) -> Segment
@@ -295,13 +314,13 @@ def make_quadrature(lca: dict, rows: torch.Tensor | None = None) -> Quadrature:
             segment = _simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits)
             segment.trapezoid_residual = residual
             return segment
-        lca_val = _trapezoid_val(start, end, ends) if abs(ends.trapezoid_error_val) <= accept else None
+        val = _trapezoid_val(start, end, ends) if abs(ends.trapezoid_error_val) <= accept else None
         num_splits_val = TRAPEZOID
-        if lca_val is None:  # only the validation split needs its midpoint: that split alone (~1/10 of the cost)
+        if val is None:  # only the validation split needs its midpoint: that split alone (~1/10 of the cost)
             panels = _composite_simpson(evaluate, theta0, theta1, start, end, ends, tolerance, max_splits, ("val",))
-            (lca_val,), num_splits_val = panels.allocation, panels.n
-        segment = _segment(ends, train[0], lca_val, train[1], num_splits=TRAPEZOID, interior_points=0)
-        segment.num_splits_val, segment.trapezoid_residual = num_splits_val, residual
+            val, num_splits_val = (panels.allocation[0], _val_classes(panels.allocation)), panels.n
+        segment = _segment(ends, train[0], val[0], train[1], num_splits=TRAPEZOID, interior_points=0)
+        segment.num_splits_val, segment.trapezoid_residual, segment.lca_val_class = num_splits_val, residual, val[1]
         return segment
 
     return adaptive

@@ -271,16 +271,23 @@ class Run:
     def by_example_group(self, split: str = "train") -> np.ndarray:
         """(T, E) float64: LCA of each example group's loss at every iteration, summed over parameters (columns
         in the order of `example_groups`). A group's loss is the sum of its examples' losses over the split's size,
-        so the groups add up to the data loss; the weight-decay term belongs to no group. Training split only."""
-        self._groups_split(split)
-        return self._read("token_lca" if "token_lca" in self._f else "lca_class_layer").sum(axis=2)
+        so the groups add up to the data loss; the weight-decay term belongs to no group. `split` "val": the
+        validation split's, for runs that set example_groups to a callable or `none` (the classes: training only)."""
+        return self._read(self._groups_key(split, "token_lca", "lca{}_class_layer")).sum(axis=2)
 
     def example_group_loss(self, split: str = "train") -> np.ndarray:
         """(T+1, E) float64: each example group's loss at theta_0 .. theta_T (its examples' summed losses over
         the split's size; a token group's: its tokens' summed losses over the split's tokens): the rows sum to
-        `loss` less the weight-decay term. Training split only."""
-        self._groups_split(split)
-        return self._read("token_loss" if "token_loss" in self._f else "loss_class").astype(np.float64)
+        `loss` (`loss_val` for "val") less the weight-decay term."""
+        return self._read(self._groups_key(split, "token_loss", "loss{}_class")).astype(np.float64)
+
+    def token_group_totals(self, split: str = "train") -> np.ndarray:
+        """(E, K) float64: each parameter's LCA on each token group's loss, summed over training (rows in the order
+        of `example_groups`); only with lca.token_group_parameters on a run with token groups."""
+        name = "token_lca_total" + _suffix(split)
+        if name not in self._f:
+            raise LCAError(f"run {self.name}: no per-parameter token-group LCA; set lca.token_group_parameters: true (runs with token groups)")
+        return self._f[name][()]
 
     def example_curves(self, split: str = "train") -> np.ndarray:
         """(T, M, G) float64: per-example loss-change curves (lca.example_curves): the LCA of each sampled
@@ -302,9 +309,22 @@ class Run:
             raise LCAError(f"run {self.name}: no per-example curves; set lca.example_curves (e.g. 1000) and rerun")
         return self._f[name][()].astype(np.float64) if key != "curve_index" else self._f[name][()]
 
-    def _groups_split(self, split: str) -> None:
-        if _suffix(split):
-            raise LCAError(f"run {self.name}: the LCA per example group is computed on the training split only; use split='train'")
+    def _groups_key(self, split: str, token_key: str, key: str) -> str:
+        """The dataset of the example groups of a split: the token groups' or the per-class rows'."""
+        sfx = _suffix(split)
+        name = token_key + sfx if "token_lca" in self._f else key.format(sfx)
+        if sfx and name not in self._f:
+            grouped = "example_groups" in self._f.attrs  # a run grouped otherwise, whose chunks predate the validation split's groups
+            raise LCAError(
+                f"run {self.name}: "
+                + (
+                    "its gradient chunks predate the validation split's example groups; delete its chunks/ and rerun lca_all"
+                    if grouped
+                    else "the LCA per example group of the validation split is computed only for runs that set example_groups "
+                    "to a callable or none (the classes: training split only); use split='train'"
+                )
+            )
+        return name
 
     def per_iteration(self, split: str = "train") -> np.ndarray:
         """(T,) float64: total LCA of every iteration (the row sums of `lca`; ~ loss[t+1] - loss[t])."""

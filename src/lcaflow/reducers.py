@@ -8,18 +8,18 @@ no analysis has to read a T x K matrix unless it follows individual parameters:
 
 | reducer          | datasets (joined at assembly by)                                              |
 |------------------|-------------------------------------------------------------------------------|
-| Losses           | loss, loss_val, loss_class (point)                                            |
+| Losses           | loss, loss_val, loss_class[, loss_val_class] (point)                          |
 | GradientNorms    | grad_norm_layer, grad_norm_class_layer (point)                                |
 | GradientSigns    | grad_sign_changes, grad_sign_ends (signs)                                     |
 | Steps            | step_sign_changes, step_sign_ends (signs), layer_motion (iteration)           |
 | GradientTraces   | trace_index (same), grad_trace, param_trace (point)                           |
 | Quadrature       | lca_first_order(_val), error(_val), num_splits[, adaptive keys] (iteration)   |
-| GroupSums        | lca_layer, lca_val_layer, lca_class_layer, helping_layer, hurting_layer (iteration) |
+| GroupSums        | lca_layer, lca_val_layer, lca_class_layer[, lca_val_class_layer], helping_layer, hurting_layer (iteration) |
 | ParameterTotals  | lca_total, helped_count, hurt_count (sum)                                     |
-| NeuronSums       | lca_neuron/<group> (iteration), lca_class_neuron/<group> (sum)                |
+| NeuronSums       | lca_neuron/<group> (iteration), lca_class_neuron/<group>[, lca_val_class_neuron/<group>] (sum) |
 | RowStats         | row_std, row_kurtosis, tail_share (iteration)                                 |
 | Matrices         | lca[, lca_val, grad] (virtual), sample_index (same), stored_row_sum (iteration) |
-| ExampleCurveSums | (TokenGroupSums: token_*) curve_lca[_val], curve_splits[_val], curve_error[_val] (iteration), curve_loss[_val] (point), curve_index[_val] (same) |
+| ExampleCurveSums | (TokenGroupSums: token_*[_val], token_lca_total[_val] (sum)) curve_lca[_val], curve_splits[_val], curve_error[_val] (iteration), curve_loss[_val] (point), curve_index[_val] (same) |
 
 A new reduction is one subclass with its JOINS; assembly joins every chunk's datasets by those kinds."""
 
@@ -49,6 +49,7 @@ class Frame:
     lca: dict  # the lca config section
     columns: np.ndarray | None = None  # stored columns (store: sampled), None for all
     spans: list = field(default_factory=list)
+    val_groups: bool = False  # the validation split by example group too (runs with example groups): the *_val_class* datasets
 
     def __post_init__(self):
         lookup = {name: i for i, name in enumerate(self.layout.layers)}
@@ -97,19 +98,24 @@ def write_arrays(f: h5py.File, arrays: dict) -> None:
 
 
 class Losses(Reducer):
-    JOINS = {"loss": POINT, "loss_val": POINT, "loss_class": POINT}
+    JOINS = {"loss": POINT, "loss_val": POINT, "loss_class": POINT, "loss_val_class": POINT}
 
     def __init__(self, frame):
         super().__init__(frame)
         self.loss, self.loss_val = np.empty(self.B + 1), np.empty(self.B + 1)
         self.loss_class = np.empty((self.B + 1, self.C))
+        self.loss_val_class = np.empty((self.B + 1, self.C)) if frame.val_groups else None
 
     def point(self, i, p, theta):
         self.loss[i], self.loss_val[i] = float(p.train.loss), float(p.val.loss)
         self.loss_class[i] = p.train.loss_class.cpu().numpy()
+        if self.loss_val_class is not None:
+            self.loss_val_class[i] = p.val.loss_class.cpu().numpy()
 
     def write(self, f):
         write_arrays(f, {"loss": self.loss, "loss_val": self.loss_val, "loss_class": self.loss_class})
+        if self.loss_val_class is not None:
+            write_arrays(f, {"loss_val_class": self.loss_val_class})
 
 
 class GradientNorms(Reducer):
@@ -252,9 +258,10 @@ class Quadrature(Reducer):
 
 
 class GroupSums(Reducer):
-    """Per iteration and group: LCA of train, validation and each class; parameters helping and hurting."""
+    """Per iteration and group: LCA of train, validation and each class (and of each example group of the
+    validation split, where the frame has them); parameters helping and hurting."""
 
-    JOINS = {k: ITERATION for k in ("lca_layer", "lca_val_layer", "lca_class_layer", "helping_layer", "hurting_layer")}
+    JOINS = {k: ITERATION for k in ("lca_layer", "lca_val_layer", "lca_class_layer", "lca_val_class_layer", "helping_layer", "hurting_layer")}
 
     def __init__(self, frame):
         super().__init__(frame)
@@ -265,6 +272,8 @@ class GroupSums(Reducer):
             "helping_layer": np.empty((self.B, self.L), dtype=np.int64),
             "hurting_layer": np.empty((self.B, self.L), dtype=np.int64),
         }
+        if frame.val_groups:
+            self.out["lca_val_class_layer"] = np.empty((self.B, self.C, self.L))
 
     def segment(self, i, seg, row):
         per_layer = self.frame.per_layer
@@ -273,6 +282,8 @@ class GroupSums(Reducer):
         self.out["lca_class_layer"][i] = per_layer(seg.lca_class).cpu().numpy()
         self.out["helping_layer"][i] = self.frame.count_per_layer(row < 0).cpu().numpy()
         self.out["hurting_layer"][i] = self.frame.count_per_layer(row > 0).cpu().numpy()
+        if self.frame.val_groups:
+            self.out["lca_val_class_layer"][i] = per_layer(seg.lca_val_class).cpu().numpy()
 
     def write(self, f):
         write_arrays(f, self.out)
@@ -316,9 +327,9 @@ def neuron_groups(layout: Layout) -> dict[str, int]:
 
 class NeuronSums(Reducer):
     """Per output neuron (channel) of every group that has them: LCA per iteration (of the float32 values)
-    and per class over the job."""
+    and per class over the job (and per example group of the validation split, where the frame has them)."""
 
-    JOINS = {"lca_neuron/": ITERATION, "lca_class_neuron/": SUM}
+    JOINS = {"lca_neuron/": ITERATION, "lca_class_neuron/": SUM, "lca_val_class_neuron/": SUM}
 
     def __init__(self, frame):
         super().__init__(frame)
@@ -336,6 +347,7 @@ class NeuronSums(Reducer):
         self.per_class = {
             name: torch.zeros(self.C, n, dtype=torch.float64, device=frame.device) for name, n in self.groups.items()
         }
+        self.per_val_class = {name: torch.zeros_like(v) for name, v in self.per_class.items()} if frame.val_groups else {}
 
     def sums(self, values: torch.Tensor, name: str) -> torch.Tensor:
         """(..., K) -> (..., units): summed over each unit's kernel row, bias and norm entries."""
@@ -348,11 +360,15 @@ class NeuronSums(Reducer):
         for name in self.groups:
             self.per_iteration[name][i] = self.sums(row, name).cpu().numpy()
             self.per_class[name] += self.sums(seg.lca_class, name)
+            if name in self.per_val_class:
+                self.per_val_class[name] += self.sums(seg.lca_val_class, name)
 
     def write(self, f):
         for name in self.groups:
             f.create_dataset(f"lca_neuron/{name}", data=self.per_iteration[name])
             f.create_dataset(f"lca_class_neuron/{name}", data=self.per_class[name].cpu().numpy())
+        for name, values in self.per_val_class.items():
+            f.create_dataset(f"lca_val_class_neuron/{name}", data=values.cpu().numpy())
 
 
 class RowStats(Reducer):
@@ -465,8 +481,12 @@ class ExampleCurveSums(Reducer):
     def segment(self, i, seg, row):
         for split, sample in self.curves.items():
             lca, loss0, loss1, n, error = sample.segment(self.previous, self.theta, self.tolerance, self.max_splits)
-            self.lca[split][i], self.loss[split][i], self.loss[split][i + 1] = lca, loss0, loss1
+            self.lca[split][i], self.loss[split][i], self.loss[split][i + 1] = self.per_group(split, lca), loss0, loss1
             self.splits[split][i], self.error[split][i] = n, error
+
+    def per_group(self, split: str, lca: np.ndarray) -> np.ndarray:
+        """A segment's (rows, G) LCA as stored."""
+        return lca
 
     def write(self, f):
         for split, sample in self.curves.items():
@@ -482,11 +502,32 @@ class ExampleCurveSums(Reducer):
 
 
 class TokenGroupSums(ExampleCurveSums):
-    """Token groups (lcaflow.curves.TokenGroups, training split): the LCA of each token group's loss per
-    iteration and parameter group, the groups' losses, Simpson panels and removed errors."""
+    """Token groups (lcaflow.curves.TokenGroups, both splits): the LCA of each token group's loss per iteration
+    and parameter group, the groups' losses, Simpson panels and removed errors."""
 
-    JOINS = {"token_lca": ITERATION, "token_splits": ITERATION, "token_error": ITERATION, "token_loss": POINT, "token_index": SAME}
+    JOINS = {
+        **{f"token_{key}{sfx}": ITERATION for key in ("lca", "splits", "error") for sfx in ("", "_val")},
+        **{f"token_loss{sfx}": POINT for sfx in ("", "_val")},
+        **{f"token_index{sfx}": SAME for sfx in ("", "_val")},
+        **{f"token_lca_total{sfx}": SUM for sfx in ("", "_val")},
+    }
     PREFIX = "token"
+
+    def __init__(self, frame, curves: dict, tolerance: float, max_splits: int):
+        super().__init__(frame, curves, tolerance, max_splits)
+        self.totals: dict = {}  # split -> (E, K) per-parameter totals (lca.token_group_parameters)
+
+    def per_group(self, split, lca):
+        """Per parameter (lcaflow.curves.TokenGroupParameters: (E, K)): added to the split's totals, summed by group."""
+        if not self.curves[split].per_parameter:
+            return lca
+        values = torch.from_numpy(lca)
+        self.totals[split] = values if split not in self.totals else self.totals[split].add_(values)
+        return self.frame.per_layer(values).numpy()
+
+    def write(self, f):
+        super().write(f)
+        write_arrays(f, {f"token_lca_total{self.SUFFIX[split]}": values for split, values in self.totals.items()})
 
 
 REDUCERS = (Losses, GradientNorms, GradientSigns, Steps, GradientTraces, Quadrature, GroupSums, ParameterTotals, NeuronSums, RowStats)

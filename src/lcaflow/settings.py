@@ -82,6 +82,8 @@ LCA = {
     "store_validation": Setting(STORED),
     "store_gradients": Setting(STORED),
     "example_curves": Setting(STORED, when=lambda lca: lca["example_curves"] > 0),  # 0 (off): chunks stored before stay valid
+    # token groups per parameter, by reverse mode: other numbers (the error's removal per parameter); off: as before
+    "token_group_parameters": Setting(NUMBERS, when=lambda lca: lca["token_group_parameters"]),
     "keep_trajectory": Setting(FILES),
     "max_cumulative_error_pct": Setting(VERDICT),
 }

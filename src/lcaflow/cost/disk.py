@@ -40,20 +40,32 @@ def traced_columns(K: int, lca: dict, last_kernel: int) -> int:
     return min(stored, MAX_TRACED)
 
 
-def job_bytes(B: int, K: int, lca: dict, num_classes: int, traced: int, group_sizes: tuple[int, ...] | None = None) -> int:
+def job_bytes(B: int, K: int, lca: dict, num_classes: int, traced: int, group_sizes: tuple[int, ...] | None = None, val_rows: int = 0, tokens: int = 0) -> int:
     """Bytes of one gradient job's chunk file over B iterations (its metadata and neuron sums left out:
-    they are small)."""
+    they are small); `val_rows`: the validation split's example groups, `tokens`: token groups (size.ModelSize)."""
     S = stored_columns_count(K, lca, group_sizes)
     e = STORAGE_BYTES[lca["storage"]]
     rows = B * S * e * (2 if lca["store_validation"] else 1) + ((B + 1) * S * e if lca["store_gradients"] else 0)
-    small = 2 * (B + 1) * 4 * traced + (8 * S if lca["store"] == "sampled" else 0) + 64 * B * (num_classes + 8)
-    return rows + K * PER_PARAM_PER_JOB + small + curve_bytes(B, lca, len(group_sizes or ()))
+    small = 2 * (B + 1) * 4 * traced + (8 * S if lca["store"] == "sampled" else 0) + 64 * B * (num_classes + val_rows + 8)
+    return rows + K * PER_PARAM_PER_JOB + small + curve_bytes(B, lca, len(group_sizes or ())) + token_bytes(B, K, lca, tokens, len(group_sizes or ()))
 
 
 def curve_bytes(B: int, lca: dict, groups: int) -> int:
     """Bytes of the per-example curves (lca.example_curves: M) of B iterations, both splits: the LCA per
     iteration, example and group, the examples' losses and Simpson errors (float64), their indices."""
-    m = lca.get("example_curves", 0)
+    return _rows_bytes(B, lca.get("example_curves", 0), groups)
+
+
+def token_bytes(B: int, K: int, lca: dict, tokens: int, groups: int) -> int:
+    """Bytes of E token groups over B iterations, both splits: as the curves with a row per group, and with
+    lca.token_group_parameters each parameter's total per group (E x K float64) per split."""
+    totals = 2 * tokens * K * 8 if tokens and lca.get("token_group_parameters") else 0
+    return _rows_bytes(B, tokens, groups) + totals
+
+
+def _rows_bytes(B: int, m: int, groups: int) -> int:
+    """Both splits' m rows (examples or token groups) over B iterations: the LCA per row and parameter group, the
+    losses and Simpson errors (float64), the panels and the rows' indices."""
     return 2 * (B * m * (groups + 1) * 8 + (B + 1) * m * 8 + m * 8 + B * 4) if m else 0
 
 
@@ -67,7 +79,7 @@ def chunk_bytes(size: RunSize, run: dict, lca: dict) -> list[int]:
     m = size.model
     traced = traced_columns(m.num_params, lca, m.last_kernel)
     return [
-        job_bytes(B, m.num_params, lca, m.num_classes, traced, m.group_sizes)
+        job_bytes(B, m.num_params, lca, m.num_classes, traced, m.group_sizes, m.val_group_rows, m.token_groups)
         for B in chunk_rows(run["iterations"], lca["iterations_per_job"])
     ]
 
@@ -86,7 +98,8 @@ def run_files(spec: RunSpec, size: RunSize, lca: dict, results: str) -> list[tup
     files += [("chunks", here.chunk(k), n) for k, n in enumerate(chunk_bytes(size, run, lca))]
     traced = traced_columns(K, lca, m.last_kernel)
     files.append(
-        ("lca", here.lca, K * PER_PARAM_LCA + T * 64 * (m.num_classes + 8) + 2 * (T + 1) * 4 * traced + curve_bytes(T, lca, len(m.group_sizes)))
+        ("lca", here.lca, K * PER_PARAM_LCA + T * 64 * (m.num_classes + m.val_group_rows + 8) + 2 * (T + 1) * 4 * traced
+         + curve_bytes(T, lca, len(m.group_sizes)) + token_bytes(T, K, lca, m.token_groups, len(m.group_sizes)))
     )
     files.append(("small", here.dir + "/{summary,stats,figures}/", SMALL_OUTPUTS_BYTES))
     return files

@@ -26,14 +26,24 @@ def gradient_mem_mb(s: RunSize | None, lca: dict) -> int:
         return UNKNOWN_MEM_MB
     # per-class gradients of the Simpson points, float64: ~650 bytes a parameter with 10 classes, measured
     # (benchmarks/results/2026-11-29_scale_*); the rows go to disk as they come, so nothing grows with T
-    accumulators = 8 * s.num_classes * s.num_params * 8
+    accumulators = 8 * (s.num_classes + s.model.val_group_rows) * s.num_params * 8  # the validation split's groups too
     if lca["quadrature"] == "adaptive" and lca.get("midpoint_sample"):  # the sample's class gradients at both ends and
         accumulators += 4 * s.num_classes * s.num_params * 8  # the midpoint, and the correction they give
     per_param = 64 * s.num_params  # the reducers' per-parameter sums and counts, theta and its step
     activations = min(lca["eval_chunk_size"], s.n_train) * s.model.activations_per_example * 4 * 3  # outputs, grads, workspace
     # lca.example_curves: the sampled examples' forward-mode pass (primal and tangent) and one tangent of theta
     curves = lca.get("example_curves", 0) * s.model.activations_per_example * 4 * 2 + (4 * s.num_params if lca.get("example_curves") else 0)
-    return _mb(_data(s) + accumulators + per_param + activations + curves)
+    return _mb(_data(s) + accumulators + per_param + activations + curves + token_memory(s, lca))
+
+
+def token_memory(s: RunSize, lca: dict) -> int:
+    """Token groups: a chunk's forward-mode (primal and tangent) or kept reverse-mode activations, theta and its
+    step as parameters; with lca.token_group_parameters the E x K float64 point sums, allocation and totals."""
+    E, K = s.model.token_groups, s.num_params
+    if not E:
+        return 0
+    activations = min(lca["eval_chunk_size"], s.n_train) * s.model.activations_per_example * 4 * 2
+    return activations + 3 * 4 * K + (7 * E * K * 8 if lca.get("token_group_parameters") else 0)
 
 
 def analysis_mem_mb(s: RunSize | None, iterations: int) -> int:

@@ -25,7 +25,9 @@ class RunCost:
 
     @functools.cached_property
     def size(self) -> RunSize | None:
-        return RunSize.of(self.spec, self.data_path)
+        """The run's size; its example groups as its trajectory records them where it exists (else their bound)."""
+        size = RunSize.of(self.spec, self.data_path)
+        return None if size is None else size.with_recorded_groups(ResultPaths(self.results).run(self.spec.name).trajectory)
 
     @functools.cached_property
     def calibration(self) -> dict | None:

@@ -25,6 +25,8 @@ class ModelSize:
     group_sizes: tuple[int, ...]  # parameters of each group (layer)
     num_classes: int  # rows of the per-class (per example group) sums (1 for a loss without classes, or `none`)
     input_numel: int
+    val_group_rows: int = 0  # rows of the validation split's per-group sums (example_groups a callable or `none`), else 0
+    token_groups: int = 0  # token groups priced (a grouping callable on token_cross_entropy: at most MAX_GROUPS), else 0
 
 
 def _measure(model, x) -> tuple[float, int]:
@@ -86,7 +88,20 @@ def _model_size(run_json: str, data_path: str | None, mtime: float | None) -> Mo
         group_sizes=tuple(int(n) for n in layout.group_sizes()),
         num_classes=_group_rows(spec, classes),
         input_numel=math.prod(shape),
+        **_split_groups(spec, classes),
     )
+
+
+def _split_groups(spec: RunSpec, classes: int) -> dict:
+    """What a run grouped otherwise than by its loss's default computes besides the training split's rows: the
+    validation split's rows (a callable, or `none` on a loss with classes), and token groups (a callable on
+    token_cross_entropy, whose labels may be per token: priced as if, with the most groups)."""
+    from ..examplegroups import CLASSES, MAX_GROUPS, NONE
+
+    grouping = spec.example_grouping
+    callable_ = grouping not in (CLASSES, NONE)
+    rows = _group_rows(spec, classes) if callable_ or (grouping == NONE and spec.loss.has_classes) else 0
+    return {"val_group_rows": rows, "token_groups": MAX_GROUPS if callable_ and spec.run["loss"] == "token_cross_entropy" else 0}
 
 
 def _group_rows(spec: RunSpec, classes: int) -> int:
@@ -151,3 +166,20 @@ class RunSize:
         else:
             n_train, n_val = run["train_size"] or n_official - run["val_size"], run["val_size"]
         return cls(model, n_train, n_val, data_bytes)
+
+    def with_recorded_groups(self, trajectory_path) -> RunSize:
+        """The size with the example groups that the run's trajectory records once it is trained or adopted, in
+        place of the bound of MAX_GROUPS for a grouping callable (unchanged before, or for the loss's default)."""
+        if not self.model.token_groups and self.model.val_group_rows <= 1 or not Path(trajectory_path).is_file():
+            return self
+        from dataclasses import replace
+
+        from ..io import open_h5
+
+        with open_h5(trajectory_path, "trajectory") as f:
+            if "example_groups" not in f:
+                return self
+            E, per_token = len(f["example_groups/names"]), f["example_groups/train"].ndim == 2
+        rows = {"token_groups": E, "num_classes": 1, "val_group_rows": 0} if per_token else {"token_groups": 0, "num_classes": E, "val_group_rows": E}
+        return replace(self, model=replace(self.model, **rows))
+

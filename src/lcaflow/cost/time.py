@@ -33,6 +33,16 @@ ANALYSIS_BYTES_PER_S = 70e6
 # examples, 1 thread, of which the arithmetic is negligible)
 CURVE_POINTS = 9
 JVP_OVERHEAD_S = 1.5e-3
+# Token groups (lcaflow.curves.TokenGroups) per point, both splits whole: forward mode costs a JVP per parameter
+# group, reverse mode (lca.token_group_parameters) one forward and a backward per token group through it, each
+# as a share of a full-set evaluation pass of the same examples (benchmarks/token_routes.py on the example's
+# char transformer, 1,000 windows, 1 thread: a JVP 2.8 passes, attention by its math kernel; one forward and 6
+# backwards 8.6 passes, 1.3 per backward with the forward counted in; 2.2 and 0.6 on 200 windows). Points per
+# iteration: both ends again and 2n - 1 interior ones for n panels; the groups' totals converge as the run's own
+# (1.08 panels on the char transformer, benchmarks/results/2026-12-06_groups_*.md): 3.2 points, priced at 3.5.
+TOKEN_JVP_PASSES = 2.8
+TOKEN_BACKWARD_PASSES = 1.3
+TOKEN_POINTS = 3.5
 FIGURE_S = 4.0  # a figure from a table: start-up and matplotlib (measured 3-5 s)
 # Sustained rates where no calibration was made: conservative (MNIST-FC passes run at ~90 GFLOP/s per core
 # on AVX-512 CPUs; small models use a fraction of a GPU).
@@ -80,7 +90,7 @@ def job_seconds(spec: RunSpec, size: RunSize, lca: dict, rates: Rates) -> dict:
     per_iteration = size.examples * EVALUATIONS_PER_ITERATION[lca["quadrature"]] * rates.eval_s_per_example
     if lca["quadrature"] == "adaptive" and lca.get("midpoint_sample"):  # at most every class's sample once an iteration
         per_iteration += min(size.examples, lca["midpoint_sample"] * size.num_classes) * rates.eval_s_per_example
-    per_iteration += curve_seconds_per_iteration(size, lca, rates)
+    per_iteration += curve_seconds_per_iteration(size, lca, rates) + token_seconds_per_iteration(size, lca, rates)
     gradients = [
         STARTUP_S + (data + n) / IO_BYTES_PER_S + B * per_iteration
         for B, n in zip(chunk_rows(run["iterations"], lca["iterations_per_job"]), chunks)
@@ -108,3 +118,19 @@ def request_minutes(seconds: float | None, attempt: int = 1) -> int:
     if seconds is None:
         return UNKNOWN_RUNTIME_MIN * attempt
     return max(MIN_REQUEST_MIN, math.ceil(REQUEST_MARGIN * seconds / 60) + REQUEST_SLACK_MIN) * attempt
+
+
+def token_seconds_per_iteration(size: RunSize, lca: dict, rates: Rates) -> float:
+    """Token groups: TOKEN_POINTS points per iteration, each over both whole splits in chunks of
+    lca.eval_chunk_size: a forward-mode pass per parameter group (TOKEN_JVP_PASSES evaluation passes each, plus
+    the fixed cost per chunk), or with lca.token_group_parameters one forward and a backward per token group
+    (E: as the trajectory records it, else at its bound: the labels are known only once the data is labelled)."""
+    E = size.model.token_groups
+    if not E:
+        return 0.0
+    chunks = sum(math.ceil(n / lca["eval_chunk_size"]) for n in (size.n_train, size.n_val))
+    pass_s = size.examples * rates.eval_s_per_example
+    if lca.get("token_group_parameters"):
+        return TOKEN_POINTS * pass_s * (1 + E * TOKEN_BACKWARD_PASSES)
+    groups = len(size.model.group_sizes)
+    return TOKEN_POINTS * groups * (pass_s * TOKEN_JVP_PASSES + chunks * JVP_OVERHEAD_S)
