@@ -196,9 +196,9 @@ def test_recorded_losses_are_checked_against_the_full_set_losses_with_their_nois
     assert recorded_losses_check(noisy * 16 / 17, full)["reproduced"]  # a loss normalised a little differently
     checked = recorded_losses_check(noisy * 1.6, full)  # another function (e.g. other preprocessing)
     assert not checked["reproduced"] and checked["median_relative_difference"] > 0.5 and checked["windows"] == 10
-    other_data = 1.1 + 0.2 * (1 - np.exp(-np.arange(201) / 60))  # other data: the level close, the loss rising
-    trained = 1.1 - 0.37 * (1 - np.exp(-np.arange(200) / 60)) + rng.normal(0, 0.15, 200)  # while training lowered it
+    other_data = 0.95 + 0.1 * (1 - np.exp(-np.arange(201) / 60))  # other data: the level close, the loss rising
+    trained = 1.1 - 0.2 * (1 - np.exp(-np.arange(200) / 60)) + rng.normal(0, 0.15, 200)  # while training lowered it
     checked = recorded_losses_check(trained, other_data)
     assert not checked["reproduced"] and checked["median_relative_difference"] < 0.25
-    assert checked["recorded_change"] < -0.25 and checked["evaluated_change"] > 0.15
+    assert checked["recorded_change"] < -0.1 and checked["evaluated_change"] > 0.05
     assert recorded_losses_check(np.full(200, np.nan), full) is None  # no recorded losses: nothing to say
