@@ -167,7 +167,7 @@ def test_tables_and_stats(run_dir):
                 read(name)
             target = run_dir / "stats" / f"{name}.{ext}"
             text = _one_line(err)
-            assert f"`snakemake --cores all {target}`" in text and "(rule noise)" in text
+            assert f"`snakemake --cores all --configfile=<your config> {target}`" in text and "(rule noise)" in text
             present = "grounding, layers, layers_cumulative, oscillation_layers, oscillation_traces" if ext == "tsv" else "oscillation"
             assert f"(present: {present})" in text
         with pytest.raises(LCAError) as err:  # no such table: no target that does not exist, the near name
@@ -181,7 +181,7 @@ def test_missing_and_corrupt_runs_are_one_line(run_dir, tmp_path):
     with pytest.raises(NotBuiltError) as err:
         open_run(missing)
     text = _one_line(err)
-    assert str(missing) in text and f"snakemake --cores all {missing / 'lca.h5'}" in text
+    assert str(missing) in text and f"snakemake --cores all --configfile=<your config> {missing / 'lca.h5'}" in text
     with pytest.raises(NotBuiltError) as err:  # a relative path: where it looked, and the runs beside it
         open_run(os.path.relpath(run_dir.parent / "fc_sdg"))
     assert f"(looked in {os.getcwd()})" in _one_line(err) and f"(runs there: {NAME}, {SEED_1}; did you mean '{NAME}'?)" in str(err.value)
