@@ -33,10 +33,10 @@ NEEDS = {"--sdm": ("conda", "--sdm conda needs conda installed")}
 # working directory before the dry run, by the command the docs show.
 PREPARE = {
     "configs/examples/char_transformer.yaml": ["examples/char_transformer/train.py", "--steps", "3"],
-    "configs/examples/char_transformer_tokens.yaml": [
-        "examples/char_transformer/train.py", "--steps", "3", "--train-windows", "250",
-        "--out", "results/examples/char_transformer_tokens/recorded.h5",
-    ],  # fmt: skip
+    **dict.fromkeys(
+        ["configs/examples/char_transformer_tokens.yaml", "configs/examples/char_transformer_windows.yaml"],
+        ["examples/char_transformer/train.py", "--steps", "3", "--train-windows", "250", "--out", "results/examples/char_transformer_tokens/recorded.h5"],
+    ),
     # one Trainer run of 2 steps: the callback's recording, and checkpoint-0, -1, -2 for the checkpoint config
     **dict.fromkeys(
         ["configs/examples/gpt2_trainer.yaml", "configs/examples/gpt2_trainer_checkpoints.yaml"],
