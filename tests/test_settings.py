@@ -56,11 +56,18 @@ def test_run_params_leave_out_only_what_changes_no_number():
     # a model's output entry left at null is left out: runs made before the key existed are not rerun
     assert "output" not in settings.run_params({**run, "output": None})
     assert "steps" not in settings.run_params({**run, "steps": None})  # a run of checkpoints named by their steps: as before
+
+
 def test_new_keys_at_their_defaults_leave_earlier_results_valid():
     """The default run's fingerprints as lcaflow 2026-11 wrote them into trajectories and chunks: a key added
     since (tf32, lca.midpoint_sample) changes them only when set, so a user's finished runs are not redone."""
     cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     assert settings.run_fingerprint(cfg["runs"]["fc_sgd"]) == "a6b797078aba4615"
+    # a trajectory of the version of 2026-12-05, which fingerprinted tf32: false too (Table 1's MNIST-FC
+    # without momentum, as that version trained it), is still this run's
+    table1 = validate_config(yaml.safe_load((REPO / "configs" / "paper" / "table1.yaml").read_text()))["runs"]["fc_sgd_nomom_s0"]
+    assert settings.run_fingerprints(table1) == (settings.run_fingerprint(table1), "6b73dba9aa27365a")
+    assert settings.run_fingerprints(dict(table1, tf32=True)) == (settings.run_fingerprint(dict(table1, tf32=True)),)
     assert settings.fingerprint_of(cfg["lca"], settings.NUMBERS) == "a9c3cc1f2c06ebd7"
     assert settings.fingerprint_of(cfg["lca"], settings.STORED) == "22056006024902cc"
     adaptive = validate_config({**cfg, "lca": {**cfg["lca"], "quadrature": "adaptive", "trapezoid_tolerance": None}})["lca"]

@@ -200,6 +200,15 @@ def run_fingerprint(run: dict) -> str:
     return fingerprint(run_params(run))
 
 
+def run_fingerprints(run: dict) -> tuple[str, ...]:
+    """Every fingerprint a trajectory of this run may carry: today's, and, with `tf32` off, the one the version
+    of 2026-12-05 wrote, which also fingerprinted `tf32: false` (the same numbers: no need to retrain)."""
+    params = run_params(run)
+    if "tf32" in params:
+        return (fingerprint(params),)
+    return fingerprint(params), fingerprint({**params, "tf32": False})
+
+
 def fingerprint(obj: Any) -> str:
     """Stable short hash of a JSON-able object."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

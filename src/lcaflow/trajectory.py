@@ -16,7 +16,7 @@ import numpy as np
 from .errors import ConfigError, CorruptFileError, DivergenceError, LCAError, looked_in
 from .io import BLOCK_BYTES, create_matrix, open_h5, read_json_attr, require, versions
 from .layout import Layout
-from .settings import run_fingerprint
+from .settings import run_fingerprint, run_fingerprints
 
 REQUIRED = ("params", "minibatch_loss", "layout", "classes", "split/train_indices", "split/val_indices")
 RECORDED_BY = "lcaflow.TrajectoryRecorder"
@@ -90,7 +90,7 @@ def _example_groups(f) -> dict | None:
 
 def check_trajectory(meta: dict, run_name: str, run: dict, path) -> None:
     """The trajectory file was made for this run's config (its numbers' fingerprint) and is complete."""
-    if meta["fingerprint"] != run_fingerprint(run):
+    if meta["fingerprint"] not in run_fingerprints(run):
         raise ConfigError(
             f"{path}: made with a different config than runs.{run_name} (fingerprint {meta['fingerprint']} vs "
             f"{run_fingerprint(run)}); rerun training: snakemake -R train --cores all"
