@@ -32,10 +32,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 import lcaflow  # noqa: E402
+from lcaflow.config import validate_config  # noqa: E402
 from lcaflow.layout import Layout  # noqa: E402
 
 # What a checkpoint run takes over from the base run: what it evaluates, never how it was trained.
-EVALUATED = ("architecture", "architecture_args", "dataset", "dataset_args", "loss", "output", "groups", "device")
+EVALUATED = ("architecture", "architecture_args", "dataset", "dataset_args", "loss", "output", "groups", "device", "example_groups", "val_size", "train_size", "split_seed")
 
 
 def snakemake(config: Path, cores: int, *targets: str) -> None:
@@ -160,10 +161,11 @@ def main() -> None:
     phase1.write_text(yaml.safe_dump(config))
     snakemake(phase1, args.cores, str(results / "runs" / base / "grounding.json"))
     run = config["runs"][base]
+    validation = validate_config(config)["runs"][base]["validation"]  # as the base run resolved it
     for k in args.intervals:
         files = write_checkpoints(results / "runs" / base / "trajectory.h5", work / f"ckpt{k}", k)
         evaluated = {key: run[key] for key in EVALUATED if key in run}
-        config["runs"][f"ck{k}"] = {"trajectory": files, **evaluated, "validation": run.get("validation", "split")}
+        config["runs"][f"ck{k}"] = {"trajectory": files, **evaluated, "validation": validation}
     phase2 = work / "checkpoints.yaml"
     phase2.write_text(yaml.safe_dump(config))
     snakemake(phase2, args.cores, *[str(results / "runs" / f"ck{k}" / "grounding.json") for k in args.intervals])

@@ -43,6 +43,23 @@ def test_every_format_reads_into_the_models_theta(tmp_path):
     assert step_of("ckpt_000200.pt") == 200 and step_of("epoch=3-step=1500.ckpt") == 1500 and step_of("checkpoint-50") == 50
 
 
+def test_buffers_and_what_hugging_face_ignores_are_no_other_model(tmp_path):
+    """A checkpoint may hold the model's buffers (batch-norm statistics), torch's _extra_state and what Hugging
+    Face ignores when loading (GPT-2's attn.bias masks in checkpoints of older transformers): read, not refused."""
+    from lcaflow.checkpoints import ignored_keys
+
+    class Net(nn.Sequential):
+        _keys_to_ignore_on_load_unexpected = [r"attn\.bias"]
+
+    model = Net(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    state = {**model.state_dict(), "attn.bias": torch.ones(2, 2), "1._extra_state": torch.zeros(1)}
+    layout = layout_of(model)
+    row = checkpoint_row(state, layout, aliases(model), "x.pt", WHERE, ignored_keys(model))
+    np.testing.assert_array_equal(row, flat_params(model, layout).numpy())
+    with pytest.raises(ConfigError, match=r"x.pt is of another model: it holds 2 tensor\(s\) the model lacks, first attn.bias"):
+        checkpoint_row(state, layout, aliases(model), "x.pt", WHERE)  # without the model's patterns
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("pickled code ran",))

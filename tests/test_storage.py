@@ -227,3 +227,15 @@ def test_a_sampled_run_without_tables_gets_an_explorer_that_says_what_is_absent(
     finally:
         opened.close()
 
+
+
+def test_chunks_of_another_version_are_refused_at_assembly():
+    """A run's chunks all hold the same datasets: one made by a version that wrote more (or fewer) is refused,
+    not joined into arrays of the wrong length."""
+    from lcaflow.joins import Joined
+    from lcaflow.reducers import join_kind
+
+    joined = Joined(join_kind)
+    joined.add({"loss": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"datasets differ from the first chunk's \(loss_val_class\): made by another version"):
+        joined.add({"loss": np.zeros(3), "loss_val_class": np.zeros((3, 2))})

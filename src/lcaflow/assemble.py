@@ -16,7 +16,7 @@ from . import chunkfile
 from .chunkfile import chunk_range, n_chunks
 from .errors import CorruptFileError, GroundingError
 from .examplegroups import NONE
-from .grounding import curve_grounding, grounding_report, group_grounding, recorded_losses_check, recorded_losses_mismatch
+from .grounding import curve_grounding, grounding_report, group_grounding, recorded_losses_check
 from .integrate import QUADRATURE_NAMES
 from .io import atomic_h5, open_h5, write_json
 from .joins import VIRTUAL, Joined
@@ -176,7 +176,7 @@ def _group_names(trajectory_path, meta) -> list[str]:
 
 def _not_reproduced(run_name: str, checked: dict) -> str:
     return (
-        f"run {run_name}: the evaluated model does not reproduce the recording's training losses ({recorded_losses_mismatch(checked)}, "
+        f"run {run_name}: the evaluated model does not reproduce the recording's training losses ({checked['mismatch']}, "
         "beyond their noise): check the model, loss and data settings against the training's"
     )
 

@@ -117,11 +117,14 @@ def _torch_state(path: str, where: str) -> dict:
 class CheckpointRows:
     """The rows of a trajectory of checkpoints, read a block at a time (rows[a:b]), as copy_rows reads them."""
 
-    def __init__(self, files: list[tuple[int, str]], layout, names: dict, where: str):
-        self.files, self.layout, self.names, self.where = files, layout, names, where
+    def __init__(self, files: list[tuple[int, str]], layout, model, where: str):
+        self.files, self.layout, self.where = files, layout, where
+        self.names, self.ignore = aliases(model), ignored_keys(model)
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        return np.stack([checkpoint_row(read_state(p, self.where), self.layout, self.names, p, self.where) for _, p in self.files[rows]])
+        return np.stack(
+            [checkpoint_row(read_state(p, self.where), self.layout, self.names, p, self.where, self.ignore) for _, p in self.files[rows]]
+        )
 
 
 def aliases(model) -> dict[str, list[str]]:
@@ -136,12 +139,19 @@ def aliases(model) -> dict[str, list[str]]:
     return {**buffers, **{group[0]: group for group in names.values()}}
 
 
-def checkpoint_row(state: dict, layout, names: dict, path: str, where: str) -> np.ndarray:
+def ignored_keys(model) -> tuple[str, ...]:
+    """Patterns (regular expressions) of checkpoint entries that are neither the model's nor a sign of another
+    model: what Hugging Face ignores when it loads one (`_keys_to_ignore_on_load_unexpected`, e.g. GPT-2's
+    `attn.bias` masks that checkpoints of older transformers hold) and torch's `_extra_state`."""
+    return (*(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ()), r"\._extra_state$")
+
+
+def checkpoint_row(state: dict, layout, names: dict, path: str, where: str, ignore: tuple[str, ...] = ()) -> np.ndarray:
     """theta of one checkpoint in the layout's order (float32); one line for a parameter missing, of another
     shape, or not finite, or for a tensor the model lacks (a bigger model's checkpoint, e.g. one with more
     layers, would otherwise be read as the smaller model's)."""
     known = {alias for group in names.values() for alias in group}
-    extra = [key for key in state if key not in known]
+    extra = [key for key in state if key not in known and not any(re.search(p, key) for p in ignore)]
     if extra:
         raise ConfigError(
             f"{where}: {path} is of another model: it holds {len(extra)} tensor(s) the model lacks, first {extra[0]}; "

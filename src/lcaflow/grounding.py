@@ -150,11 +150,15 @@ def recorded_losses_check(minibatch_loss, loss) -> dict | None:
     diff, level = mb_means - full_means, np.abs(full_means)
     se = (np.std(mb - full) + 1e-12) / np.sqrt(width)
     relative, in_se = float(np.median(np.abs(diff) / np.maximum(level, 1e-12))), float(np.median(np.abs(diff) / se))
-    recorded_change, evaluated_change = float(mb_means[-1] - mb_means[0]), float(full_means[-1] - full_means[0])
+    # the change over the run: the first whole window to the last whole window (the windows' leftover steps
+    # would make a short, noisy last mean)
+    recorded_change = float(mb[-width:].mean() - mb[:width].mean())
+    evaluated_change = float(full[-width:].mean() - full[:width].mean())
     trend = abs(recorded_change - evaluated_change)
+    floor = RECORDED_LOSS_TOLERANCE * float(np.abs(full).mean())  # a flat loss: a drift of the gap is no trend
     level_differs = relative > RECORDED_LOSS_TOLERANCE and in_se > NOISE_SE
-    trend_differs = trend > TREND_TOLERANCE * abs(recorded_change) and trend > NOISE_SE * se * np.sqrt(2)
-    return {
+    trend_differs = trend > TREND_TOLERANCE * max(abs(recorded_change), floor) and trend > NOISE_SE * se * np.sqrt(2)
+    checked = {
         "median_relative_difference": relative,
         "median_standard_errors": in_se,
         "recorded_change": recorded_change,
@@ -162,6 +166,8 @@ def recorded_losses_check(minibatch_loss, loss) -> dict | None:
         "windows": len(diff),
         "reproduced": not (level_differs or trend_differs),
     }
+    checked["mismatch"] = recorded_losses_mismatch(checked)
+    return checked
 
 
 def recorded_losses_mismatch(checked: dict) -> str:

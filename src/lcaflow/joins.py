@@ -31,8 +31,14 @@ class Joined:
         self.pieces: dict[str, list[np.ndarray]] = {}  # ITERATION and POINT rows, chunk by chunk
         self.arrays: dict[str, np.ndarray] = {}  # SUM totals, SAME values, SIGNS counts
         self.last_sign: dict[str, np.ndarray] = {}  # per SIGNS sequence: the last non-zero sign so far
+        self.names: set[str] | None = None  # the first chunk's datasets: every chunk holds the same
 
     def add(self, chunk: dict) -> None:
+        if self.names is None:
+            self.names = set(chunk)
+        elif set(chunk) != self.names:
+            differ = sorted(set(chunk) ^ self.names)
+            raise ValueError(f"its datasets differ from the first chunk's ({', '.join(differ[:3])}): made by another version of lcaflow")
         for name, values in chunk.items():
             kind = self.join_kind(name)
             if kind in (ITERATION, POINT):

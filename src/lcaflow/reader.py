@@ -73,12 +73,10 @@ class Run:
         """A recorded run whose evaluated model does not reproduce its training losses (grounding.json)."""
         import warnings
 
-        from .grounding import recorded_losses_mismatch
-
         checked = self.grounding.get("recorded_losses") or {}
         if checked.get("reproduced") is False:
             warnings.warn(
-                f"{self.path}: the evaluated model does not reproduce the recording's training losses ({recorded_losses_mismatch(checked)}): "
+                f"{self.path}: the evaluated model does not reproduce the recording's training losses ({checked.get('mismatch', 'see grounding.json')}): "
                 "its LCA may be of another function than was trained",
                 stacklevel=4,
             )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import CheckpointRows, aliases, checkpoint_files, is_checkpoints
+from .checkpoints import CheckpointRows, checkpoint_files, is_checkpoints
 from .errors import ConfigError, DivergenceError, LCAError
 from .io import atomic_h5, open_h5
 from .layout import same_parameters
@@ -352,7 +352,7 @@ def adopt_checkpoints(run_name: str, run: dict, data_path: str, out_path: str) -
     model = spec.build_model(data.input_shape, data.num_classes)
     layout = spec.layout(model)
     probe(spec, model, data)
-    rows = CheckpointRows(files, layout, aliases(model), where)
+    rows = CheckpointRows(files, layout, model, where)
     attrs = {
         **_run_attrs(run_name, run, data, spec.described()),
         "recorded_from": json.dumps([path for _, path in files]),
