@@ -89,6 +89,9 @@ def _mse_shapes(out, tgt):
     return None if tuple(out) == tuple(tgt) else "expected outputs and targets of the same shape"
 
 
+# The loss whose per-token losses are known: token groups (runs.<run>.example_groups per token) need it.
+TOKEN_LOSS = "token_cross_entropy"
+
 _SHAPES = {"cross_entropy": _ce_shapes, "token_cross_entropy": _token_shapes, "mse": _mse_shapes}
 
 

@@ -180,13 +180,13 @@ class RunData:
         import numpy as np
 
         from .examplegroups import CLASSES, NONE, ExampleGroups, label_examples
-        from .losses import NO_CLASSES
+        from .losses import NO_CLASSES, TOKEN_LOSS
 
         if self.grouping == CLASSES or (self.grouping == NONE and not self.per_class):
             return None
         if self.grouping == NONE:  # one group on a loss with classes: no per-class rows to compute
             return ExampleGroups(list(NO_CLASSES), {s: np.zeros(len(p.y), dtype=np.int64) for s, p in (("train", self.train), ("val", self.val))})
-        tokens = self._loss_name == "token_cross_entropy"  # the loss whose per-token losses are known
+        tokens = self._loss_name == TOKEN_LOSS
         return label_examples(self.grouping, self._grouping_where, {"train": self.train, "val": self.val}, tokens)
 
 

@@ -97,11 +97,12 @@ def _split_groups(spec: RunSpec, classes: int) -> dict:
     validation split's rows (a callable, or `none` on a loss with classes), and token groups (a callable on
     token_cross_entropy, whose labels may be per token: priced as if, with the most groups)."""
     from ..examplegroups import CLASSES, MAX_GROUPS, NONE
+    from ..losses import TOKEN_LOSS
 
     grouping = spec.example_grouping
     callable_ = grouping not in (CLASSES, NONE)
     rows = _group_rows(spec, classes) if callable_ or (grouping == NONE and spec.loss.has_classes) else 0
-    return {"val_group_rows": rows, "token_groups": MAX_GROUPS if callable_ and spec.run["loss"] == "token_cross_entropy" else 0}
+    return {"val_group_rows": rows, "token_groups": MAX_GROUPS if callable_ and spec.run["loss"] == TOKEN_LOSS else 0}
 
 
 def _group_rows(spec: RunSpec, classes: int) -> int:
